@@ -1,0 +1,110 @@
+# mote — build, test, demo and benchmarks.
+#   make            build mote (and the guest images)
+#   make demo       install what is missing, build, boot a microVM, print its boot time
+#   make test       the whole suite: unit tests, sanitizer build, integration under /dev/kvm
+#   make bench      boot benchmark against QEMU microvm (writes benches/results/)
+
+BUILD    ?= build
+CC       ?= gcc
+VERSION  := 0.1.0
+
+WARN     := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
+            -Wold-style-definition -Wshadow -Wformat=2 -Wno-format-nonliteral \
+            -Wpointer-arith -Wvla
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 $(WARN) -D_GNU_SOURCE -DMOTE_VERSION='"$(VERSION)"' -I. -MMD -MP
+LDLIBS   := -lpthread
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+VMM_SRCS := $(filter-out vmm/main.c,$(wildcard vmm/*.c))
+LIB_SRCS := $(VMM_SRCS)
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+INTEG_TESTS := $(patsubst tests/integration/%.c,%,$(wildcard tests/integration/test_*.c))
+
+GUEST_ELF := $(BUILD)/guest/test-guest.elf
+LINUX_DIR := $(BUILD)/linux
+
+.PHONY: all mote guest linux deps demo test unit asan-unit integration bench clean format
+
+all: mote guest
+
+mote: $(BUILD)/mote
+
+deps:
+	@./scripts/install-deps.sh
+
+# --- the monitor ------------------------------------------------------------
+define objs
+$(patsubst %.c,$(1)/obj/%.o,$(2))
+endef
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libmote.a: $(call objs,$(BUILD),$(LIB_SRCS))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/mote: $(BUILD)/obj/vmm/main.o $(BUILD)/libmote.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- guest images -----------------------------------------------------------
+guest: $(GUEST_ELF)
+
+$(GUEST_ELF): $(wildcard guest/unikernel/*)
+	$(MAKE) -C guest/unikernel BUILD=$(abspath $(BUILD))/guest
+
+linux:
+	./guest/linux/build-all.sh $(LINUX_DIR)
+
+# --- tests ------------------------------------------------------------------
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmote.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmote.a -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/%: tests/integration/%.c tests/integration/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -lcmocka $(LDLIBS)
+
+unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
+	@set -e; for t in $(UNIT_TESTS); do echo "== unit: $$t"; $(BUILD)/tests/$$t; done
+
+# The same unit tests under ASan+UBSan, in their own build tree.
+asan-unit:
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN_FLAGS)" \
+		LDLIBS="$(LDLIBS) $(SAN_FLAGS)" unit
+
+asan: asan-unit
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN_FLAGS)" \
+		LDLIBS="$(LDLIBS) $(SAN_FLAGS)" mote
+
+integration: all linux $(addprefix $(BUILD)/tests/,$(INTEG_TESTS))
+	@./scripts/check-kvm.sh
+	@set -e; for t in $(INTEG_TESTS); do echo "== integration: $$t"; \
+		MOTE_BIN=$(abspath $(BUILD))/mote MOTE_GUEST=$(abspath $(GUEST_ELF)) \
+		MOTE_LINUX_DIR=$(abspath $(LINUX_DIR)) $(BUILD)/tests/$$t; done
+
+test: deps
+	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory integration
+
+demo: deps
+	$(MAKE) --no-print-directory all
+	@./scripts/demo.sh $(BUILD)
+
+bench: deps all linux
+	./benches/boot/run.sh $(BUILD)
+
+format:
+	clang-format -i $(wildcard vmm/*.c vmm/*.h tests/*/*.c tests/*/*.h)
+
+clean:
+	rm -rf $(BUILD)
+	$(MAKE) -C guest/unikernel clean BUILD=$(abspath $(BUILD))/guest || true
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,302 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vmm/layout.h"
+#include "vmm/log.h"
+
+#define KVM_DEV_PATH "/dev/kvm"
+#define CPUID_MAX_ENTRIES 256
+
+static int vm_check_caps(struct vm *vm)
+{
+	static const struct { int cap; const char *name; } required[] = {
+		{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
+		{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
+		{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
+		{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+		{ KVM_CAP_PIT2, "KVM_CAP_PIT2" },
+		{ KVM_CAP_IRQFD, "KVM_CAP_IRQFD" },
+		{ KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD" },
+		{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+	};
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
+			log_error("this host's KVM lacks %s, which mote needs", required[i].name);
+			return MOTE_EXIT_KVM;
+		}
+	}
+	return 0;
+}
+
+static int vm_get_supported_cpuid(struct vm *vm)
+{
+	size_t sz = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
+
+	vm->cpuid = calloc(1, sz);
+	if (!vm->cpuid)
+		return -ENOMEM;
+	vm->cpuid->nent = CPUID_MAX_ENTRIES;
+	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, vm->cpuid) < 0)
+		return -errno;
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg)
+{
+	int ret;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = *cfg;
+	vm->kvm_fd = vm->vm_fd = vm->exit_eventfd = vm->serial_irqfd = -1;
+	vm->mem.fd = -1;
+
+	vm->kvm_fd = open(KVM_DEV_PATH, O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		log_error("cannot open %s: %s; mote needs KVM: load kvm_intel/kvm_amd (or run on a "
+			  "host with virtualization) and give this user access to %s",
+			  KVM_DEV_PATH, strerror(errno), KVM_DEV_PATH);
+		return MOTE_EXIT_KVM;
+	}
+	int api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION) {
+		log_error("KVM API version %d, mote needs %d", api, KVM_API_VERSION);
+		return MOTE_EXIT_KVM;
+	}
+	ret = vm_check_caps(vm);
+	if (ret)
+		return ret;
+	int max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max_vcpus > 0 && cfg->nr_vcpus > (unsigned)max_vcpus) {
+		log_error("%u vCPUs requested; this host's KVM allows at most %d", cfg->nr_vcpus,
+			  max_vcpus);
+		return MOTE_EXIT_USAGE;
+	}
+	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->vcpu_mmap_size <= 0) {
+		log_error("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		return MOTE_EXIT_KVM;
+	}
+
+	do {
+		vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	} while (vm->vm_fd < 0 && errno == EINTR);
+	if (vm->vm_fd < 0) {
+		log_error("KVM_CREATE_VM: %s", strerror(errno));
+		return MOTE_EXIT_KVM;
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_TSS_ADDR) < 0) {
+		log_error("KVM_SET_TSS_ADDR: %s", strerror(errno));
+		return MOTE_EXIT_KVM;
+	}
+	uint64_t idmap = LAYOUT_IDENTITY_MAP_ADDR;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0) {
+		log_error("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+		return MOTE_EXIT_KVM;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		log_error("KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return MOTE_EXIT_KVM;
+	}
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		log_error("KVM_CREATE_PIT2: %s", strerror(errno));
+		return MOTE_EXIT_KVM;
+	}
+
+	ret = guest_mem_init(&vm->mem, cfg->mem_bytes);
+	if (ret) {
+		log_error("cannot map %llu MiB of guest memory: %s",
+			  (unsigned long long)(cfg->mem_bytes >> 20), strerror(-ret));
+		return MOTE_EXIT_INTERNAL;
+	}
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
+		struct kvm_userspace_memory_region r = {
+			.slot = i,
+			.guest_phys_addr = vm->mem.regions[i].gpa,
+			.memory_size = vm->mem.regions[i].size,
+			.userspace_addr = (uint64_t)(uintptr_t)vm->mem.regions[i].hva,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+			log_error("KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(errno));
+			return MOTE_EXIT_KVM;
+		}
+	}
+
+	vm->exit_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->serial_irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->exit_eventfd < 0 || vm->serial_irqfd < 0) {
+		log_error("eventfd: %s", strerror(errno));
+		return MOTE_EXIT_INTERNAL;
+	}
+	struct kvm_irqfd irqfd = { .fd = (uint32_t)vm->serial_irqfd, .gsi = IRQ_COM1 };
+	if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+		log_error("KVM_IRQFD for COM1: %s", strerror(errno));
+		return MOTE_EXIT_KVM;
+	}
+	ret = vm_get_supported_cpuid(vm);
+	if (ret) {
+		log_error("KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
+		return MOTE_EXIT_KVM;
+	}
+	return 0;
+}
+
+static int vm_open_input(const char *what, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		log_error("cannot open %s '%s': %s; check the path and permissions", what, path,
+			  strerror(errno));
+	return fd;
+}
+
+int vm_load_kernel(struct vm *vm)
+{
+	char err[BOOT_ERR_LEN] = "";
+	int fd, ret;
+
+	fd = vm_open_input("kernel", vm->cfg.kernel_path);
+	if (fd < 0)
+		return MOTE_EXIT_NOINPUT;
+	ret = boot_load_kernel(fd, &vm->mem, vm->cfg.boot_protocol, &vm->boot, err, sizeof(err));
+	close(fd);
+	if (ret) {
+		log_error("kernel '%s' rejected: %s", vm->cfg.kernel_path, err);
+		return MOTE_EXIT_BAD_IMAGE;
+	}
+	log_debug("kernel: %s, %s boot, entry %#llx, loaded [%#llx, %#llx)",
+		  vm->boot.format == KERNEL_ELF ? "ELF" : "bzImage",
+		  vm->boot.protocol == BOOT_PROTO_PVH ? "PVH" : "Linux 64-bit",
+		  (unsigned long long)vm->boot.entry, (unsigned long long)vm->boot.kernel_start,
+		  (unsigned long long)vm->boot.kernel_end);
+
+	if (vm->cfg.initrd_path) {
+		fd = vm_open_input("initrd", vm->cfg.initrd_path);
+		if (fd < 0)
+			return MOTE_EXIT_NOINPUT;
+		ret = boot_load_initrd(fd, &vm->mem, &vm->boot, err, sizeof(err));
+		close(fd);
+		if (ret) {
+			log_error("initrd '%s' rejected: %s", vm->cfg.initrd_path, err);
+			return MOTE_EXIT_BAD_IMAGE;
+		}
+	}
+
+	const char *cmdline = vm->cfg.cmdline ? vm->cfg.cmdline : "";
+	ret = boot_write_cmdline(&vm->mem, &vm->boot, cmdline, err, sizeof(err));
+	if (ret) {
+		log_error("%s", err);
+		return MOTE_EXIT_USAGE;
+	}
+	ret = mptable_write(&vm->mem, vm->cfg.nr_vcpus);
+	if (!ret)
+		ret = boot_write_gdt_and_page_tables(&vm->mem);
+	if (!ret) {
+		if (vm->boot.protocol == BOOT_PROTO_PVH)
+			ret = boot_write_pvh_info(&vm->mem, &vm->boot);
+		else
+			ret = boot_write_zero_page(&vm->mem, &vm->boot, (uint32_t)strlen(cmdline) + 1);
+	}
+	if (ret) {
+		log_error("writing boot structures: %s", strerror(-ret));
+		return MOTE_EXIT_INTERNAL;
+	}
+	return 0;
+}
+
+int vm_create_vcpus(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++) {
+		int ret = vcpu_init(vm, &vm->vcpus[i], i);
+
+		if (ret)
+			return ret;
+		vm->nr_vcpus++;
+	}
+	return 0;
+}
+
+int vm_start_vcpus(struct vm *vm)
+{
+	if (vcpu_install_kick_handler() < 0) {
+		log_error("cannot install the vCPU kick signal handler: %s", strerror(errno));
+		return MOTE_EXIT_INTERNAL;
+	}
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		int ret = pthread_create(&v->thread, NULL, vcpu_thread_main, v);
+
+		if (ret) {
+			log_error("cannot start vCPU %u thread: %s", i, strerror(ret));
+			return MOTE_EXIT_INTERNAL;
+		}
+		v->thread_started = true;
+	}
+	return 0;
+}
+
+void vm_request_exit(struct vm *vm, int code, const char *why)
+{
+	bool expected = false;
+
+	if (!atomic_compare_exchange_strong(&vm->exiting, &expected, true))
+		return;
+	atomic_store(&vm->exit_code, code);
+	log_debug("exit requested (code %d): %s", code, why);
+	if (code != MOTE_EXIT_OK || log_max_level >= LOG_DEBUG)
+		log_info("VM stopping: %s (exit code %d)", why, code);
+	uint64_t one = 1;
+	if (write(vm->exit_eventfd, &one, sizeof(one)) < 0)
+		log_warn("exit eventfd write: %s", strerror(errno));
+}
+
+void vm_stop_vcpus(struct vm *vm)
+{
+	atomic_store(&vm->exiting, true);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (!v->thread_started)
+			continue;
+		/* immediate_exit covers a kick that lands before KVM_RUN. */
+		v->run->immediate_exit = 1;
+		pthread_kill(v->thread, vcpu_kick_signal());
+	}
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (v->thread_started)
+			pthread_join(v->thread, NULL);
+		v->thread_started = false;
+	}
+}
+
+void vm_destroy(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].run)
+			munmap(vm->vcpus[i].run, (size_t)vm->vcpu_mmap_size);
+		if (vm->vcpus[i].fd >= 0)
+			close(vm->vcpus[i].fd);
+	}
+	free(vm->cpuid);
+	guest_mem_destroy(&vm->mem);
+	if (vm->serial_irqfd >= 0)
+		close(vm->serial_irqfd);
+	if (vm->exit_eventfd >= 0)
+		close(vm->exit_eventfd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+}

@@ -1,0 +1,106 @@
+/* One KVM virtual machine: its fds, memory, buses, vCPUs and the devices
+ * of the foundation (COM1, i8042 reset, boot timer, debug exit). */
+#ifndef MOTE_VMM_VM_H
+#define MOTE_VMM_VM_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <linux/kvm.h>
+
+#include "vmm/boot.h"
+#include "vmm/bus.h"
+#include "vmm/cpuid.h"
+#include "vmm/mem.h"
+#include "vmm/serial.h"
+
+#define VM_MAX_VCPUS MPTABLE_MAX_CPUS
+
+/* Process exit codes of the monitor (sysexits.h where one fits). */
+enum mote_exit {
+	MOTE_EXIT_OK = 0,
+	MOTE_EXIT_USAGE = 64,       /* bad command line */
+	MOTE_EXIT_BAD_IMAGE = 65,   /* kernel/initrd rejected */
+	MOTE_EXIT_NOINPUT = 66,     /* a file could not be opened */
+	MOTE_EXIT_KVM = 69,         /* /dev/kvm missing or a KVM call failed */
+	MOTE_EXIT_INTERNAL = 70,    /* monitor bug or resource failure */
+	MOTE_EXIT_GUEST_CRASH = 80, /* triple fault, emulation failure, failed entry */
+};
+
+struct vm_config {
+	const char *kernel_path;
+	const char *initrd_path;
+	const char *cmdline;
+	uint64_t mem_bytes;
+	unsigned nr_vcpus;
+	enum boot_protocol boot_protocol;
+	enum cpu_template cpu_template;
+	bool boot_timer;
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+	uint64_t nr_exits;
+};
+
+struct vm {
+	int kvm_fd;
+	int vm_fd;
+	int vcpu_mmap_size;
+	struct guest_mem mem;
+	struct bus pio;
+	struct bus mmio;
+	struct boot_info boot;
+	struct vm_config cfg;
+
+	unsigned nr_vcpus;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, filtered per vCPU */
+
+	struct serial serial;
+	int serial_irqfd;         /* eventfd bound to COM1's GSI */
+
+	/* Set once by the first exit request; the event loop then stops. */
+	atomic_bool exiting;
+	atomic_int exit_code;
+	int exit_eventfd;
+	atomic_bool first_run_logged;
+	atomic_bool boot_timer_fired;
+};
+
+/* Opens /dev/kvm and creates the VM with irqchip, PIT and memory.
+ * Returns 0 or a mote_exit code (after logging what went wrong). */
+int vm_create(struct vm *vm, const struct vm_config *cfg);
+/* Loads kernel, initrd and command line; writes boot structures. */
+int vm_load_kernel(struct vm *vm);
+/* Registers the legacy devices on the buses. */
+int vm_add_legacy_devices(struct vm *vm);
+int vm_create_vcpus(struct vm *vm);
+int vm_start_vcpus(struct vm *vm);
+/* Kicks every vCPU out of KVM_RUN and joins the threads. */
+void vm_stop_vcpus(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+/* Asks the VMM to stop the VM and exit with code. The first request wins;
+ * callable from any thread. */
+void vm_request_exit(struct vm *vm, int code, const char *why);
+
+/* vCPU internals (vcpu.c). */
+int vcpu_init(struct vm *vm, struct vcpu *vcpu, unsigned index);
+void *vcpu_thread_main(void *arg);
+void vcpu_dump_state(const struct vcpu *vcpu);
+int vcpu_kick_signal(void);
+/* Installed once, before any vCPU thread can be kicked. */
+int vcpu_install_kick_handler(void);
+
+#endif
