@@ -106,12 +106,14 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		log_error("KVM_CREATE_IRQCHIP: %s", strerror(errno));
 		return MOTE_EXIT_KVM;
 	}
+	log_debug("VM created with irqchip");
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
 		log_error("KVM_CREATE_PIT2: %s", strerror(errno));
 		return MOTE_EXIT_KVM;
 	}
 
+	log_debug("in-kernel PIT created");
 	ret = guest_mem_init(&vm->mem, cfg->mem_bytes);
 	if (ret) {
 		log_error("cannot map %llu MiB of guest memory: %s",
@@ -131,6 +133,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		}
 	}
 
+	log_debug("guest memory registered (%u slots)", vm->mem.nr_regions);
 	vm->exit_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->serial_irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->exit_eventfd < 0 || vm->serial_irqfd < 0) {

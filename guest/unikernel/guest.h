@@ -1,0 +1,117 @@
+/*
+ * guest.h - internal header of the mote test unikernel.
+ *
+ * Everything here is freestanding: no libc, only the compiler's own
+ * <stdint.h>, <stddef.h> and <stdarg.h>.
+ */
+#ifndef MOTE_GUEST_H
+#define MOTE_GUEST_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit codes written to the debug-exit port (QEMU isa-debug-exit style). */
+#define GUEST_EXIT_PASS        0
+#define GUEST_EXIT_FAIL        1
+#define GUEST_EXIT_BAD_CMDLINE 2
+#define GUEST_EXIT_EXCEPTION   3
+#define GUEST_EXIT_PORT        0xf4
+
+/* errno-style values; functions return 0 or the negated value. */
+#define ENOENT    2
+#define ENODEV    19
+#define EINVAL    22
+#define ERANGE    34
+#define ETIMEDOUT 110
+
+/* Must match start.S: the AP trampoline is copied here, SIPI vector 0x08. */
+#define SMP_TRAMPOLINE_PADDR 0x8000u
+#define SMP_MAX_CPUS         32
+
+/* struct hvm_start_info from the Xen PVH boot ABI (version 1 layout). */
+#define HVM_START_MAGIC 0x336ec578u
+struct hvm_start_info {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t flags;
+	uint32_t nr_modules;
+	uint64_t modlist_paddr;
+	uint64_t cmdline_paddr;
+	uint64_t rsdp_paddr;
+	uint64_t memmap_paddr;   /* valid only if version >= 1 */
+	uint32_t memmap_entries; /* valid only if version >= 1 */
+	uint32_t reserved;
+};
+
+#define HVM_MEMMAP_TYPE_RAM 1
+struct hvm_memmap_entry {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t type;
+	uint32_t reserved;
+};
+
+static inline void io_out8(uint16_t port, uint8_t value)
+{
+	__asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port));
+}
+
+static inline uint8_t io_in8(uint16_t port)
+{
+	uint8_t value;
+
+	__asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port));
+	return value;
+}
+
+static inline void cpu_pause(void)
+{
+	__asm__ volatile("pause" : : : "memory");
+}
+
+static inline void mmio_write8(uintptr_t addr, uint8_t value)
+{
+	*(volatile uint8_t *)addr = value;
+}
+
+static inline uint32_t mmio_read32(uintptr_t addr)
+{
+	return *(volatile uint32_t *)addr;
+}
+
+static inline void mmio_write32(uintptr_t addr, uint32_t value)
+{
+	*(volatile uint32_t *)addr = value;
+}
+
+/* lib.c */
+void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t lib_strlen(const char *s);
+int lib_parse_u32(const char *s, size_t len, uint32_t *out);
+
+/* serial.c */
+void serial_write_bytes(const char *s, size_t len);
+void serial_vprintf_unlocked(const char *fmt, va_list ap);
+void serial_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void serial_printf_unlocked(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/* idt.c */
+extern volatile uint32_t idt_breakpoint_count;
+void idt_install(void);
+void idt_load(void);
+void idt_load_empty(void);
+
+/* smp.c */
+int smp_run_test(void);
+void smp_ap_main(uint32_t slot);
+
+/* main.c */
+__attribute__((noreturn)) void guest_exit(int code);
+int main(uint32_t start_info_paddr);
+
+#endif /* MOTE_GUEST_H */

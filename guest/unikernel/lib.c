@@ -1,0 +1,83 @@
+/*
+ * lib.c - the few string and memory helpers the guest needs.
+ *
+ * GCC may emit calls to memcpy/memset/memmove/memcmp even with
+ * -ffreestanding, so those keep their standard names.
+ */
+#include "guest.h"
+
+void *memcpy(void *dst, const void *src, size_t n)
+{
+	/* One string instruction: far fewer instructions to emulate. */
+	void *ret = dst;
+
+	__asm__ volatile("rep movsb"
+			 : "+D"(dst), "+S"(src), "+c"(n)
+			 :
+			 : "memory");
+	return ret;
+}
+
+void *memmove(void *dst, const void *src, size_t n)
+{
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+
+	if (d <= s || d >= s + n)
+		return memcpy(dst, src, n);
+	while (n--)
+		d[n] = s[n];
+	return dst;
+}
+
+void *memset(void *dst, int c, size_t n)
+{
+	void *ret = dst;
+
+	__asm__ volatile("rep stosb"
+			 : "+D"(dst), "+c"(n)
+			 : "a"(c)
+			 : "memory");
+	return ret;
+}
+
+int memcmp(const void *a, const void *b, size_t n)
+{
+	const unsigned char *x = a, *y = b;
+
+	for (size_t i = 0; i < n; i++) {
+		if (x[i] != y[i])
+			return x[i] - y[i];
+	}
+	return 0;
+}
+
+size_t lib_strlen(const char *s)
+{
+	size_t n = 0;
+
+	while (s[n])
+		n++;
+	return n;
+}
+
+/*
+ * Parse exactly len decimal digits into *out.
+ * Returns 0, -EINVAL if empty or not all digits, -ERANGE on overflow.
+ */
+int lib_parse_u32(const char *s, size_t len, uint32_t *out)
+{
+	uint64_t value = 0;
+
+	if (len == 0)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		value = value * 10 + (uint64_t)(s[i] - '0');
+		if (value > 0xffffffffu)
+			return -ERANGE;
+	}
+	*out = (uint32_t)value;
+	return 0;
+}

@@ -1,0 +1,187 @@
+/*
+ * main.c - entry in C, command line parsing and the test scenarios.
+ *
+ * The command line selects one scenario with a token "test=<name>":
+ *   hello, smp, triple-fault, int3, ud2, spin, exit:<N>
+ * Results are reported on COM1 and through the exit port (0xf4).
+ */
+#include "guest.h"
+
+/* Firecracker-style boot timer: one byte of 123 once guest code runs. */
+#define BOOT_TIMER_MMIO  0xc0000000u
+#define BOOT_TIMER_VALUE 123
+
+#define TEST_PREFIX     "test="
+#define TEST_PREFIX_LEN 5
+#define EXIT_PREFIX     "exit:"
+#define EXIT_PREFIX_LEN 5
+
+void guest_exit(int code)
+{
+	io_out8(GUEST_EXIT_PORT, (uint8_t)code);
+	/* Without an exit device (or while the monitor tears down): stop. */
+	for (;;)
+		__asm__ volatile("cli; hlt");
+}
+
+/*
+ * Find the token "test=<name>" in the space-separated command line.
+ * Returns 0 with name and len set, or -ENOENT.
+ */
+static int main_find_test(const char *cmdline, const char **name, size_t *len)
+{
+	const char *p = cmdline;
+
+	while (*p) {
+		const char *tok;
+
+		while (*p == ' ')
+			p++;
+		tok = p;
+		while (*p && *p != ' ')
+			p++;
+		if ((size_t)(p - tok) >= TEST_PREFIX_LEN &&
+		    memcmp(tok, TEST_PREFIX, TEST_PREFIX_LEN) == 0) {
+			*name = tok + TEST_PREFIX_LEN;
+			*len = (size_t)(p - *name);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int main_name_is(const char *name, size_t len, const char *want)
+{
+	size_t want_len = lib_strlen(want);
+
+	return len == want_len && memcmp(name, want, len) == 0;
+}
+
+static int main_test_hello(const struct hvm_start_info *si, const char *cmdline)
+{
+	serial_printf("mote-guest: hello from PVH guest, cmdline='%s'\n",
+		      cmdline);
+	if (si->version >= 1 && si->memmap_paddr && si->memmap_entries) {
+		const struct hvm_memmap_entry *map =
+			(const void *)(uintptr_t)si->memmap_paddr;
+		uint64_t ram = 0;
+
+		for (uint32_t i = 0; i < si->memmap_entries; i++) {
+			if (map[i].type == HVM_MEMMAP_TYPE_RAM)
+				ram += map[i].size;
+		}
+		serial_printf("mote-guest: memmap entries=%u ram=%lu bytes (%lu MiB)\n",
+			      si->memmap_entries, (unsigned long)ram,
+			      (unsigned long)(ram >> 20));
+	} else {
+		serial_printf("mote-guest: no memmap (start_info version %u)\n",
+			      si->version);
+	}
+	serial_printf("TEST PASS hello\n");
+	return GUEST_EXIT_PASS;
+}
+
+static int main_test_triple_fault(void)
+{
+	serial_printf("guest: about to triple fault\n");
+	/* #UD -> vector beyond the IDT limit -> #GP -> #DF -> shutdown. */
+	idt_load_empty();
+	__asm__ volatile("ud2");
+	serial_printf("TEST FAIL triple-fault: still running\n");
+	return GUEST_EXIT_FAIL;
+}
+
+static int main_test_int3(void)
+{
+	uint32_t before = idt_breakpoint_count;
+
+	__asm__ volatile("int3" : : : "memory");
+	if (idt_breakpoint_count != before + 1) {
+		serial_printf("TEST FAIL int3: handler count %u\n",
+			      idt_breakpoint_count - before);
+		return GUEST_EXIT_FAIL;
+	}
+	serial_printf("int3: handler ran\n");
+	serial_printf("TEST PASS int3\n");
+	return GUEST_EXIT_PASS;
+}
+
+/* The exception path: #UD goes to the IDT handler, which exits with 3. */
+static int main_test_ud2(void)
+{
+	serial_printf("guest: executing ud2\n");
+	__asm__ volatile("ud2");
+	serial_printf("TEST FAIL ud2: still running\n");
+	return GUEST_EXIT_FAIL;
+}
+
+/* Runs forever (hlt with interrupts off never wakes), so the host can
+ * test stopping a busy VM from outside, e.g. with SIGTERM. */
+static int main_test_spin(void)
+{
+	serial_printf("guest: spinning until the host stops the VM\n");
+	for (;;)
+		__asm__ volatile("pause");
+	return GUEST_EXIT_FAIL;
+}
+
+/* "exit:<N>": exit with N (0-255) so the host can check propagation. */
+static int main_test_exit(const char *arg, size_t len)
+{
+	uint32_t code;
+
+	if (lib_parse_u32(arg, len, &code) != 0 || code > 255) {
+		serial_printf("TEST FAIL bad exit code in 'exit:");
+		serial_write_bytes(arg, len);
+		serial_printf("'\n");
+		return GUEST_EXIT_BAD_CMDLINE;
+	}
+	serial_printf("guest: exiting with %u\n", code);
+	return (int)code;
+}
+
+int main(uint32_t start_info_paddr)
+{
+	const struct hvm_start_info *si =
+		(const void *)(uintptr_t)start_info_paddr;
+	const char *cmdline = "";
+	const char *name = "";
+	size_t len = 0;
+	int code;
+
+	mmio_write8(BOOT_TIMER_MMIO, BOOT_TIMER_VALUE);
+	idt_install();
+
+	if (!si || si->magic != HVM_START_MAGIC) {
+		serial_printf("TEST FAIL bad hvm_start_info at 0x%x\n",
+			      start_info_paddr);
+		guest_exit(GUEST_EXIT_BAD_CMDLINE);
+	}
+	if (si->cmdline_paddr)
+		cmdline = (const char *)(uintptr_t)si->cmdline_paddr;
+	main_find_test(cmdline, &name, &len);
+
+	if (main_name_is(name, len, "hello")) {
+		code = main_test_hello(si, cmdline);
+	} else if (main_name_is(name, len, "smp")) {
+		code = smp_run_test();
+	} else if (main_name_is(name, len, "triple-fault")) {
+		code = main_test_triple_fault();
+	} else if (main_name_is(name, len, "int3")) {
+		code = main_test_int3();
+	} else if (main_name_is(name, len, "spin")) {
+		code = main_test_spin();
+	} else if (main_name_is(name, len, "ud2")) {
+		code = main_test_ud2();
+	} else if (len >= EXIT_PREFIX_LEN &&
+		   memcmp(name, EXIT_PREFIX, EXIT_PREFIX_LEN) == 0) {
+		code = main_test_exit(name + EXIT_PREFIX_LEN,
+				      len - EXIT_PREFIX_LEN);
+	} else {
+		serial_printf("TEST FAIL unknown scenario '");
+		serial_write_bytes(name, len);
+		serial_printf("'\n");
+		code = GUEST_EXIT_BAD_CMDLINE;
+	}
+	guest_exit(code);
+}

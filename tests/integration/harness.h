@@ -1,0 +1,164 @@
+/* Integration-test helpers: run the mote binary with a timeout and
+ * capture what it printed. Header-only so each test driver is one file. */
+#ifndef MOTE_TESTS_HARNESS_H
+#define MOTE_TESTS_HARNESS_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RUN_MAX_ARGS 32
+#define RUN_OUT_MAX (4 << 20)
+
+struct run_result {
+	int status;       /* exit code, or 128+signal */
+	bool timed_out;
+	char *out;        /* stdout, NUL-terminated */
+	size_t out_len;
+	char *err;        /* stderr, NUL-terminated */
+	size_t err_len;
+	double wall_ms;
+	/* Milliseconds from start until `stop_marker` was first seen on stdout
+	 * (then the child was killed), or -1. */
+	double marker_ms;
+};
+
+static inline double harness_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static inline const char *harness_env(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (!v || !*v) {
+		fprintf(stderr, "harness: environment variable %s is not set; run through `make "
+			"integration`\n", name);
+		exit(2);
+	}
+	return v;
+}
+
+static inline void harness_append(char **buf, size_t *len, const char *data, size_t n)
+{
+	if (*len + n > RUN_OUT_MAX)
+		n = RUN_OUT_MAX - *len;
+	*buf = realloc(*buf, *len + n + 1);
+	memcpy(*buf + *len, data, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+}
+
+/* Runs argv (NULL-terminated) with stdin from /dev/null. If stop_marker is
+ * non-NULL, the child is sent SIGTERM once that text shows up on stdout. */
+static inline struct run_result harness_run(char *const argv[], int timeout_s,
+					    const char *stop_marker)
+{
+	struct run_result r = { .marker_ms = -1 };
+	int po[2], pe[2];
+	double t0 = harness_now_ms();
+
+	if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
+		perror("pipe");
+		exit(2);
+	}
+	r.out = calloc(1, 1);
+	r.err = calloc(1, 1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+		dup2(devnull, 0);
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	struct pollfd pfd[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
+	int open_fds = 2;
+	bool killed = false;
+	while (open_fds > 0) {
+		double left = timeout_s * 1e3 - (harness_now_ms() - t0);
+		if (left <= 0 && !killed) {
+			r.timed_out = true;
+			kill(pid, SIGKILL);
+			killed = true;
+		}
+		int n = poll(pfd, 2, left > 0 ? (int)left + 1 : 1000);
+		if (n < 0 && errno != EINTR)
+			break;
+		for (int i = 0; i < 2; i++) {
+			if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP)))
+				continue;
+			char buf[4096];
+			ssize_t got = read(pfd[i].fd, buf, sizeof(buf));
+			if (got <= 0) {
+				close(pfd[i].fd);
+				pfd[i].fd = -1;
+				open_fds--;
+				continue;
+			}
+			if (i == 0)
+				harness_append(&r.out, &r.out_len, buf, (size_t)got);
+			else
+				harness_append(&r.err, &r.err_len, buf, (size_t)got);
+		}
+		if (stop_marker && r.marker_ms < 0 && strstr(r.out, stop_marker)) {
+			r.marker_ms = harness_now_ms() - t0;
+			kill(pid, SIGTERM);
+		}
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	r.wall_ms = harness_now_ms() - t0;
+	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return r;
+}
+
+static inline void harness_free(struct run_result *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+/* Prints what the child printed, so a failing assertion has context. */
+static inline void harness_dump(const struct run_result *r)
+{
+	fprintf(stderr, "--- exit %d%s, %.1f ms\n--- stdout (%zu bytes):\n%s\n--- stderr:\n%s\n---\n",
+		r->status, r->timed_out ? " (TIMED OUT)" : "", r->wall_ms, r->out_len,
+		r->out_len > 8192 ? r->out + r->out_len - 8192 : r->out, r->err);
+}
+
+#define assert_output_contains(r, field, needle)                                          \
+	do {                                                                               \
+		if (!strstr((r)->field, (needle))) {                                       \
+			harness_dump(r);                                                   \
+			fail_msg("expected %s to contain \"%s\"", #field, (needle));       \
+		}                                                                          \
+	} while (0)
+
+#define assert_exit_status(r, expected)                                                   \
+	do {                                                                               \
+		if ((r)->status != (expected)) {                                           \
+			harness_dump(r);                                                   \
+			fail_msg("exit status %d, expected %d", (r)->status, (expected));  \
+		}                                                                          \
+	} while (0)
+
+#endif
