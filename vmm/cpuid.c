@@ -27,6 +27,16 @@
 #define L7_EBX_SMAP      (1u << 20)
 #define L7_ECX_RDPID     (1u << 22)
 
+/* Leaf 0x40000001 eax (KVM_FEATURE_* bit numbers from the KVM ABI). */
+#define KVM_PV_ASYNC_PF        (1u << 4)
+#define KVM_PV_UNHALT          (1u << 7)
+#define KVM_PV_TLB_FLUSH       (1u << 9)
+#define KVM_PV_ASYNC_PF_VMEXIT (1u << 10)
+#define KVM_PV_SEND_IPI        (1u << 11)
+#define KVM_PV_POLL_CONTROL    (1u << 12)
+#define KVM_PV_SCHED_YIELD     (1u << 13)
+#define KVM_PV_ASYNC_PF_INT    (1u << 14)
+
 int cpu_template_parse(const char *name, enum cpu_template *out)
 {
 	if (strcmp(name, "host") == 0)
@@ -108,6 +118,27 @@ void cpuid_filter(struct kvm_cpuid2 *cpuid, unsigned cpu_index, unsigned nr_cpus
 		case 0xd:
 			if (tmpl == CPU_TEMPLATE_MINIMAL)
 				e->eax = e->ebx = e->ecx = e->edx = 0;
+			break;
+		case 0x40000001:
+			/* KVM paravirt features. The minimal template drops the ones
+			 * that need hypercalls (VMCALL/VMMCALL), which a software
+			 * nested hypervisor may fail to emulate (seen: an endless
+			 * VMCALL retry in PV IPI sending during SMP bring-up). */
+			if (tmpl == CPU_TEMPLATE_MINIMAL)
+				e->eax &= ~(KVM_PV_UNHALT | KVM_PV_SEND_IPI | KVM_PV_SCHED_YIELD |
+					    KVM_PV_POLL_CONTROL | KVM_PV_ASYNC_PF | KVM_PV_ASYNC_PF_INT |
+					    KVM_PV_ASYNC_PF_VMEXIT | KVM_PV_TLB_FLUSH);
+			break;
+		case 0x80000008:
+			/* AMD: cores per package - 1, and the APIC id bits they use. */
+			e->ecx = (e->ecx & ~0xf0ffu) | ((nr_cpus - 1) & 0xff) |
+				 (bits_for(nr_cpus) << 12);
+			break;
+		case 0x8000001e:
+			/* AMD extended APIC id; one core per compute unit, node 0. */
+			e->eax = cpu_index;
+			e->ebx = cpu_index & 0xff;
+			e->ecx = 0;
 			break;
 		default:
 			break;

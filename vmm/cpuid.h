@@ -9,7 +9,9 @@ enum cpu_template {
 	CPU_TEMPLATE_HOST,    /* everything KVM offers */
 	/* Hides features a software (emulating) nested hypervisor cannot
 	 * execute at guest CPL0: XSAVE and AVX*, POPCNT, CMPXCHG16B, RDRAND,
-	 * RDSEED, SMAP, FSGSBASE, RDPID, INVPCID, PCID. */
+	 * RDSEED, SMAP, FSGSBASE, RDPID, INVPCID, PCID, and the KVM paravirt
+	 * features that issue hypercalls (PV IPIs, unhalt kicks, yield,
+	 * async page faults, PV TLB flush). */
 	CPU_TEMPLATE_MINIMAL,
 };
 

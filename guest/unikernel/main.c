@@ -2,7 +2,7 @@
  * main.c - entry in C, command line parsing and the test scenarios.
  *
  * The command line selects one scenario with a token "test=<name>":
- *   hello, smp, triple-fault, int3, ud2, spin, exit:<N>
+ *   hello, smp, triple-fault, int3, ud2, spin, cpuid, exit:<N>
  * Results are reported on COM1 and through the exit port (0xf4).
  */
 #include "guest.h"
@@ -115,6 +115,29 @@ static int main_test_ud2(void)
 	return GUEST_EXIT_FAIL;
 }
 
+static void main_cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
+{
+	__asm__ volatile("cpuid"
+			 : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])
+			 : "a"(leaf), "c"(sub));
+}
+
+/* Prints what CPUID tells this vCPU, so the host can check the monitor's
+ * CPUID (hypervisor bit, APIC id, template) from inside the guest. */
+static int main_test_cpuid(void)
+{
+	uint32_t l1[4], l7[4];
+
+	main_cpuid(1, 0, l1);
+	main_cpuid(7, 0, l7);
+	serial_printf("cpuid: apic_id=%u logical=%u hypervisor=%u xsave=%u popcnt=%u "
+		      "leaf1.ecx=0x%x leaf7.ebx=0x%x\n",
+		      l1[1] >> 24, (l1[1] >> 16) & 0xff, l1[2] >> 31, (l1[2] >> 26) & 1,
+		      (l1[2] >> 23) & 1, l1[2], l7[1]);
+	serial_printf("TEST PASS cpuid\n");
+	return GUEST_EXIT_PASS;
+}
+
 /* Runs forever (hlt with interrupts off never wakes), so the host can
  * test stopping a busy VM from outside, e.g. with SIGTERM. */
 static int main_test_spin(void)
@@ -169,6 +192,8 @@ int main(uint32_t start_info_paddr)
 		code = main_test_triple_fault();
 	} else if (main_name_is(name, len, "int3")) {
 		code = main_test_int3();
+	} else if (main_name_is(name, len, "cpuid")) {
+		code = main_test_cpuid();
 	} else if (main_name_is(name, len, "spin")) {
 		code = main_test_spin();
 	} else if (main_name_is(name, len, "ud2")) {

@@ -43,6 +43,23 @@ static void test_memory_map_reaches_guest(void **state)
 	harness_free(&r);
 }
 
+static void test_cpuid_topology(void **state)
+{
+	(void)state;
+	/* What the guest's CPUID says comes from mote's table: the logical
+	 * processor count follows --vcpus and the hypervisor bit is set. */
+	struct run_result r = harness_run(MOTE("--kernel", (char *)guest_elf, "--vcpus", "2",
+					       "--cmdline", "test=cpuid"), 30, NULL);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "apic_id=0 logical=2 hypervisor=1");
+	harness_free(&r);
+	r = harness_run(MOTE("--kernel", (char *)guest_elf, "--vcpus", "1", "--cmdline",
+			     "test=cpuid"), 30, NULL);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "apic_id=0 logical=1 hypervisor=1");
+	harness_free(&r);
+}
+
 static void test_smp(void **state)
 {
 	(void)state;
@@ -218,6 +235,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hello),
 		cmocka_unit_test(test_memory_map_reaches_guest),
+		cmocka_unit_test(test_cpuid_topology),
 		cmocka_unit_test(test_smp),
 		cmocka_unit_test(test_smp_detects_missing_cpu),
 		cmocka_unit_test(test_triple_fault),
