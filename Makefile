@@ -48,8 +48,11 @@ $(BUILD)/libmote.a: $(call objs,$(BUILD),$(LIB_SRCS))
 	@rm -f $@
 	ar rcs $@ $^
 
+# Static: no dynamic loading at exec (it costs start-up time), and the
+# jailer can copy the one file into a chroot that has no libraries.
+MOTE_LDFLAGS ?= -static
 $(BUILD)/mote: $(BUILD)/obj/vmm/main.o $(BUILD)/libmote.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(MOTE_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # --- guest images -----------------------------------------------------------
 guest: $(GUEST_ELF)
@@ -79,7 +82,7 @@ asan-unit:
 
 asan: asan-unit
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN_FLAGS)" \
-		LDLIBS="$(LDLIBS) $(SAN_FLAGS)" mote
+		LDLIBS="$(LDLIBS) $(SAN_FLAGS)" MOTE_LDFLAGS= mote
 
 integration: all linux $(addprefix $(BUILD)/tests/,$(INTEG_TESTS))
 	@st=0; ./scripts/check-kvm.sh || st=$$?; \

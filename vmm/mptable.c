@@ -75,13 +75,13 @@ enum { MP_PROCESSOR, MP_BUS, MP_IOAPIC, MP_INTSRC, MP_LINTSRC };
 enum { MP_IRQ_INT = 0, MP_IRQ_NMI = 1, MP_IRQ_EXTINT = 3 };
 #define MP_CPU_ENABLED 1
 #define MP_CPU_BSP     2
-#define MP_ISA_IRQS    16
+#define MP_IOAPIC_PINS 24 /* KVM's in-kernel IOAPIC */
 #define MP_APIC_VERSION 0x14
 #define MP_IOAPIC_VERSION 0x11
 
 #define MPTABLE_MAX_SIZE (sizeof(struct mpf_intel) + sizeof(struct mpc_table) + \
 	MPTABLE_MAX_CPUS * sizeof(struct mpc_cpu) + sizeof(struct mpc_bus) + \
-	sizeof(struct mpc_ioapic) + (MP_ISA_IRQS + 2) * sizeof(struct mpc_intsrc))
+	sizeof(struct mpc_ioapic) + (MP_IOAPIC_PINS + 2) * sizeof(struct mpc_intsrc))
 _Static_assert(LAYOUT_EBDA_ADDR + MPTABLE_MAX_SIZE <= 0xa0000, "MP table overflows the EBDA");
 
 static uint8_t mp_checksum(const uint8_t *p, size_t len)
@@ -132,8 +132,9 @@ int mptable_write(struct guest_mem *mem, unsigned nr_cpus)
 	memcpy(p, &ioapic, sizeof(ioapic));
 	p += sizeof(ioapic);
 	count++;
-	/* ISA IRQ n is wired to IOAPIC pin n, as KVM's in-kernel IOAPIC does. */
-	for (uint8_t irq = 0; irq < MP_ISA_IRQS; irq++) {
+	/* Bus IRQ n is wired to IOAPIC pin n, as in KVM's in-kernel IOAPIC;
+	 * pins 16-23 carry the virtio-mmio devices. */
+	for (uint8_t irq = 0; irq < MP_IOAPIC_PINS; irq++) {
 		struct mpc_intsrc src = {
 			.type = MP_INTSRC, .irqtype = MP_IRQ_INT, .srcbus = 0,
 			.srcbusirq = irq, .dstapic = ioapic_id, .dstirq = irq,
