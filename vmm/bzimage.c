@@ -63,14 +63,28 @@ int bzimage_load(int fd, uint64_t file_size, struct guest_mem *mem, enum boot_pr
 	}
 	uint64_t payload = file_size - setup_size;
 	uint32_t init_size = rd32(hdr + 0x260);
-	uint64_t need = payload > init_size ? payload : init_size;
+	uint32_t kernel_alignment = rd32(hdr + 0x230);
+	uint64_t pref_address = (uint64_t)rd32(hdr + 0x258) | (uint64_t)rd32(hdr + 0x25c) << 32;
 	uint64_t load = LAYOUT_HIMEM_START;
-	uint8_t *dst = guest_mem_gpa_to_hva(mem, load, need);
-	if (!dst) {
-		snprintf(err, errlen, "bzImage needs %llu MiB of RAM above 1 MiB to decompress; give "
-			 "the VM more memory (--mem-mib)", (unsigned long long)(need >> 20) + 1);
+	/* The decompressor runs from load rounded up to kernel_alignment (if
+	 * relocatable), never below pref_address, and needs init_size bytes
+	 * there; the initrd must stay clear of all of it. */
+	uint64_t run = pref_address;
+	if (hdr[0x234] && kernel_alignment && !(kernel_alignment & (kernel_alignment - 1))) {
+		uint64_t aligned = (load + kernel_alignment - 1) & ~((uint64_t)kernel_alignment - 1);
+		if (aligned > run)
+			run = aligned;
+	}
+	uint64_t end = load + payload;
+	if (run + init_size > end)
+		end = run + init_size;
+	if (run < load || end < run || !guest_mem_gpa_to_hva(mem, load, end - load)) {
+		snprintf(err, errlen, "bzImage needs RAM up to %#llx (%llu MiB) to decompress; give "
+			 "the VM more memory (--mem-mib)", (unsigned long long)end,
+			 (unsigned long long)((end + (1 << 20) - 1) >> 20));
 		return -ENOEXEC;
 	}
+	uint8_t *dst = guest_mem_gpa_to_hva(mem, load, payload);
 	if (pread(fd, dst, payload, (off_t)setup_size) != (ssize_t)payload) {
 		snprintf(err, errlen, "reading bzImage kernel: short read");
 		return -EIO;
@@ -81,7 +95,7 @@ int bzimage_load(int fd, uint64_t file_size, struct guest_mem *mem, enum boot_pr
 	bi->protocol = BOOT_PROTO_LINUX64;
 	bi->entry = load + 0x200; /* startup_64 is 512 bytes into the protected-mode kernel */
 	bi->kernel_start = load;
-	bi->kernel_end = load + need;
+	bi->kernel_end = end;
 	uint32_t cmdline_size = rd32(hdr + 0x238);
 	bi->cmdline_max = cmdline_size ? cmdline_size : 255;
 	if (bi->cmdline_max > LAYOUT_CMDLINE_MAX - 1)

@@ -17,6 +17,7 @@ struct console {
 	int out_fd;
 	int room_efd;             /* serial FIFO has room again */
 	bool in_paused;
+	bool in_eof;
 	uint8_t pending[SERIAL_FIFO_SIZE];
 	unsigned pending_len;
 };
@@ -59,6 +60,8 @@ static const struct serial_ops console_serial_ops = {
 	.rx_room = console_rx_room,
 };
 
+static void console_on_input(struct event_loop *loop, int fd, uint32_t events, void *opaque);
+
 /* Feeds held-back input; pauses stdin while the guest's FIFO is full. */
 static void console_flush_pending(struct console *c)
 {
@@ -67,10 +70,15 @@ static void console_flush_pending(struct console *c)
 	memmove(c->pending, c->pending + n, c->pending_len - n);
 	c->pending_len -= n;
 	bool pause = c->pending_len > 0;
-	if (pause != c->in_paused) {
-		loop_modify(c->loop, c->in_fd, pause ? 0 : EPOLLIN);
-		c->in_paused = pause;
-	}
+	if (pause == c->in_paused || c->in_eof)
+		return;
+	/* Out of epoll entirely while paused: a hung-up stdin would
+	 * otherwise report EPOLLHUP in a busy loop. */
+	if (pause)
+		loop_remove(c->loop, c->in_fd);
+	else
+		loop_add(c->loop, c->in_fd, EPOLLIN, console_on_input, c);
+	c->in_paused = pause;
 }
 
 static void console_on_input(struct event_loop *loop, int fd, uint32_t events, void *opaque)
@@ -81,7 +89,9 @@ static void console_on_input(struct event_loop *loop, int fd, uint32_t events, v
 	(void)events;
 	n = read(fd, c->pending + c->pending_len, sizeof(c->pending) - c->pending_len);
 	if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
-		loop_remove(loop, fd); /* EOF: the guest simply gets no more input */
+		/* EOF: the guest gets what is pending and then no more input. */
+		loop_remove(loop, fd);
+		c->in_eof = true;
 		return;
 	}
 	if (n > 0) {

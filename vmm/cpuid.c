@@ -100,6 +100,7 @@ void cpuid_filter(struct kvm_cpuid2 *cpuid, unsigned cpu_index, unsigned nr_cpus
 			e->eax = e->ebx = e->ecx = e->edx = 0;
 			break;
 		case 0xb:
+		case 0x1f: /* V2 extended topology; Linux prefers it when present */
 			/* x2APIC topology: each vCPU is one core with one thread. */
 			e->edx = cpu_index;
 			if (e->index == 0) {

@@ -8,6 +8,12 @@
 #define LOOP_MAX_HANDLERS 64
 #define LOOP_BATCH 16
 
+/* A slot removed during a dispatch batch stays reserved (LOOP_FD_DEAD)
+ * until the batch ends, so a stale event for it can never reach a new
+ * handler that reused the slot. */
+#define LOOP_FD_FREE -1
+#define LOOP_FD_DEAD -2
+
 struct loop_handler {
 	int fd;
 	loop_fd_cb cb;
@@ -17,6 +23,7 @@ struct loop_handler {
 struct event_loop {
 	int epfd;
 	bool stop;
+	bool dispatching;
 	struct loop_handler handlers[LOOP_MAX_HANDLERS];
 };
 
@@ -32,7 +39,7 @@ struct event_loop *loop_create(void)
 		return NULL;
 	}
 	for (int i = 0; i < LOOP_MAX_HANDLERS; i++)
-		loop->handlers[i].fd = -1;
+		loop->handlers[i].fd = LOOP_FD_FREE;
 	return loop;
 }
 
@@ -49,7 +56,7 @@ int loop_add(struct event_loop *loop, int fd, uint32_t events, loop_fd_cb cb, vo
 	for (int i = 0; i < LOOP_MAX_HANDLERS; i++) {
 		struct loop_handler *h = &loop->handlers[i];
 
-		if (h->fd != -1)
+		if (h->fd != LOOP_FD_FREE)
 			continue;
 		struct epoll_event ev = { .events = events, .data.ptr = h };
 		if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
@@ -64,6 +71,8 @@ int loop_add(struct event_loop *loop, int fd, uint32_t events, loop_fd_cb cb, vo
 
 static struct loop_handler *loop_find(struct event_loop *loop, int fd)
 {
+	if (fd < 0)
+		return NULL;
 	for (int i = 0; i < LOOP_MAX_HANDLERS; i++)
 		if (loop->handlers[i].fd == fd)
 			return &loop->handlers[i];
@@ -87,7 +96,7 @@ int loop_remove(struct event_loop *loop, int fd)
 	if (!h)
 		return -ENOENT;
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
-	h->fd = -1;
+	h->fd = loop->dispatching ? LOOP_FD_DEAD : LOOP_FD_FREE;
 	return 0;
 }
 
@@ -113,14 +122,19 @@ int loop_run(struct event_loop *loop)
 				continue;
 			return -errno;
 		}
+		loop->dispatching = true;
 		for (int i = 0; i < n && !loop->stop; i++) {
 			struct loop_handler *h = evs[i].data.ptr;
 
 			/* A callback earlier in this batch may have removed it. */
-			if (h->fd == -1)
+			if (h->fd < 0)
 				continue;
 			h->cb(loop, h->fd, evs[i].events, h->opaque);
 		}
+		loop->dispatching = false;
+		for (int i = 0; i < LOOP_MAX_HANDLERS; i++)
+			if (loop->handlers[i].fd == LOOP_FD_DEAD)
+				loop->handlers[i].fd = LOOP_FD_FREE;
 	}
 	return 0;
 }
