@@ -13,12 +13,13 @@ WARN     := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
             -Wpointer-arith -Wvla
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 $(WARN) -D_GNU_SOURCE -DMOTE_VERSION='"$(VERSION)"' -I. -MMD -MP
-LDLIBS   := -lpthread
+LDLIBS   := -luring -lpthread
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 VMM_SRCS := $(filter-out vmm/main.c,$(wildcard vmm/*.c))
-LIB_SRCS := $(VMM_SRCS)
+VIRTIO_SRCS := $(wildcard virtio/*.c)
+LIB_SRCS := $(VMM_SRCS) $(VIRTIO_SRCS)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,%,$(wildcard tests/integration/test_*.c))
@@ -107,7 +108,7 @@ bench: deps all linux
 	./benches/boot/run.sh $(BUILD)
 
 format:
-	clang-format -i $(wildcard vmm/*.c vmm/*.h tests/*/*.c tests/*/*.h)
+	clang-format -i $(wildcard vmm/*.c vmm/*.h virtio/*.c virtio/*.h tests/*/*.c tests/*/*.h)
 
 clean:
 	rm -rf $(BUILD)

@@ -37,6 +37,9 @@ static void usage(FILE *f)
 		"  --boot-protocol P      auto (default: PVH if the ELF has the note), pvh, linux\n"
 		"  --cpu-template T       host (default) or minimal (hides XSAVE/AVX, POPCNT,\n"
 		"                         CX16, RDRAND/RDSEED, SMAP, FSGSBASE, RDPID, PCID/INVPCID)\n"
+		"  --drive SPEC           attach a virtio-blk drive (repeatable, up to %d):\n"
+		"                         path=FILE[,ro][,id=ID][,root][,bw=BYTES_PER_S][,iops=N]\n"
+		"                         root adds root=/dev/vdX (in --drive order) to the cmdline\n"
 		"  --boot-timer           enable the boot-timer device (write 123 at 0xc0000000)\n"
 		"                         and log exec->first KVM_RUN and exec->boot-timer times\n"
 		"  --log-level L          error, warn, info (default) or debug\n"
@@ -47,7 +50,7 @@ static void usage(FILE *f)
 		"resets or powers off; 64 bad usage, 65 bad kernel/initrd, 66 missing file,\n"
 		"69 KVM unavailable, 70 internal error, 80 guest crash (triple fault,\n"
 		"emulation failure), 128+N killed by signal N.\n",
-		DEFAULT_MEM_MIB, VM_MAX_VCPUS);
+		DEFAULT_MEM_MIB, VM_MAX_VCPUS, BLK_MAX_DRIVES);
 }
 
 static int parse_uint(const char *opt, const char *s, unsigned long min, unsigned long max,
@@ -67,7 +70,7 @@ static int parse_uint(const char *opt, const char *s, unsigned long min, unsigne
 
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_BOOT_PROTO,
-	OPT_CPU_TEMPLATE, OPT_BOOT_TIMER, OPT_LOG_LEVEL,
+	OPT_CPU_TEMPLATE, OPT_BOOT_TIMER, OPT_LOG_LEVEL, OPT_DRIVE,
 };
 
 static const struct option long_opts[] = {
@@ -79,6 +82,7 @@ static const struct option long_opts[] = {
 	{ "boot-protocol", required_argument, NULL, OPT_BOOT_PROTO },
 	{ "cpu-template", required_argument, NULL, OPT_CPU_TEMPLATE },
 	{ "boot-timer", no_argument, NULL, OPT_BOOT_TIMER },
+	{ "drive", required_argument, NULL, OPT_DRIVE },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -140,6 +144,22 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg)
 		case OPT_BOOT_TIMER:
 			cfg->boot_timer = true;
 			break;
+		case OPT_DRIVE: {
+			char err[256];
+			if (cfg->nr_drives == BLK_MAX_DRIVES) {
+				log_error("--drive: at most %d drives per VM", BLK_MAX_DRIVES);
+				return MOTE_EXIT_USAGE;
+			}
+			struct blk_config *dc = &cfg->drives[cfg->nr_drives];
+			if (blk_parse_drive_arg(optarg, dc, err, sizeof(err))) {
+				log_error("%s", err);
+				return MOTE_EXIT_USAGE;
+			}
+			if (!dc->id[0])
+				snprintf(dc->id, sizeof(dc->id), "drive%u", cfg->nr_drives);
+			cfg->nr_drives++;
+			break;
+		}
 		case OPT_LOG_LEVEL:
 			if (log_parse_level(optarg, &log_max_level)) {
 				log_error("--log-level: '%s' is not error, warn, info or debug", optarg);
@@ -206,17 +226,21 @@ static int run_vm(const struct vm_config *cfg)
 	int ret;
 
 	ret = vm_create(&vm, cfg);
-	if (!ret)
-		ret = vm_load_kernel(&vm);
 	if (ret)
 		goto out;
-
 	loop = loop_create();
 	if (!loop) {
 		log_error("cannot create the event loop: %s", strerror(errno));
 		ret = MOTE_EXIT_INTERNAL;
 		goto out;
 	}
+	/* Devices first: they add themselves to the kernel command line. */
+	ret = vm_add_virtio_devices(&vm, loop);
+	if (!ret)
+		ret = vm_load_kernel(&vm);
+	if (ret)
+		goto out;
+
 	/* Termination signals become events on the VMM thread; vCPU threads
 	 * inherit the blocked mask so they never see them. */
 	sigemptyset(&sigs);
@@ -255,8 +279,8 @@ out:
 	console_restore();
 	if (sfd >= 0)
 		close(sfd);
-	loop_destroy(loop);
 	vm_destroy(&vm);
+	loop_destroy(loop);
 	return ret;
 }
 

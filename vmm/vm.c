@@ -195,7 +195,7 @@ int vm_load_kernel(struct vm *vm)
 		}
 	}
 
-	const char *cmdline = vm->cfg.cmdline ? vm->cfg.cmdline : "";
+	const char *cmdline = vm->cmdline;
 	ret = boot_write_cmdline(&vm->mem, &vm->boot, cmdline, err, sizeof(err));
 	if (ret) {
 		log_error("%s", err);
@@ -286,6 +286,7 @@ void vm_stop_vcpus(struct vm *vm)
 
 void vm_destroy(struct vm *vm)
 {
+	vm_destroy_virtio_devices(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i].run)
 			munmap(vm->vcpus[i].run, (size_t)vm->vcpu_mmap_size);

@@ -16,8 +16,13 @@
 #include "vmm/cpuid.h"
 #include "vmm/mem.h"
 #include "vmm/serial.h"
+#include "virtio/blk.h"
+#include "virtio/mmio.h"
 
 #define VM_MAX_VCPUS MPTABLE_MAX_CPUS
+#define VM_MAX_VIRTIO 16
+#define VM_VIRTIO_FIRST_IRQ 5
+#define VM_CMDLINE_MAX 4096
 
 /* Process exit codes of the monitor (sysexits.h where one fits). */
 enum mote_exit {
@@ -39,6 +44,8 @@ struct vm_config {
 	enum boot_protocol boot_protocol;
 	enum cpu_template cpu_template;
 	bool boot_timer;
+	unsigned nr_drives;
+	struct blk_config drives[BLK_MAX_DRIVES];
 };
 
 struct vm;
@@ -67,6 +74,14 @@ struct vm {
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, filtered per vCPU */
 
+	struct event_loop *loop;
+	/* Kernel command line: the user's plus what the devices add. */
+	char cmdline[VM_CMDLINE_MAX];
+
+	unsigned nr_virtio;
+	struct virtio_mmio virtio[VM_MAX_VIRTIO];
+	struct virtio_blk *blk[BLK_MAX_DRIVES];
+
 	struct serial serial;
 	int serial_irqfd;         /* eventfd bound to COM1's GSI */
 
@@ -83,6 +98,10 @@ struct vm {
 int vm_create(struct vm *vm, const struct vm_config *cfg);
 /* Loads kernel, initrd and command line; writes boot structures. */
 int vm_load_kernel(struct vm *vm);
+/* Creates the virtio devices (drives) and their transports, and adds
+ * them to the kernel command line. */
+int vm_add_virtio_devices(struct vm *vm, struct event_loop *loop);
+void vm_destroy_virtio_devices(struct vm *vm);
 /* Registers the legacy devices on the buses. */
 int vm_add_legacy_devices(struct vm *vm);
 int vm_create_vcpus(struct vm *vm);

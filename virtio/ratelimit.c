@@ -1,0 +1,103 @@
+#include "virtio/ratelimit.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define NS_PER_MS 1000000ULL
+
+int token_bucket_init(struct token_bucket *tb, const struct token_bucket_config *cfg, uint64_t now_ns)
+{
+	memset(tb, 0, sizeof(*tb));
+	if (!cfg || cfg->size == 0)
+		return 0;
+	if (cfg->refill_time_ms == 0 || cfg->size > INT64_MAX)
+		return -EINVAL;
+	tb->size = cfg->size;
+	tb->refill_time_ms = cfg->refill_time_ms;
+	tb->one_time_burst = cfg->one_time_burst;
+	tb->budget = (int64_t)cfg->size;
+	tb->last_ns = now_ns;
+	return 0;
+}
+
+int rate_limiter_init(struct rate_limiter *rl, const struct token_bucket_config *bytes,
+		      const struct token_bucket_config *ops, uint64_t now_ns)
+{
+	int ret = token_bucket_init(&rl->bucket[RL_BYTES], bytes, now_ns);
+
+	return ret ? ret : token_bucket_init(&rl->bucket[RL_OPS], ops, now_ns);
+}
+
+bool rate_limiter_enabled(const struct rate_limiter *rl)
+{
+	return rl->bucket[RL_BYTES].size || rl->bucket[RL_OPS].size;
+}
+
+static void token_bucket_refill(struct token_bucket *tb, uint64_t now_ns)
+{
+	if (now_ns <= tb->last_ns)
+		return;
+	uint64_t elapsed = now_ns - tb->last_ns;
+	uint64_t refill_ns = tb->refill_time_ms * NS_PER_MS;
+	/* tokens = elapsed * size / refill_ns, without overflowing 64 bits. */
+	__uint128_t add = (__uint128_t)elapsed * tb->size / refill_ns;
+	if (add == 0)
+		return; /* keep last_ns so fractions accumulate */
+	__int128 budget = (__int128)tb->budget + (__int128)add;
+	tb->budget = budget > (__int128)tb->size ? (int64_t)tb->size : (int64_t)budget;
+	/* Advance by the time the added tokens represent. */
+	tb->last_ns += (uint64_t)((__uint128_t)add * refill_ns / tb->size);
+	if (tb->budget == (int64_t)tb->size)
+		tb->last_ns = now_ns;
+}
+
+/* 0 if `tokens` can be taken now; else the wait in ns. Takes nothing. */
+static uint64_t token_bucket_wait(const struct token_bucket *tb, uint64_t tokens)
+{
+	if (!tb->size)
+		return 0;
+	if (tokens <= tb->one_time_burst)
+		return 0;
+	uint64_t need = tokens - tb->one_time_burst;
+	if (need > tb->size)
+		need = tb->size; /* oversized: wait for a full bucket */
+	if (tb->budget >= (int64_t)need)
+		return 0;
+	uint64_t missing = (uint64_t)((int64_t)need - tb->budget);
+	uint64_t refill_ns = tb->refill_time_ms * NS_PER_MS;
+	uint64_t wait = (uint64_t)(((__uint128_t)missing * refill_ns + tb->size - 1) / tb->size);
+	return wait ? wait : 1;
+}
+
+static void token_bucket_take(struct token_bucket *tb, uint64_t tokens)
+{
+	if (!tb->size)
+		return;
+	if (tokens <= tb->one_time_burst) {
+		tb->one_time_burst -= tokens;
+		return;
+	}
+	tokens -= tb->one_time_burst;
+	tb->one_time_burst = 0;
+	tb->budget -= (int64_t)tokens;
+}
+
+uint64_t rate_limiter_consume(struct rate_limiter *rl, uint64_t bytes, uint64_t now_ns)
+{
+	const uint64_t want[RL_NR] = { bytes, 1 };
+	uint64_t wait = 0;
+
+	for (int i = 0; i < RL_NR; i++) {
+		if (!rl->bucket[i].size)
+			continue;
+		token_bucket_refill(&rl->bucket[i], now_ns);
+		uint64_t w = token_bucket_wait(&rl->bucket[i], want[i]);
+		if (w > wait)
+			wait = w;
+	}
+	if (wait)
+		return wait;
+	for (int i = 0; i < RL_NR; i++)
+		token_bucket_take(&rl->bucket[i], want[i]);
+	return 0;
+}

@@ -1,0 +1,44 @@
+/* Token-bucket rate limiter in the shape of Firecracker's: one bucket for
+ * bandwidth (bytes) and one for operations, each with a size, a refill time
+ * (from empty to full) and a one-time burst spent before the bucket.
+ * Pure arithmetic on a caller-supplied clock, so it is unit-testable; the
+ * device arms a timer for the wait it returns. */
+#ifndef MOTE_VIRTIO_RATELIMIT_H
+#define MOTE_VIRTIO_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct token_bucket {
+	uint64_t size;            /* 0: this bucket does not limit */
+	uint64_t refill_time_ms;
+	uint64_t one_time_burst;  /* remaining */
+	int64_t budget;           /* may go negative after an oversized request */
+	uint64_t last_ns;
+};
+
+enum { RL_BYTES, RL_OPS, RL_NR };
+
+struct rate_limiter {
+	struct token_bucket bucket[RL_NR];
+};
+
+struct token_bucket_config {
+	uint64_t size;
+	uint64_t refill_time_ms;
+	uint64_t one_time_burst;
+};
+
+/* -EINVAL if size is set without a refill time. */
+int token_bucket_init(struct token_bucket *tb, const struct token_bucket_config *cfg, uint64_t now_ns);
+int rate_limiter_init(struct rate_limiter *rl, const struct token_bucket_config *bytes,
+		      const struct token_bucket_config *ops, uint64_t now_ns);
+bool rate_limiter_enabled(const struct rate_limiter *rl);
+
+/* Takes `bytes` and one operation if both buckets allow it and returns 0;
+ * otherwise takes nothing and returns the nanoseconds to wait before
+ * trying again. A request larger than a whole bucket passes when that
+ * bucket is full and leaves it in debt, so it cannot starve. */
+uint64_t rate_limiter_consume(struct rate_limiter *rl, uint64_t bytes, uint64_t now_ns);
+
+#endif
