@@ -29,7 +29,7 @@ LINUX_DIR := $(BUILD)/linux
 
 .PHONY: all mote guest linux deps demo test unit asan-unit integration bench clean format
 
-all: mote guest
+all: mote guest jailer
 
 mote: $(BUILD)/mote
 
@@ -40,6 +40,8 @@ deps:
 define objs
 $(patsubst %.c,$(1)/obj/%.o,$(2))
 endef
+
+include jailer/jailer.mk
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -90,6 +92,8 @@ integration: all linux $(addprefix $(BUILD)/tests/,$(INTEG_TESTS))
 	if [ $$st = 2 ]; then exit 0; elif [ $$st != 0 ]; then exit 1; fi; \
 	MOTE_BIN=$(abspath $(BUILD))/mote MOTE_GUEST=$(abspath $(GUEST_ELF)) \
 		MOTE_LINUX_DIR=$(abspath $(LINUX_DIR)) \
+		MOTE_JAILER=$(abspath $(BUILD))/mote-jailer \
+		MOTE_JAIL_PROBE=$(abspath $(BUILD))/tests/jail_probe \
 		./scripts/run-tests.sh integration $(addprefix $(BUILD)/tests/,$(INTEG_TESTS))
 
 # Every stage runs even if an earlier one failed; the tally decides.
@@ -108,7 +112,7 @@ bench: deps all linux
 	./benches/boot/run.sh $(BUILD)
 
 format:
-	clang-format -i $(wildcard vmm/*.c vmm/*.h virtio/*.c virtio/*.h tests/*/*.c tests/*/*.h)
+	clang-format -i $(wildcard vmm/*.c vmm/*.h virtio/*.c virtio/*.h jailer/*.c jailer/*.h tests/*/*.c tests/*/*.h)
 
 clean:
 	rm -rf $(BUILD)
