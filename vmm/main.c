@@ -46,6 +46,8 @@ static void usage(FILE *f)
 		"  -h, --help             this text\n"
 		"  -V, --version          print the version\n"
 		"\n"
+		"SIGUSR1 prints every vCPU's registers to stderr; SIGTERM/SIGINT stop the VM.\n"
+		"\n"
 		"Exit status: the guest's debug-exit code (port 0xf4); 0 when the guest\n"
 		"resets or powers off; 64 bad usage, 65 bad kernel/initrd, 66 missing file,\n"
 		"69 KVM unavailable, 70 internal error, 80 guest crash (triple fault,\n"
@@ -212,6 +214,10 @@ static void on_signal(struct event_loop *loop, int fd, uint32_t events, void *op
 	(void)events;
 	if (read(fd, &si, sizeof(si)) != sizeof(si))
 		return;
+	if (si.ssi_signo == SIGUSR1) {
+		vm_request_dump(vm);
+		return;
+	}
 	snprintf(why, sizeof(why), "received signal %s", strsignal((int)si.ssi_signo));
 	vm_request_exit(vm, 128 + (int)si.ssi_signo, why);
 	loop_stop(loop);
@@ -248,6 +254,7 @@ static int run_vm(const struct vm_config *cfg)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGQUIT);
+	sigaddset(&sigs, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);

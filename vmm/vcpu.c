@@ -388,6 +388,9 @@ void *vcpu_thread_main(void *arg)
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;
+				unsigned bit = 1u << v->index;
+				if (atomic_fetch_and(&vm->dump_pending, ~bit) & bit)
+					vcpu_dump_state(v);
 				continue;
 			}
 			char what[96];

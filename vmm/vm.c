@@ -263,6 +263,19 @@ void vm_request_exit(struct vm *vm, int code, const char *why)
 		log_warn("exit eventfd write: %s", strerror(errno));
 }
 
+void vm_request_dump(struct vm *vm)
+{
+	atomic_store(&vm->dump_pending, (1u << vm->nr_vcpus) - 1);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (!v->thread_started)
+			continue;
+		v->run->immediate_exit = 1;
+		pthread_kill(v->thread, vcpu_kick_signal());
+	}
+}
+
 void vm_stop_vcpus(struct vm *vm)
 {
 	atomic_store(&vm->exiting, true);

@@ -90,6 +90,8 @@ struct vm {
 	atomic_int exit_code;
 	int exit_eventfd;
 	atomic_bool first_run_logged;
+	/* SIGUSR1: each vCPU dumps its registers once at its next exit. */
+	atomic_uint dump_pending;
 	atomic_bool boot_timer_fired;
 };
 
@@ -106,6 +108,8 @@ void vm_destroy_virtio_devices(struct vm *vm);
 int vm_add_legacy_devices(struct vm *vm);
 int vm_create_vcpus(struct vm *vm);
 int vm_start_vcpus(struct vm *vm);
+/* Asks every vCPU to print its registers (SIGUSR1, for stuck guests). */
+void vm_request_dump(struct vm *vm);
 /* Kicks every vCPU out of KVM_RUN and joins the threads. */
 void vm_stop_vcpus(struct vm *vm);
 void vm_destroy(struct vm *vm);
