@@ -42,6 +42,7 @@ $(patsubst %.c,$(1)/obj/%.o,$(2))
 endef
 
 include jailer/jailer.mk
+include tests/fuzz/fuzz.mk
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -102,6 +103,7 @@ test: deps
 	@rm -f $(BUILD)/test-tally; st=0; \
 	MOTE_TEST_TALLY=$(abspath $(BUILD))/test-tally $(MAKE) --no-print-directory unit || st=1; \
 	MOTE_TEST_TALLY=$(abspath $(BUILD))/test-tally $(MAKE) --no-print-directory asan || st=1; \
+	$(MAKE) --no-print-directory fuzz-seeds || st=1; \
 	MOTE_TEST_TALLY=$(abspath $(BUILD))/test-tally $(MAKE) --no-print-directory integration || st=1; \
 	./scripts/test-summary.sh $(BUILD)/test-tally && exit $$st
 demo: deps

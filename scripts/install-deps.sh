@@ -3,7 +3,7 @@
 # Idempotent: only missing packages are installed. Uses sudo when not root.
 set -eu
 
-PKGS="build-essential pkg-config clang
+PKGS="build-essential pkg-config clang libclang-rt-14-dev
 liburing-dev libseccomp-dev libcap-ng-dev libcmocka-dev libjansson-dev libmicrohttpd-dev
 linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils cpio kmod
 busybox-static e2fsprogs

@@ -162,9 +162,11 @@ int blk_parse_drive_arg(const char *arg, struct blk_config *cfg, char *err, size
 				break;
 			}
 			strcpy(cfg->id, val);
-		} else if (klen == 2 && !strncmp(tok, "bw", 2) && val && !parse_u64(val, &n) && n) {
+		} else if (klen == 2 && !strncmp(tok, "bw", 2) && val && !parse_u64(val, &n) && n &&
+			   n <= INT64_MAX) {
 			cfg->bandwidth = (struct token_bucket_config){ .size = n, .refill_time_ms = 1000 };
-		} else if (klen == 4 && !strncmp(tok, "iops", 4) && val && !parse_u64(val, &n) && n) {
+		} else if (klen == 4 && !strncmp(tok, "iops", 4) && val && !parse_u64(val, &n) && n &&
+			   n <= INT64_MAX) {
 			cfg->ops = (struct token_bucket_config){ .size = n, .refill_time_ms = 1000 };
 		} else {
 			snprintf(err, errlen, "--drive: '%s' is not path=FILE, ro, root, id=ID, "

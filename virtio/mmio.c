@@ -283,6 +283,9 @@ void virtio_mmio_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t len
 	} else if (len == 4 && !(offset & 3)) {
 		uint32_t v = virtio_mmio_read_reg(t, offset);
 		memcpy(data, &v, 4);
+	} else {
+		/* Registers are 32-bit only (4.2.2.2). */
+		atomic_fetch_add(&dev->nr_guest_errors, 1);
 	}
 	pthread_mutex_unlock(&dev->lock);
 }

@@ -10,7 +10,8 @@ int token_bucket_init(struct token_bucket *tb, const struct token_bucket_config 
 	memset(tb, 0, sizeof(*tb));
 	if (!cfg || cfg->size == 0)
 		return 0;
-	if (cfg->refill_time_ms == 0 || cfg->size > INT64_MAX)
+	if (cfg->refill_time_ms == 0 || cfg->refill_time_ms > UINT64_MAX / NS_PER_MS ||
+	    cfg->size > INT64_MAX)
 		return -EINVAL;
 	tb->size = cfg->size;
 	tb->refill_time_ms = cfg->refill_time_ms;
@@ -63,10 +64,13 @@ static uint64_t token_bucket_wait(const struct token_bucket *tb, uint64_t tokens
 		need = tb->size; /* oversized: wait for a full bucket */
 	if (tb->budget >= (int64_t)need)
 		return 0;
-	uint64_t missing = (uint64_t)((int64_t)need - tb->budget);
+	/* need <= INT64_MAX and budget >= INT64_MIN: fits in 64 bits. */
+	uint64_t missing = (uint64_t)((__int128)need - tb->budget);
 	uint64_t refill_ns = tb->refill_time_ms * NS_PER_MS;
-	uint64_t wait = (uint64_t)(((__uint128_t)missing * refill_ns + tb->size - 1) / tb->size);
-	return wait ? wait : 1;
+	__uint128_t wait = ((__uint128_t)missing * refill_ns + tb->size - 1) / tb->size;
+	if (wait > UINT64_MAX)
+		return UINT64_MAX;
+	return wait ? (uint64_t)wait : 1;
 }
 
 static void token_bucket_take(struct token_bucket *tb, uint64_t tokens)
@@ -79,7 +83,9 @@ static void token_bucket_take(struct token_bucket *tb, uint64_t tokens)
 	}
 	tokens -= tb->one_time_burst;
 	tb->one_time_burst = 0;
-	tb->budget -= (int64_t)tokens;
+	/* Debt saturates rather than wrapping round to credit. */
+	__int128 budget = (__int128)tb->budget - (__int128)tokens;
+	tb->budget = budget < INT64_MIN ? INT64_MIN : (int64_t)budget;
 }
 
 uint64_t rate_limiter_consume(struct rate_limiter *rl, uint64_t bytes, uint64_t now_ns)

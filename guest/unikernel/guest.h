@@ -22,6 +22,8 @@
 #define ENOENT    2
 #define ENODEV    19
 #define EINVAL    22
+#define ENOMEM    12
+#define EIO       5
 #define ERANGE    34
 #define ETIMEDOUT 110
 
@@ -75,6 +77,11 @@ static inline void mmio_write8(uintptr_t addr, uint8_t value)
 	*(volatile uint8_t *)addr = value;
 }
 
+static inline uint8_t mmio_read8(uintptr_t addr)
+{
+	return *(volatile uint8_t *)addr;
+}
+
 static inline uint32_t mmio_read32(uintptr_t addr)
 {
 	return *(volatile uint32_t *)addr;
@@ -85,6 +92,39 @@ static inline void mmio_write32(uintptr_t addr, uint32_t value)
 	*(volatile uint32_t *)addr = value;
 }
 
+static inline uint64_t cpu_rdtsc(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+/* Compiler barrier: keeps the compiler from reordering memory accesses.
+ * x86 keeps stores in order with stores and loads with loads. */
+static inline void cpu_barrier(void)
+{
+	__asm__ volatile("" : : : "memory");
+}
+
+/* Full fence: orders an earlier store before a later load. */
+static inline void cpu_mfence(void)
+{
+	__asm__ volatile("mfence" : : : "memory");
+}
+
+static inline void cpu_cli(void)
+{
+	__asm__ volatile("cli" : : : "memory");
+}
+
+/* The interrupt shadow of sti covers hlt: an interrupt that is already
+ * pending, or arrives in between, wakes the hlt rather than being lost. */
+static inline void cpu_sti_hlt(void)
+{
+	__asm__ volatile("sti; hlt" : : : "memory");
+}
+
 /* lib.c */
 void *memcpy(void *dst, const void *src, size_t n);
 void *memmove(void *dst, const void *src, size_t n);
@@ -92,6 +132,8 @@ void *memset(void *dst, int c, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
 size_t lib_strlen(const char *s);
 int lib_parse_u32(const char *s, size_t len, uint32_t *out);
+int lib_parse_u64(const char *s, size_t len, uint64_t *out);
+int lib_parse_hex64(const char *s, size_t len, uint64_t *out);
 
 /* serial.c */
 void serial_write_bytes(const char *s, size_t len);
@@ -101,8 +143,11 @@ void serial_printf_unlocked(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 
 /* idt.c */
+#define IDT_IRQ_VECTOR_BASE 0x40   /* start.S has stubs for 0x40-0x4f */
+#define IDT_IRQ_VECTORS     16
 extern volatile uint32_t idt_breakpoint_count;
 void idt_install(void);
+void idt_install_irq_gates(void);
 void idt_load(void);
 void idt_load_empty(void);
 
@@ -110,8 +155,21 @@ void idt_load_empty(void);
 int smp_run_test(void);
 void smp_ap_main(uint32_t slot);
 
+/* ioapic.c: interrupt delivery, vectors IDT_IRQ_VECTOR_BASE.. */
+void irq_dispatch(uint64_t vector);
+
+/* blk_tests.c: runs the scenario if name is a blk-* one; returns 1 with
+ * *code set to the exit code, or 0 if the name is not a blk scenario. */
+int blk_test_run(const char *name, size_t len, int *code);
+
 /* main.c */
+extern const char *guest_cmdline;
+extern uint32_t boot_start_info_paddr;     /* start.S */
 __attribute__((noreturn)) void guest_exit(int code);
+int cmdline_next(const char **cursor, const char *key, const char **val,
+		 size_t *len);
+int cmdline_find(const char *key, const char **val, size_t *len);
+uint64_t cmdline_u64(const char *key, uint64_t def);
 int main(uint32_t start_info_paddr);
 
 #endif /* MOTE_GUEST_H */

@@ -1,14 +1,18 @@
 /*
- * idt.c - exception handling: an IDT for vectors 0-31.
+ * idt.c - exception handling: an IDT for vectors 0-31, plus (only when a
+ * scenario asks for interrupts) gates for vectors 0x40-0x4f.
  *
  * Every exception prints one line and exits with GUEST_EXIT_EXCEPTION,
  * except #BP (vector 3), which only counts: the int3 scenario checks that
  * the monitor delivered it (on nested software KVM the monitor has to
- * inject #BP itself).
+ * inject #BP itself). Vectors 0x40-0x4f go to irq_dispatch() (ioapic.c).
+ * Gates 32-0x3f are not present: such a vector raises #NP, which is
+ * reported like any other exception.
  */
 #include "guest.h"
 
-#define IDT_VECTORS      32
+#define IDT_VECTORS      32     /* exceptions, filled at boot */
+#define IDT_TABLE_SIZE   (IDT_IRQ_VECTOR_BASE + IDT_IRQ_VECTORS)
 #define IDT_STUB_SIZE    16     /* matches the .balign 16 in start.S */
 #define IDT_CODE_SEL     0x08
 #define IDT_TYPE_INTGATE 0x8e   /* present, DPL 0, 64-bit interrupt gate */
@@ -38,8 +42,9 @@ struct exc_frame {
 };
 
 extern const char exc_stubs[];
+extern const char irq_stubs[];
 
-static struct idt_gate idt_table[IDT_VECTORS] __attribute__((aligned(16)));
+static struct idt_gate idt_table[IDT_TABLE_SIZE] __attribute__((aligned(16)));
 
 volatile uint32_t idt_breakpoint_count;
 
@@ -63,27 +68,43 @@ void idt_load_empty(void)
 	__asm__ volatile("lidt %0" : : "m"(ptr));
 }
 
+static void idt_set_gate(int vec, uint64_t addr)
+{
+	struct idt_gate *gate = &idt_table[vec];
+
+	gate->offset_low = (uint16_t)addr;
+	gate->selector = IDT_CODE_SEL;
+	gate->ist = 0;
+	gate->type_attr = IDT_TYPE_INTGATE;
+	gate->offset_mid = (uint16_t)(addr >> 16);
+	gate->offset_high = (uint32_t)(addr >> 32);
+	gate->reserved = 0;
+}
+
 /* 32 gates, a few instructions each: cheap enough to fill at boot. */
 void idt_install(void)
 {
-	for (int vec = 0; vec < IDT_VECTORS; vec++) {
-		uint64_t addr = (uint64_t)(uintptr_t)exc_stubs +
-				(uint64_t)vec * IDT_STUB_SIZE;
-		struct idt_gate *gate = &idt_table[vec];
-
-		gate->offset_low = (uint16_t)addr;
-		gate->selector = IDT_CODE_SEL;
-		gate->ist = 0;
-		gate->type_attr = IDT_TYPE_INTGATE;
-		gate->offset_mid = (uint16_t)(addr >> 16);
-		gate->offset_high = (uint32_t)(addr >> 32);
-		gate->reserved = 0;
-	}
+	for (int vec = 0; vec < IDT_VECTORS; vec++)
+		idt_set_gate(vec, (uint64_t)(uintptr_t)exc_stubs +
+					  (uint64_t)vec * IDT_STUB_SIZE);
 	idt_load();
+}
+
+/* The interrupt gates; the IDT limit already covers them. */
+void idt_install_irq_gates(void)
+{
+	for (int i = 0; i < IDT_IRQ_VECTORS; i++)
+		idt_set_gate(IDT_IRQ_VECTOR_BASE + i,
+			     (uint64_t)(uintptr_t)irq_stubs +
+				     (uint64_t)i * IDT_STUB_SIZE);
 }
 
 void idt_handle_exception(struct exc_frame *frame)
 {
+	if (frame->vector >= IDT_VECTORS) {
+		irq_dispatch(frame->vector);
+		return;
+	}
 	if (frame->vector == VECTOR_BP) {
 		/* Trap: rip already points after int3, just return. */
 		__atomic_add_fetch(&idt_breakpoint_count, 1, __ATOMIC_SEQ_CST);

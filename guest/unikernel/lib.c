@@ -81,3 +81,55 @@ int lib_parse_u32(const char *s, size_t len, uint32_t *out)
 	*out = (uint32_t)value;
 	return 0;
 }
+
+/* Parse exactly len decimal digits into *out (-EINVAL, -ERANGE). */
+int lib_parse_u64(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t value = 0;
+
+	if (len == 0)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		uint64_t digit;
+
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		digit = (uint64_t)(s[i] - '0');
+		if (value > (UINT64_MAX - digit) / 10)
+			return -ERANGE;
+		value = value * 10 + digit;
+	}
+	*out = value;
+	return 0;
+}
+
+/* Parse len hex digits, with or without a leading "0x" (-EINVAL, -ERANGE). */
+int lib_parse_hex64(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t value = 0;
+
+	if (len >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		s += 2;
+		len -= 2;
+	}
+	if (len == 0)
+		return -EINVAL;
+	if (len > 16)
+		return -ERANGE;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		unsigned digit;
+
+		if (c >= '0' && c <= '9')
+			digit = (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			digit = (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			digit = (unsigned)(c - 'A' + 10);
+		else
+			return -EINVAL;
+		value = (value << 4) | digit;
+	}
+	*out = value;
+	return 0;
+}

@@ -2,7 +2,8 @@
  * main.c - entry in C, command line parsing and the test scenarios.
  *
  * The command line selects one scenario with a token "test=<name>":
- *   hello, smp, triple-fault, int3, ud2, spin, cpuid, exit:<N>
+ *   hello, smp, triple-fault, int3, ud2, spin, cpuid, exit:<N>,
+ *   and the virtio-blk scenarios blk-* (blk_tests.c).
  * Results are reported on COM1 and through the exit port (0xf4).
  */
 #include "guest.h"
@@ -15,6 +16,61 @@
 #define TEST_PREFIX_LEN 5
 #define EXIT_PREFIX     "exit:"
 #define EXIT_PREFIX_LEN 5
+
+/* The kernel command line (start_info), "" if there is none. */
+const char *guest_cmdline = "";
+
+/*
+ * Token lookup in the space-separated command line. *cursor starts at the
+ * command line (NULL: guest_cmdline) and moves past each match, so the same
+ * key can be found repeatedly (virtio_mmio.device=...). key includes the '='.
+ * Returns 1 with *val and *len set to the value, 0 when there are no more.
+ */
+int cmdline_next(const char **cursor, const char *key, const char **val,
+		 size_t *len)
+{
+	const char *p = *cursor ? *cursor : guest_cmdline;
+	size_t key_len = lib_strlen(key);
+
+	while (*p) {
+		const char *tok;
+
+		while (*p == ' ')
+			p++;
+		tok = p;
+		while (*p && *p != ' ')
+			p++;
+		if ((size_t)(p - tok) >= key_len &&
+		    memcmp(tok, key, key_len) == 0) {
+			*val = tok + key_len;
+			*len = (size_t)(p - *val);
+			*cursor = p;
+			return 1;
+		}
+	}
+	*cursor = p;
+	return 0;
+}
+
+/* The first token "key..." (key includes '='): 1 if found, else 0. */
+int cmdline_find(const char *key, const char **val, size_t *len)
+{
+	const char *cursor = NULL;
+
+	return cmdline_next(&cursor, key, val, len);
+}
+
+/* Decimal value of token "key<N>", or def if absent or malformed. */
+uint64_t cmdline_u64(const char *key, uint64_t def)
+{
+	const char *val;
+	size_t len;
+	uint64_t out;
+
+	if (!cmdline_find(key, &val, &len) || lib_parse_u64(val, len, &out))
+		return def;
+	return out;
+}
 
 void guest_exit(int code)
 {
@@ -182,6 +238,7 @@ int main(uint32_t start_info_paddr)
 	}
 	if (si->cmdline_paddr)
 		cmdline = (const char *)(uintptr_t)si->cmdline_paddr;
+	guest_cmdline = cmdline;
 	main_find_test(cmdline, &name, &len);
 
 	if (main_name_is(name, len, "hello")) {
@@ -198,6 +255,8 @@ int main(uint32_t start_info_paddr)
 		code = main_test_spin();
 	} else if (main_name_is(name, len, "ud2")) {
 		code = main_test_ud2();
+	} else if (blk_test_run(name, len, &code)) {
+		/* one of the blk-* scenarios ran */
 	} else if (len >= EXIT_PREFIX_LEN &&
 		   memcmp(name, EXIT_PREFIX, EXIT_PREFIX_LEN) == 0) {
 		code = main_test_exit(name + EXIT_PREFIX_LEN,

@@ -4,7 +4,7 @@
  *   - the GDT and the statically built identity page tables,
  *   - the 32-bit PVH entry and the 32 -> 64-bit switch shared by BSP and APs,
  *   - the real-mode AP trampoline (copied to 0x8000 at run time),
- *   - the 32 exception entry stubs,
+ *   - the 32 exception entry stubs and 16 interrupt stubs (0x40-0x4f),
  *   - the stacks.
  *
  * Guest CPL0 code is emulated on the development machines (~260 ns per
@@ -163,6 +163,21 @@ smp_trampoline_end:
 exc_stubs:
 	.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
 	exc_stub \v
+	.endr
+
+/*
+ * Interrupt stubs for vectors 0x40-0x4f (IDT_IRQ_VECTOR_BASE in guest.h):
+ * same frame as an exception without error code, so exc_common serves
+ * both; idt_handle_exception passes vectors >= 32 to irq_dispatch().
+ */
+	.balign 16
+	.globl irq_stubs
+irq_stubs:
+	.irp v, 0x40,0x41,0x42,0x43,0x44,0x45,0x46,0x47,0x48,0x49,0x4a,0x4b,0x4c,0x4d,0x4e,0x4f
+	.balign 16
+	pushq $0
+	pushq $\v
+	jmp exc_common
 	.endr
 
 /* Save the caller-saved registers; C saves the rest. Frame: struct exc_frame. */

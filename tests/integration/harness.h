@@ -63,10 +63,14 @@ static inline void harness_append(char **buf, size_t *len, const char *data, siz
 	(*buf)[*len] = '\0';
 }
 
+typedef void (*harness_marker_fn)(void *arg);
+
 /* Runs argv (NULL-terminated) with stdin from /dev/null. If stop_marker is
- * non-NULL, the child is sent SIGTERM once that text shows up on stdout. */
-static inline struct run_result harness_run(char *const argv[], int timeout_s,
-					    const char *stop_marker)
+ * non-NULL, the child is sent SIGTERM once that text shows up on stdout,
+ * after on_marker (if any) ran while the child was still alive. */
+static inline struct run_result harness_run_cb(char *const argv[], int timeout_s,
+					       const char *stop_marker,
+					       harness_marker_fn on_marker, void *arg)
 {
 	struct run_result r = { .marker_ms = -1 };
 	int po[2], pe[2];
@@ -121,6 +125,8 @@ static inline struct run_result harness_run(char *const argv[], int timeout_s,
 		}
 		if (stop_marker && r.marker_ms < 0 && strstr(r.out, stop_marker)) {
 			r.marker_ms = harness_now_ms() - t0;
+			if (on_marker)
+				on_marker(arg);
 			kill(pid, SIGTERM);
 		}
 	}
@@ -129,6 +135,12 @@ static inline struct run_result harness_run(char *const argv[], int timeout_s,
 	r.wall_ms = harness_now_ms() - t0;
 	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	return r;
+}
+
+static inline struct run_result harness_run(char *const argv[], int timeout_s,
+					    const char *stop_marker)
+{
+	return harness_run_cb(argv, timeout_s, stop_marker, NULL, NULL);
 }
 
 static inline void harness_free(struct run_result *r)
