@@ -50,6 +50,44 @@ static int vm_get_supported_cpuid(struct vm *vm)
 	return 0;
 }
 
+struct vm_pit_job {
+	int vm_fd;
+	int err;
+};
+
+static void *vm_create_pit(void *arg)
+{
+	struct vm_pit_job *job = arg;
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+
+	if (ioctl(job->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		job->err = errno;
+	return NULL;
+}
+
+static int vm_setup_memory(struct vm *vm, const struct vm_config *cfg)
+{
+	int ret = guest_mem_init(&vm->mem, cfg->mem_bytes);
+	if (ret) {
+		log_error("cannot map %llu MiB of guest memory: %s",
+			  (unsigned long long)(cfg->mem_bytes >> 20), strerror(-ret));
+		return MOTE_EXIT_INTERNAL;
+	}
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
+		struct kvm_userspace_memory_region r = {
+			.slot = i,
+			.guest_phys_addr = vm->mem.regions[i].gpa,
+			.memory_size = vm->mem.regions[i].size,
+			.userspace_addr = (uint64_t)(uintptr_t)vm->mem.regions[i].hva,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+			log_error("KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(errno));
+			return MOTE_EXIT_KVM;
+		}
+	}
+	return 0;
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
 	int ret;
@@ -107,33 +145,24 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		return MOTE_EXIT_KVM;
 	}
 	log_debug("VM created with irqchip");
-	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
-	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
-		log_error("KVM_CREATE_PIT2: %s", strerror(errno));
-		return MOTE_EXIT_KVM;
-	}
-
-	log_debug("in-kernel PIT created");
-	ret = guest_mem_init(&vm->mem, cfg->mem_bytes);
-	if (ret) {
-		log_error("cannot map %llu MiB of guest memory: %s",
-			  (unsigned long long)(cfg->mem_bytes >> 20), strerror(-ret));
+	/* Creating the PIT starts a kernel thread and registering memory waits
+	 * for an SRCU grace period: both mostly wait on the host scheduler, so
+	 * the PIT is created on a helper thread while memory is set up. */
+	pthread_t pit_thread;
+	struct vm_pit_job pit_job = { .vm_fd = vm->vm_fd };
+	if (pthread_create(&pit_thread, NULL, vm_create_pit, &pit_job)) {
+		log_error("cannot start the PIT set-up thread");
 		return MOTE_EXIT_INTERNAL;
 	}
-	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
-		struct kvm_userspace_memory_region r = {
-			.slot = i,
-			.guest_phys_addr = vm->mem.regions[i].gpa,
-			.memory_size = vm->mem.regions[i].size,
-			.userspace_addr = (uint64_t)(uintptr_t)vm->mem.regions[i].hva,
-		};
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
-			log_error("KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(errno));
-			return MOTE_EXIT_KVM;
-		}
+	ret = vm_setup_memory(vm, cfg);
+	pthread_join(pit_thread, NULL);
+	if (ret)
+		return ret;
+	if (pit_job.err) {
+		log_error("KVM_CREATE_PIT2: %s", strerror(pit_job.err));
+		return MOTE_EXIT_KVM;
 	}
-
-	log_debug("guest memory registered (%u slots)", vm->mem.nr_regions);
+	log_debug("in-kernel PIT created, guest memory registered (%u slots)", vm->mem.nr_regions);
 	vm->exit_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->serial_irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->exit_eventfd < 0 || vm->serial_irqfd < 0) {
