@@ -3,6 +3,7 @@
 #   make demo       install what is missing, build, boot a microVM, print its boot time
 #   make test       the whole suite: unit tests, sanitizer build, integration under /dev/kvm
 #   make bench      boot benchmark against QEMU microvm (writes benches/results/)
+#   make bench-api  API benchmark: socket ready, PUT round trip (benches/results/api.md)
 
 BUILD    ?= build
 CC       ?= gcc
@@ -13,13 +14,14 @@ WARN     := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
             -Wpointer-arith -Wvla
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 $(WARN) -D_GNU_SOURCE -DMOTE_VERSION='"$(VERSION)"' -I. -MMD -MP
-LDLIBS   := -luring -lpthread
+LDLIBS   := -luring -lhttp_parser -ljansson -lpthread -lseccomp
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 VMM_SRCS := $(filter-out vmm/main.c,$(wildcard vmm/*.c))
 VIRTIO_SRCS := $(wildcard virtio/*.c)
-LIB_SRCS := $(VMM_SRCS) $(VIRTIO_SRCS)
+API_SRCS := $(wildcard api/*.c)
+LIB_SRCS := $(VMM_SRCS) $(VIRTIO_SRCS) $(API_SRCS)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,%,$(wildcard tests/integration/test_*.c))
@@ -27,7 +29,7 @@ INTEG_TESTS := $(patsubst tests/integration/%.c,%,$(wildcard tests/integration/t
 GUEST_ELF := $(BUILD)/guest/test-guest.elf
 LINUX_DIR := $(BUILD)/linux
 
-.PHONY: all mote guest linux deps demo test unit asan-unit integration bench clean format
+.PHONY: all mote guest linux deps demo test unit asan-unit integration bench bench-api clean format
 
 all: mote guest jailer
 
@@ -113,8 +115,11 @@ demo: deps
 bench: deps all linux
 	./benches/boot/run.sh $(BUILD)
 
+bench-api: deps all
+	./benches/api/run.sh $(BUILD)
+
 format:
-	clang-format -i $(wildcard vmm/*.c vmm/*.h virtio/*.c virtio/*.h jailer/*.c jailer/*.h tests/*/*.c tests/*/*.h)
+	clang-format -i $(wildcard vmm/*.c vmm/*.h virtio/*.c virtio/*.h api/*.c api/*.h jailer/*.c jailer/*.h tests/*/*.c tests/*/*.h)
 
 clean:
 	rm -rf $(BUILD)

@@ -6,8 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 enum log_level log_max_level = LOG_INFO;
+
+static int log_fd = STDERR_FILENO;
+static bool log_show_level = true;
+static bool log_show_origin;
+static bool log_off;
+static __thread char *capture_buf;
+static __thread size_t capture_len;
 
 static uint64_t exec_ns;
 
@@ -58,27 +66,52 @@ int log_parse_level(const char *name, enum log_level *out)
 	return -EINVAL;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+void log_configure(int fd, bool show_level, bool show_origin, bool off)
+{
+	if (fd >= 0)
+		log_fd = fd;
+	log_show_level = show_level;
+	log_show_origin = show_origin;
+	log_off = off;
+}
+
+void log_capture_errors(char *buf, size_t len)
+{
+	capture_buf = buf;
+	capture_len = len;
+	if (buf && len)
+		buf[0] = '\0';
+}
+
+void log_msg_at(const char *file, int line, enum log_level level, const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
 	int n;
 
-	if (level > log_max_level)
+	if (level > log_max_level || (log_off && !(level == LOG_ERROR && capture_buf)))
 		return;
 	uint64_t us = time_since_exec_us();
-	n = snprintf(buf, sizeof(buf), "[mote %6llu.%03llu ms] %s: ",
-		     (unsigned long long)(us / 1000), (unsigned long long)(us % 1000),
-		     level_names[level]);
+	n = snprintf(buf, sizeof(buf), "[mote %6llu.%03llu ms] ", (unsigned long long)(us / 1000),
+		     (unsigned long long)(us % 1000));
+	if (log_show_origin && n > 0 && (size_t)n < sizeof(buf))
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s:%d ", file, line);
+	if (log_show_level && n > 0 && (size_t)n < sizeof(buf))
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s: ", level_names[level]);
+	size_t text = n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
 	va_start(ap, fmt);
-	if (n > 0 && (size_t)n < sizeof(buf))
-		vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	vsnprintf(buf + text, sizeof(buf) - text, fmt, ap);
 	va_end(ap);
-	/* One fputs per line so lines from vCPU threads don't interleave. */
+	if (level == LOG_ERROR && capture_buf && capture_len && !capture_buf[0])
+		snprintf(capture_buf, capture_len, "%s", buf + text);
+	if (log_off)
+		return;
+	/* One write per line so lines from vCPU threads don't interleave. */
 	size_t len = strlen(buf);
 	if (len < sizeof(buf) - 1) {
 		buf[len] = '\n';
-		buf[len + 1] = '\0';
+		buf[++len] = '\0';
 	}
-	fputs(buf, stderr);
+	while (write(log_fd, buf, len) < 0 && errno == EINTR)
+		;
 }

@@ -9,7 +9,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "vmm/console.h"
+#include <jansson.h>
+
+#include "api/api.h"
+#include "vmm/controller.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
 #include "vmm/vm.h"
@@ -19,17 +22,31 @@
 #endif
 
 #define DEFAULT_MEM_MIB 128
-#define MIN_MEM_MIB 2
-#define MAX_MEM_MIB (1024 * 1024)
+#define MIN_MEM_MIB VM_MIN_MEM_MIB
+#define MAX_MEM_MIB VM_MAX_MEM_MIB
+#define DEFAULT_ID "anonymous-instance"
+#define CONFIG_FILE_MAX (1 << 20)
+
+/* What the command line says beyond the VM configuration. */
+struct run_opts {
+	const char *api_sock;
+	const char *config_file;
+	const char *id;
+	size_t max_payload;
+	bool no_api;
+	bool vm_opts;   /* a --kernel/--vcpus/... option was given */
+};
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mote --kernel PATH [options]\n"
+		"       mote --api-sock PATH [--id ID] [--boot-timer] [--config-file FILE]\n"
+		"       mote --no-api --config-file FILE [--boot-timer]\n"
 		"\n"
 		"Runs one KVM microVM and exits when the guest does.\n"
 		"\n"
-		"  --kernel PATH          vmlinux/PVH ELF or bzImage to boot (required)\n"
+		"  --kernel PATH          vmlinux/PVH ELF or bzImage to boot\n"
 		"  --initrd PATH          initial ramdisk\n"
 		"  --cmdline STR          kernel command line\n"
 		"  --mem-mib N            guest RAM in MiB (default %d)\n"
@@ -43,6 +60,19 @@ static void usage(FILE *f)
 		"  --boot-timer           enable the boot-timer device (write 123 at 0xc0000000)\n"
 		"                         and log exec->first KVM_RUN and exec->boot-timer times\n"
 		"  --log-level L          error, warn, info (default) or debug\n"
+		"  --no-seccomp           run without the per-thread seccomp filters (debugging)\n"
+		"  --seccomp-debug        a forbidden syscall prints its name before exit 159\n"
+		"                         (default: the kernel kills the process with SIGSYS)\n"
+		"  --print-seccomp        list each thread's allowed syscalls and exit\n"
+		"  --api-sock PATH        serve the HTTP API (Firecracker's) on this unix socket;\n"
+		"                         without --kernel/--config-file the VM waits for\n"
+		"                         PUT /actions InstanceStart\n"
+		"  --id ID                instance id reported by GET / (default %s)\n"
+		"  --config-file FILE     boot the VM described by FILE (the JSON of\n"
+		"                         GET /vm/config), with or without the API\n"
+		"  --no-api               no API socket (needs --kernel or --config-file)\n"
+		"  --http-api-max-payload-size N\n"
+		"                         largest request body in bytes (default %d)\n"
 		"  -h, --help             this text\n"
 		"  -V, --version          print the version\n"
 		"\n"
@@ -51,8 +81,9 @@ static void usage(FILE *f)
 		"Exit status: the guest's debug-exit code (port 0xf4); 0 when the guest\n"
 		"resets or powers off; 64 bad usage, 65 bad kernel/initrd, 66 missing file,\n"
 		"69 KVM unavailable, 70 internal error, 80 guest crash (triple fault,\n"
-		"emulation failure), 128+N killed by signal N.\n",
-		DEFAULT_MEM_MIB, VM_MAX_VCPUS, BLK_MAX_DRIVES);
+		"emulation failure), 128+N killed by signal N (159: a seccomp filter\n"
+		"stopped a forbidden syscall).\n",
+		DEFAULT_MEM_MIB, VM_MAX_VCPUS, BLK_MAX_DRIVES, DEFAULT_ID, API_DEFAULT_MAX_PAYLOAD);
 }
 
 static int parse_uint(const char *opt, const char *s, unsigned long min, unsigned long max,
@@ -72,7 +103,9 @@ static int parse_uint(const char *opt, const char *s, unsigned long min, unsigne
 
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_BOOT_PROTO,
-	OPT_CPU_TEMPLATE, OPT_BOOT_TIMER, OPT_LOG_LEVEL, OPT_DRIVE,
+	OPT_CPU_TEMPLATE, OPT_BOOT_TIMER, OPT_LOG_LEVEL, OPT_DRIVE, OPT_NO_SECCOMP,
+	OPT_SECCOMP_DEBUG, OPT_PRINT_SECCOMP, OPT_API_SOCK, OPT_ID, OPT_CONFIG_FILE, OPT_NO_API,
+	OPT_MAX_PAYLOAD,
 };
 
 static const struct option long_opts[] = {
@@ -86,16 +119,69 @@ static const struct option long_opts[] = {
 	{ "boot-timer", no_argument, NULL, OPT_BOOT_TIMER },
 	{ "drive", required_argument, NULL, OPT_DRIVE },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
+	{ "seccomp-debug", no_argument, NULL, OPT_SECCOMP_DEBUG },
+	{ "print-seccomp", no_argument, NULL, OPT_PRINT_SECCOMP },
+	{ "api-sock", required_argument, NULL, OPT_API_SOCK },
+	{ "id", required_argument, NULL, OPT_ID },
+	{ "config-file", required_argument, NULL, OPT_CONFIG_FILE },
+	{ "no-api", no_argument, NULL, OPT_NO_API },
+	{ "http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
 
+static int check_id(const char *id)
+{
+	size_t len = strlen(id);
+
+	if (len == 0 || len > API_ID_MAX) {
+		log_error("--id: '%s' must be 1 to %d characters", id, API_ID_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (!(id[i] >= 'a' && id[i] <= 'z') && !(id[i] >= 'A' && id[i] <= 'Z') &&
+		    !(id[i] >= '0' && id[i] <= '9') && id[i] != '-') {
+			log_error("--id: '%s' may contain only letters, digits and '-'", id);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The options that fit together; returns -1 or an exit code. */
+static int check_modes(const struct vm_config *cfg, const struct run_opts *o)
+{
+	if (o->no_api && o->api_sock) {
+		log_error("--no-api and --api-sock exclude each other");
+		return MOTE_EXIT_USAGE;
+	}
+	if (o->config_file && o->vm_opts) {
+		log_error("--config-file describes the whole VM: drop --kernel, --initrd, --cmdline, "
+			  "--mem-mib, --vcpus, --cpu-template and --drive");
+		return MOTE_EXIT_USAGE;
+	}
+	if (o->no_api && !cfg->kernel_path && !o->config_file) {
+		log_error("--no-api needs --kernel PATH or --config-file FILE: without the API "
+			  "nothing could configure the VM");
+		return MOTE_EXIT_USAGE;
+	}
+	if (!cfg->kernel_path && !o->config_file && !o->api_sock) {
+		log_error("no kernel given: pass --kernel PATH, --config-file FILE or --api-sock PATH "
+			  "(see mote --help)");
+		return MOTE_EXIT_USAGE;
+	}
+	return -1;
+}
+
 /* Returns -1 to continue, else the process exit code. */
-static int parse_args(int argc, char **argv, struct vm_config *cfg)
+static int parse_args(int argc, char **argv, struct vm_config *cfg, struct run_opts *o)
 {
 	unsigned long v;
 	int c;
+
+	*o = (struct run_opts){ .id = DEFAULT_ID, .max_payload = API_DEFAULT_MAX_PAYLOAD };
 
 	*cfg = (struct vm_config){
 		.mem_bytes = (uint64_t)DEFAULT_MEM_MIB << 20,
@@ -108,19 +194,43 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg)
 		switch (c) {
 		case OPT_KERNEL:
 			cfg->kernel_path = optarg;
+			o->vm_opts = true;
 			break;
 		case OPT_INITRD:
 			cfg->initrd_path = optarg;
+			o->vm_opts = true;
 			break;
 		case OPT_CMDLINE:
 			cfg->cmdline = optarg;
+			o->vm_opts = true;
+			break;
+		case OPT_API_SOCK:
+			o->api_sock = optarg;
+			break;
+		case OPT_ID:
+			if (check_id(optarg))
+				return MOTE_EXIT_USAGE;
+			o->id = optarg;
+			break;
+		case OPT_CONFIG_FILE:
+			o->config_file = optarg;
+			break;
+		case OPT_NO_API:
+			o->no_api = true;
+			break;
+		case OPT_MAX_PAYLOAD:
+			if (parse_uint("--http-api-max-payload-size", optarg, 64, 64UL << 20, &v))
+				return MOTE_EXIT_USAGE;
+			o->max_payload = v;
 			break;
 		case OPT_MEM:
+			o->vm_opts = true;
 			if (parse_uint("--mem-mib", optarg, MIN_MEM_MIB, MAX_MEM_MIB, &v))
 				return MOTE_EXIT_USAGE;
 			cfg->mem_bytes = (uint64_t)v << 20;
 			break;
 		case OPT_VCPUS:
+			o->vm_opts = true;
 			if (parse_uint("--vcpus", optarg, 1, VM_MAX_VCPUS, &v))
 				return MOTE_EXIT_USAGE;
 			cfg->nr_vcpus = (unsigned)v;
@@ -138,16 +248,26 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg)
 			}
 			break;
 		case OPT_CPU_TEMPLATE:
+			o->vm_opts = true;
 			if (cpu_template_parse(optarg, &cfg->cpu_template)) {
 				log_error("--cpu-template: '%s' is not host or minimal", optarg);
 				return MOTE_EXIT_USAGE;
 			}
 			break;
+		case OPT_NO_SECCOMP:
+			cfg->seccomp = SECCOMP_OFF;
+			break;
+		case OPT_SECCOMP_DEBUG:
+			cfg->seccomp = SECCOMP_TRAP;
+			break;
+		case OPT_PRINT_SECCOMP:
+			return seccomp_print(stdout) ? MOTE_EXIT_INTERNAL : MOTE_EXIT_OK;
 		case OPT_BOOT_TIMER:
 			cfg->boot_timer = true;
 			break;
 		case OPT_DRIVE: {
 			char err[256];
+			o->vm_opts = true;
 			if (cfg->nr_drives == BLK_MAX_DRIVES) {
 				log_error("--drive: at most %d drives per VM", BLK_MAX_DRIVES);
 				return MOTE_EXIT_USAGE;
@@ -187,68 +307,84 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg)
 		log_error("unexpected argument '%s'; see mote --help", argv[optind]);
 		return MOTE_EXIT_USAGE;
 	}
-	if (!cfg->kernel_path) {
-		log_error("no kernel given: pass --kernel PATH (see mote --help)");
-		return MOTE_EXIT_USAGE;
-	}
-	return -1;
-}
-
-static void on_exit_request(struct event_loop *loop, int fd, uint32_t events, void *opaque)
-{
-	uint64_t v;
-
-	(void)events;
-	(void)opaque;
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_warn("exit eventfd read: %s", strerror(errno));
-	loop_stop(loop);
+	return check_modes(cfg, o);
 }
 
 static void on_signal(struct event_loop *loop, int fd, uint32_t events, void *opaque)
 {
 	struct signalfd_siginfo si;
-	struct vm *vm = opaque;
 	char why[64];
 
+	(void)loop;
 	(void)events;
+	(void)opaque;
 	if (read(fd, &si, sizeof(si)) != sizeof(si))
 		return;
 	if (si.ssi_signo == SIGUSR1) {
-		vm_request_dump(vm);
+		controller_request_dump();
 		return;
 	}
 	snprintf(why, sizeof(why), "received signal %s", strsignal((int)si.ssi_signo));
-	vm_request_exit(vm, 128 + (int)si.ssi_signo, why);
-	loop_stop(loop);
+	controller_request_exit(128 + (int)si.ssi_signo, why);
 }
 
-static int run_vm(const struct vm_config *cfg)
+/* --config-file: the same parser and handlers as the API's PUT bodies. */
+static int apply_config_file(const char *path)
 {
-	static struct vm vm;
+	struct api_request *reqs = NULL;
+	size_t nr = 0, len;
+	char err[512];
+	int ret = MOTE_EXIT_USAGE;
+
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		log_error("cannot open --config-file '%s': %s", path, strerror(errno));
+		return MOTE_EXIT_NOINPUT;
+	}
+	char *json = malloc(CONFIG_FILE_MAX + 1);
+	len = json ? fread(json, 1, CONFIG_FILE_MAX + 1, f) : 0;
+	fclose(f);
+	if (!json || len > CONFIG_FILE_MAX) {
+		log_error("--config-file '%s': %s", path,
+			  json ? "larger than 1 MiB" : "out of memory");
+		free(json);
+		return MOTE_EXIT_USAGE;
+	}
+	if (api_parse_vm_config(json, len, &reqs, &nr, err, sizeof(err))) {
+		log_error("--config-file '%s': %s", path, err);
+		goto out;
+	}
+	for (size_t i = 0; i < nr; i++) {
+		struct api_response resp = { 0 };
+
+		controller_handle(&reqs[i], &resp);
+		if (resp.status >= 400) {
+			json_t *o = resp.body ? json_loads(resp.body, 0, NULL) : NULL;
+			const char *msg = json_string_value(json_object_get(o, "fault_message"));
+			log_error("--config-file '%s': %s", path, msg ? msg : "rejected");
+			json_decref(o);
+			api_response_free(&resp);
+			goto out;
+		}
+		api_response_free(&resp);
+	}
+	ret = 0;
+out:
+	free(reqs);
+	free(json);
+	return ret;
+}
+
+static int run(const struct vm_config *cfg, const struct run_opts *o)
+{
+	struct api_server *api = NULL;
 	struct event_loop *loop = NULL;
 	sigset_t sigs;
 	int sfd = -1;
 	int ret;
 
-	ret = vm_create(&vm, cfg);
-	if (ret)
-		goto out;
-	loop = loop_create();
-	if (!loop) {
-		log_error("cannot create the event loop: %s", strerror(errno));
-		ret = MOTE_EXIT_INTERNAL;
-		goto out;
-	}
-	/* Devices first: they add themselves to the kernel command line. */
-	ret = vm_add_virtio_devices(&vm, loop);
-	if (!ret)
-		ret = vm_load_kernel(&vm);
-	if (ret)
-		goto out;
-
-	/* Termination signals become events on the VMM thread; vCPU threads
-	 * inherit the blocked mask so they never see them. */
+	/* Termination signals become events on the VMM thread; the API and
+	 * vCPU threads inherit the blocked mask so they never see them. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
@@ -257,36 +393,63 @@ static int run_vm(const struct vm_config *cfg)
 	sigaddset(&sigs, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	/* The socket first: a launcher may connect as soon as it exists. */
+	if (o->api_sock) {
+		char err[256];
+		struct api_server_config acfg = {
+			.sock_path = o->api_sock, .max_payload = o->max_payload,
+			.handler = controller_api_handler,
+		};
+		ret = api_server_open(&api, &acfg, err, sizeof(err));
+		if (ret) {
+			log_error("%s", err);
+			return ret == -ENAMETOOLONG ? MOTE_EXIT_USAGE : MOTE_EXIT_NOINPUT;
+		}
+		log_info("API socket ready after %llu us since exec",
+			 (unsigned long long)time_since_exec_us());
+	}
+	loop = loop_create();
+	if (!loop) {
+		log_error("cannot create the event loop: %s", strerror(errno));
+		ret = MOTE_EXIT_INTERNAL;
+		goto out;
+	}
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0 || loop_add(loop, sfd, EPOLLIN, on_signal, &vm) ||
-	    loop_add(loop, vm.exit_eventfd, EPOLLIN, on_exit_request, &vm) ||
-	    console_init(&vm, loop, STDIN_FILENO, STDOUT_FILENO)) {
+	if (sfd < 0 || loop_add(loop, sfd, EPOLLIN, on_signal, NULL) ||
+	    controller_init(loop, cfg, o->id)) {
 		log_error("event loop set-up failed: %s", strerror(errno));
 		ret = MOTE_EXIT_INTERNAL;
 		goto out;
 	}
-	if (vm_add_legacy_devices(&vm)) {
-		log_error("registering legacy devices failed");
+	if (o->config_file) {
+		ret = apply_config_file(o->config_file);
+		if (ret)
+			goto out;
+	}
+	/* Created before the VM exists, so it inherits no seccomp filter
+	 * from this thread (see controller_boot). */
+	if (api && (ret = api_server_start(api))) {
+		log_error("cannot start the API thread: %s", strerror(-ret));
 		ret = MOTE_EXIT_INTERNAL;
 		goto out;
 	}
-	ret = vm_create_vcpus(&vm);
-	if (!ret)
-		ret = vm_start_vcpus(&vm);
-	if (ret) {
-		vm_stop_vcpus(&vm);
-		goto out;
+	/* A complete configuration boots at once; otherwise the API's
+	 * InstanceStart does, from inside the loop. */
+	if (controller_has_boot_source()) {
+		ret = controller_boot();
+		if (ret)
+			goto out;
 	}
 	ret = loop_run(loop);
 	if (ret)
 		log_error("event loop failed: %s", strerror(-ret));
-	vm_stop_vcpus(&vm);
-	ret = atomic_load(&vm.exit_code);
+	ret = controller_exit_code();
 out:
-	console_restore();
+	controller_shutdown();
+	api_server_stop(api);
 	if (sfd >= 0)
 		close(sfd);
-	vm_destroy(&vm);
 	loop_destroy(loop);
 	return ret;
 }
@@ -294,9 +457,10 @@ out:
 int main(int argc, char **argv)
 {
 	struct vm_config cfg;
-	int ret = parse_args(argc, argv, &cfg);
+	struct run_opts opts;
+	int ret = parse_args(argc, argv, &cfg, &opts);
 
 	if (ret >= 0)
 		return ret;
-	return run_vm(&cfg);
+	return run(&cfg, &opts);
 }

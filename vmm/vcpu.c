@@ -379,8 +379,17 @@ void *vcpu_thread_main(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, vcpu_kick_signal());
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	/* Guest code only ever runs under this thread's filter. */
+	int ret = seccomp_install(SECCOMP_VCPU);
+	if (ret) {
+		log_error("vCPU %u: cannot install its seccomp filter: %s", v->index, strerror(-ret));
+		vm_request_exit(vm, MOTE_EXIT_INTERNAL, "seccomp set-up failed");
+		return NULL;
+	}
 
 	while (!atomic_load(&vm->exiting)) {
+		/* PATCH /vm Paused: the kick brings us here, out of KVM_RUN. */
+		vcpu_pause_point(v);
 		if (v->index == 0 && !atomic_exchange(&vm->first_run_logged, true))
 			log_msg(vm->cfg.boot_timer ? LOG_INFO : LOG_DEBUG,
 				"first KVM_RUN after %llu us since exec",

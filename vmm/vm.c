@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/layout.h"
@@ -94,8 +95,16 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = *cfg;
-	vm->kvm_fd = vm->vm_fd = vm->exit_eventfd = vm->serial_irqfd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->exit_eventfd = vm->serial_irqfd = vm->i8042.irqfd = -1;
 	vm->mem.fd = -1;
+	pthread_mutex_init(&vm->i8042.lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
+	pthread_condattr_t mono;
+	pthread_condattr_init(&mono);
+	pthread_condattr_setclock(&mono, CLOCK_MONOTONIC); /* vm_pause's deadline */
+	pthread_cond_init(&vm->parked_cond, &mono);
+	pthread_condattr_destroy(&mono);
 
 	vm->kvm_fd = open(KVM_DEV_PATH, O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
@@ -305,9 +314,8 @@ void vm_request_dump(struct vm *vm)
 	}
 }
 
-void vm_stop_vcpus(struct vm *vm)
+static void vm_kick_vcpus(struct vm *vm)
 {
-	atomic_store(&vm->exiting, true);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
@@ -317,6 +325,92 @@ void vm_stop_vcpus(struct vm *vm)
 		v->run->immediate_exit = 1;
 		pthread_kill(v->thread, vcpu_kick_signal());
 	}
+}
+
+void vcpu_pause_point(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	/* The common case costs one load: vCPUs never share the lock unless
+	 * a pause is under way. */
+	if (!atomic_load(&vm->pause_requested))
+		return;
+	pthread_mutex_lock(&vm->pause_lock);
+	if (atomic_load(&vm->pause_requested) && !atomic_load(&vm->exiting)) {
+		vm->nr_parked++;
+		pthread_cond_broadcast(&vm->parked_cond);
+		while (atomic_load(&vm->pause_requested) && !atomic_load(&vm->exiting))
+			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+		vm->nr_parked--;
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+int vm_pause(struct vm *vm, unsigned timeout_ms)
+{
+	struct timespec deadline;
+	unsigned started = 0;
+	int ret = 0;
+
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		started += vm->vcpus[i].thread_started;
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->pause_requested, true);
+	pthread_mutex_unlock(&vm->pause_lock);
+	vm_kick_vcpus(vm);
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->nr_parked < started) {
+		/* A vCPU thread only ends once the VM is exiting; never wait
+		 * for one that will not park. Short slices notice that. */
+		if (atomic_load(&vm->exiting)) {
+			ret = -ESHUTDOWN;
+			break;
+		}
+		struct timespec now, slice;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > deadline.tv_sec ||
+		    (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		slice = now;
+		slice.tv_nsec += 10 * 1000000L;
+		if (slice.tv_nsec >= 1000000000L) {
+			slice.tv_sec++;
+			slice.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&vm->parked_cond, &vm->pause_lock, &slice);
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+	if (ret)
+		vm_resume(vm);
+	return ret;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->pause_requested, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_stop_vcpus(struct vm *vm)
+{
+	atomic_store(&vm->exiting, true);
+	/* Parked vCPUs wait on pause_cond, not in KVM_RUN. */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	vm_kick_vcpus(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
@@ -339,6 +433,8 @@ void vm_destroy(struct vm *vm)
 	guest_mem_destroy(&vm->mem);
 	if (vm->serial_irqfd >= 0)
 		close(vm->serial_irqfd);
+	if (vm->i8042.irqfd >= 0)
+		close(vm->i8042.irqfd);
 	if (vm->exit_eventfd >= 0)
 		close(vm->exit_eventfd);
 	if (vm->vm_fd >= 0)

@@ -15,6 +15,7 @@
 #include "vmm/bus.h"
 #include "vmm/cpuid.h"
 #include "vmm/mem.h"
+#include "vmm/seccomp.h"
 #include "vmm/serial.h"
 #include "virtio/blk.h"
 #include "virtio/mmio.h"
@@ -23,6 +24,8 @@
 #define VM_MAX_VIRTIO 16
 #define VM_VIRTIO_FIRST_IRQ 5
 #define VM_CMDLINE_MAX 4096
+#define VM_MIN_MEM_MIB 2
+#define VM_MAX_MEM_MIB (1024 * 1024)
 
 /* Process exit codes of the monitor (sysexits.h where one fits). */
 enum mote_exit {
@@ -44,6 +47,7 @@ struct vm_config {
 	enum boot_protocol boot_protocol;
 	enum cpu_template cpu_template;
 	bool boot_timer;
+	enum seccomp_mode seccomp; /* KILL (the zero value) unless --no-seccomp/--seccomp-debug */
 	unsigned nr_drives;
 	struct blk_config drives[BLK_MAX_DRIVES];
 };
@@ -57,7 +61,20 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
-	uint64_t nr_exits;
+	_Atomic uint64_t nr_exits; /* read by FlushMetrics on the VMM thread */
+};
+
+#define I8042_BUF_SIZE 16
+
+/* The i8042 keyboard controller: the reset line, and an output buffer
+ * through which the VMM injects Ctrl+Alt+Del (SendCtrlAltDel). */
+struct i8042 {
+	pthread_mutex_t lock;     /* vCPU port accesses vs. the VMM thread */
+	uint8_t buf[I8042_BUF_SIZE];
+	unsigned head, len;
+	uint8_t control;          /* command byte (0x20 reads, 0x60 writes it) */
+	uint8_t pending_cmd;      /* controller command waiting for its data byte */
+	int irqfd;                /* eventfd bound to GSI 1 (keyboard) */
 };
 
 struct vm {
@@ -93,6 +110,17 @@ struct vm {
 	/* SIGUSR1: each vCPU dumps its registers once at its next exit. */
 	atomic_uint dump_pending;
 	atomic_bool boot_timer_fired;
+	/* CLOCK_MONOTONIC ns of the API's InstanceStart, 0 without the API. */
+	uint64_t instance_start_ns;
+
+	struct i8042 i8042;
+
+	/* Pause (PATCH /vm): vCPUs park outside KVM_RUN while pause_requested. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;   /* vCPUs wait here while paused */
+	pthread_cond_t parked_cond;  /* vm_pause() waits here for them */
+	atomic_bool pause_requested; /* read without the lock on every exit */
+	unsigned nr_parked;
 };
 
 /* Opens /dev/kvm and creates the VM with irqchip, PIT and memory.
@@ -113,6 +141,15 @@ void vm_request_dump(struct vm *vm);
 /* Kicks every vCPU out of KVM_RUN and joins the threads. */
 void vm_stop_vcpus(struct vm *vm);
 void vm_destroy(struct vm *vm);
+
+/* Kicks every vCPU out of KVM_RUN and returns once all are parked, or
+ * -ETIMEDOUT / -ESHUTDOWN (the VM is exiting). vm_resume() lets them go. */
+int vm_pause(struct vm *vm, unsigned timeout_ms);
+void vm_resume(struct vm *vm);
+/* Called by each vCPU thread before KVM_RUN: waits while paused. */
+void vcpu_pause_point(struct vcpu *vcpu);
+/* Queues Ctrl+Alt+Del in the i8042 and raises IRQ 1. -ENOSPC if full. */
+int vm_send_ctrl_alt_del(struct vm *vm);
 
 /* Asks the VMM to stop the VM and exit with code. The first request wins;
  * callable from any thread. */

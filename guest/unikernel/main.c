@@ -2,7 +2,7 @@
  * main.c - entry in C, command line parsing and the test scenarios.
  *
  * The command line selects one scenario with a token "test=<name>":
- *   hello, smp, triple-fault, int3, ud2, spin, cpuid, exit:<N>,
+ *   hello, smp, triple-fault, int3, ud2, spin, cpuid, wait-ctrl-alt-del, exit:<N>,
  *   and the virtio-blk scenarios blk-* (blk_tests.c).
  * Results are reported on COM1 and through the exit port (0xf4).
  */
@@ -204,6 +204,41 @@ static int main_test_spin(void)
 	return GUEST_EXIT_FAIL;
 }
 
+#define I8042_DATA_PORT   0x60
+#define I8042_STATUS_PORT 0x64
+#define I8042_STATUS_OBF  0x01
+#define POLL_PAUSES       256
+
+/* Waits for the host's Ctrl+Alt+Del (the API's SendCtrlAltDel: scan code
+ * set 2 make codes Ctrl 0x14, Alt 0x11, Delete 0xe0 0x71 in the i8042's
+ * output buffer), then exits 0. Polls the status port: each poll is a VM
+ * exit, and the pauses between polls keep the guest cheap (CPL0 is
+ * emulated on the development machines). */
+static int main_test_wait_ctrl_alt_del(void)
+{
+	static const uint8_t want[] = { 0x14, 0x11, 0xe0, 0x71 };
+	unsigned matched = 0;
+	uint64_t polls = 0;
+
+	serial_printf("guest: waiting for ctrl-alt-del\n");
+	while (matched < sizeof(want)) {
+		polls++;
+		if (!(io_in8(I8042_STATUS_PORT) & I8042_STATUS_OBF)) {
+			for (int i = 0; i < POLL_PAUSES; i++)
+				cpu_pause();
+			continue;
+		}
+		uint8_t b = io_in8(I8042_DATA_PORT);
+
+		if (b == want[matched])
+			matched++;
+		else
+			matched = b == want[0] ? 1 : 0;
+	}
+	serial_printf("guest: got ctrl-alt-del after %lu polls\n", (unsigned long)polls);
+	return GUEST_EXIT_PASS;
+}
+
 /* "exit:<N>": exit with N (0-255) so the host can check propagation. */
 static int main_test_exit(const char *arg, size_t len)
 {
@@ -253,6 +288,8 @@ int main(uint32_t start_info_paddr)
 		code = main_test_cpuid();
 	} else if (main_name_is(name, len, "spin")) {
 		code = main_test_spin();
+	} else if (main_name_is(name, len, "wait-ctrl-alt-del")) {
+		code = main_test_wait_ctrl_alt_del();
 	} else if (main_name_is(name, len, "ud2")) {
 		code = main_test_ud2();
 	} else if (blk_test_run(name, len, &code)) {

@@ -65,6 +65,10 @@ static inline void harness_append(char **buf, size_t *len, const char *data, siz
 
 typedef void (*harness_marker_fn)(void *arg);
 
+/* The child of the harness_run_cb in progress, for on_marker to look at
+ * (its /proc entries); 0 between runs. */
+static pid_t harness_child_pid;
+
 /* Runs argv (NULL-terminated) with stdin from /dev/null. If stop_marker is
  * non-NULL, the child is sent SIGTERM once that text shows up on stdout,
  * after on_marker (if any) ran while the child was still alive. */
@@ -83,6 +87,7 @@ static inline struct run_result harness_run_cb(char *const argv[], int timeout_s
 	r.out = calloc(1, 1);
 	r.err = calloc(1, 1);
 	pid_t pid = fork();
+	harness_child_pid = pid;
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_RDONLY);
 		dup2(devnull, 0);
@@ -132,8 +137,118 @@ static inline struct run_result harness_run_cb(char *const argv[], int timeout_s
 	}
 	int st = 0;
 	waitpid(pid, &st, 0);
+	harness_child_pid = 0;
 	r.wall_ms = harness_now_ms() - t0;
 	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return r;
+}
+
+/* A child started without waiting for it (an API server under test):
+ * harness_spawn() starts it with stdin from /dev/null, harness_proc_pump()
+ * collects what it printed so far, harness_proc_finish() waits for it (or
+ * kills it after timeout_s) and returns the usual run_result. */
+struct harness_proc {
+	pid_t pid;
+	int out_fd, err_fd;
+	char *out, *err;
+	size_t out_len, err_len;
+	double t0;
+};
+
+static inline void harness_spawn(struct harness_proc *p, char *const argv[])
+{
+	int po[2], pe[2];
+
+	memset(p, 0, sizeof(*p));
+	if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
+		perror("pipe");
+		exit(2);
+	}
+	p->out = calloc(1, 1);
+	p->err = calloc(1, 1);
+	p->t0 = harness_now_ms();
+	p->pid = fork();
+	if (p->pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+		dup2(devnull, 0);
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	p->out_fd = po[0];
+	p->err_fd = pe[0];
+}
+
+/* Reads whatever the child printed, waiting at most timeout_ms for more. */
+static inline void harness_proc_pump(struct harness_proc *p, int timeout_ms)
+{
+	struct pollfd pfd[2] = { { p->out_fd, POLLIN, 0 }, { p->err_fd, POLLIN, 0 } };
+
+	if (poll(pfd, 2, timeout_ms) <= 0)
+		return;
+	for (int i = 0; i < 2; i++) {
+		char buf[4096];
+		ssize_t got;
+
+		if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP)))
+			continue;
+		got = read(pfd[i].fd, buf, sizeof(buf));
+		if (got <= 0) {
+			close(pfd[i].fd);
+			*(i == 0 ? &p->out_fd : &p->err_fd) = -1;
+			continue;
+		}
+		if (i == 0)
+			harness_append(&p->out, &p->out_len, buf, (size_t)got);
+		else
+			harness_append(&p->err, &p->err_len, buf, (size_t)got);
+	}
+}
+
+/* Waits until needle shows up on stdout (on_err: stderr); false on timeout. */
+static inline bool harness_proc_wait_for(struct harness_proc *p, const char *needle, bool on_err,
+					 int timeout_s)
+{
+	double end = harness_now_ms() + timeout_s * 1e3;
+
+	while (!strstr(on_err ? p->err : p->out, needle)) {
+		if (harness_now_ms() > end || (p->out_fd < 0 && p->err_fd < 0))
+			return false;
+		harness_proc_pump(p, 50);
+	}
+	return true;
+}
+
+static inline bool harness_proc_alive(const struct harness_proc *p)
+{
+	return waitpid(p->pid, NULL, WNOHANG) == 0;
+}
+
+static inline struct run_result harness_proc_finish(struct harness_proc *p, int timeout_s)
+{
+	struct run_result r = { .marker_ms = -1 };
+	double end = harness_now_ms() + timeout_s * 1e3;
+	int st = 0;
+
+	while (p->out_fd >= 0 || p->err_fd >= 0) {
+		if (harness_now_ms() > end && !r.timed_out) {
+			r.timed_out = true;
+			kill(p->pid, SIGKILL);
+		}
+		harness_proc_pump(p, 100);
+	}
+	waitpid(p->pid, &st, 0);
+	r.wall_ms = harness_now_ms() - p->t0;
+	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	r.out = p->out;
+	r.out_len = p->out_len;
+	r.err = p->err;
+	r.err_len = p->err_len;
+	p->out = p->err = NULL;
 	return r;
 }
 

@@ -1,0 +1,40 @@
+/* The VM's lifecycle on the VMM thread: the pre-boot configuration being
+ * built (from the command line, --config-file or the API), InstanceStart,
+ * pause/resume, Ctrl+Alt+Del, metrics, and the answers to API requests.
+ *
+ * The API thread never touches VM state: controller_api_handler() queues
+ * its request, wakes the VMM thread through an eventfd in the event loop,
+ * and waits on a condition variable for the answer. */
+#ifndef MOTE_VMM_CONTROLLER_H
+#define MOTE_VMM_CONTROLLER_H
+
+#include <stdbool.h>
+
+#include "api/api.h"
+#include "vmm/loop.h"
+#include "vmm/vm.h"
+
+/* Seeds the configuration (strings are copied) and registers the request
+ * eventfd in the loop. Returns 0 or -errno. */
+int controller_init(struct event_loop *loop, const struct vm_config *cfg, const char *instance_id);
+/* True once a kernel is configured. */
+bool controller_has_boot_source(void);
+/* Applies one request on the VMM thread (the API's and --config-file's). */
+void controller_handle(const struct api_request *req, struct api_response *resp);
+/* Builds and starts the VM from the configuration, as InstanceStart does.
+ * Returns 0 or a mote_exit code (logged). */
+int controller_boot(void);
+/* api_handler_fn for the API server; runs on the API thread. */
+void controller_api_handler(void *opaque, const struct api_request *req,
+			    struct api_response *resp);
+/* A termination signal: stops the VM (if any) and the loop. */
+void controller_request_exit(int code, const char *why);
+/* SIGUSR1: every vCPU prints its registers. */
+void controller_request_dump(void);
+/* Answers what is still queued with an error and refuses new requests;
+ * stops the vCPUs, restores the console, destroys the VM. */
+void controller_shutdown(void);
+/* The process exit code: the VM's, or the one requested before boot. */
+int controller_exit_code(void);
+
+#endif
