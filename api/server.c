@@ -27,7 +27,9 @@
 #include <http_parser.h>
 
 #include "api/api.h"
+#include "vmm/caps.h"
 #include "vmm/log.h"
+#include "vmm/seccomp.h"
 
 #define API_MAX_CONNS 32
 #define API_URL_MAX 2048
@@ -548,7 +550,17 @@ static void *api_thread_main(void *arg)
 	struct epoll_event evs[16];
 
 	pthread_setname_np(pthread_self(), "mote-api");
-	/* seccomp: API thread filter goes here */
+	/* This thread exists before the VMM drops capabilities and locks
+	 * down: confine it first, before it reads a byte from a client. */
+	int ret = caps_drop_all();
+	if (!ret)
+		ret = seccomp_install(SECCOMP_API);
+	if (ret) {
+		log_error("API thread: cannot drop capabilities or install its seccomp filter "
+			  "(%s); the API is closed", strerror(-ret));
+		server_close_all(s);
+		return NULL;
+	}
 	for (;;) {
 		int n = epoll_wait(s->epfd, evs, 16, -1);
 

@@ -1,5 +1,6 @@
 /* mote: one process, one KVM microVM. */
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "api/api.h"
 #include "vmm/controller.h"
 #include "vmm/log.h"
+#include "vmm/seccomp.h"
 #include "vmm/loop.h"
 #include "vmm/vm.h"
 
@@ -428,7 +430,13 @@ static int run(const struct vm_config *cfg, const struct run_opts *o)
 			goto out;
 	}
 	/* Created before the VM exists, so it inherits no seccomp filter
-	 * from this thread (see controller_boot). */
+	 * from this thread (see controller_boot); it installs its own, which
+	 * is compiled here. */
+	if (api && seccomp_prepare(cfg->seccomp)) {
+		log_error("cannot build the seccomp filters");
+		ret = MOTE_EXIT_INTERNAL;
+		goto out;
+	}
 	if (api && (ret = api_server_start(api))) {
 		log_error("cannot start the API thread: %s", strerror(-ret));
 		ret = MOTE_EXIT_INTERNAL;
@@ -462,5 +470,9 @@ int main(int argc, char **argv)
 
 	if (ret >= 0)
 		return ret;
+	/* One malloc arena for every thread: the API thread then needs no
+	 * arena mmap/mprotect in its seccomp filter, and mote allocates
+	 * little enough that contention does not matter. */
+	mallopt(M_ARENA_MAX, 1);
 	return run(&cfg, &opts);
 }

@@ -117,6 +117,31 @@ static const struct seccomp_rule vcpu_rules[] = {
 	ALLOW(exit_group, "the --seccomp-debug SIGSYS handler's _exit on this thread"),
 };
 
+/* The API thread's malloc comes from the main arena (main() sets
+ * M_ARENA_MAX to 1), so it needs no arena mmap/mprotect. */
+static const struct seccomp_rule api_rules[] = {
+	ALLOW(epoll_wait, "api_thread_main waits on the listening socket and connections"),
+	ALLOW(accept4, "new API connections"),
+	ALLOW(recvfrom, "reading requests (recv)"),
+	ALLOW(sendto, "writing responses (send)"),
+	ALLOW(epoll_ctl, "adding, re-arming and removing connections"),
+	ALLOW(close, "closing connections"),
+	ALLOW(futex, "the request queue's lock and the condition variable the API thread "
+		     "waits on for the VMM thread's answer"),
+	ALLOW(write, "the eventfd that wakes the VMM thread; log lines to stderr; the "
+		     "--seccomp-debug SIGSYS message"),
+	ALLOW(clock_gettime, "connection idle times; normally the vDSO"),
+	ALLOW(brk, "malloc: request buffers and parsed JSON (jansson)"),
+	ALLOW_ARG(mmap, 2, PROT_READ | PROT_WRITE, "malloc of large blocks (never executable)"),
+	ALLOW(munmap, "free() of large blocks"),
+	ALLOW_ARG(madvise, 2, MADV_DONTNEED, "free() trims the heap; thread exit gives back its "
+					     "stack"),
+	ALLOW(unlink, "removing the API socket file when the API stops"),
+	ALLOW(rt_sigprocmask, "thread exit: glibc blocks signals before tearing the thread down"),
+	ALLOW(exit, "thread exit when the monitor stops"),
+	ALLOW(exit_group, "the --seccomp-debug SIGSYS handler's _exit on this thread"),
+};
+
 static const struct seccomp_filter_def {
 	const char *name;
 	const struct seccomp_rule *rules;
@@ -125,6 +150,7 @@ static const struct seccomp_filter_def {
 } filters[SECCOMP_NR_THREADS] = {
 	[SECCOMP_VMM] = { "vmm", vmm_rules, ARRAY_SIZE(vmm_rules), 50 },
 	[SECCOMP_VCPU] = { "vcpu", vcpu_rules, ARRAY_SIZE(vcpu_rules), 27 },
+	[SECCOMP_API] = { "api", api_rules, ARRAY_SIZE(api_rules), 31 },
 };
 
 /* Set by seccomp_prepare on the main thread before the filtered threads
@@ -356,6 +382,11 @@ int seccomp_prepare(enum seccomp_mode mode)
 {
 	const char *selftest = getenv("MOTE_SECCOMP_SELFTEST");
 	int ret = 0;
+
+	/* Prepared early for the API thread, then again at boot: once is
+	 * enough, and threads may be installing the compiled programs. */
+	if (prepared && mode == prepared_mode)
+		return 0;
 
 	for (unsigned k = 0; k < SECCOMP_NR_THREADS; k++) {
 		free(progs[k].filter);

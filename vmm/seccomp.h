@@ -20,6 +20,7 @@
 enum seccomp_thread {
 	SECCOMP_VMM,  /* event loop, and teardown after the loop stops */
 	SECCOMP_VCPU, /* KVM_RUN and exit dispatch */
+	SECCOMP_API,  /* HTTP over the API socket; hands requests to the VMM thread */
 	SECCOMP_NR_THREADS,
 };
 

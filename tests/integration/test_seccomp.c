@@ -40,11 +40,13 @@ static void test_print_counts_below_firecracker(void **state)
 	struct run_result r = harness_run(MOTE("--print-seccomp"), 10, NULL);
 	assert_exit_status(&r, 0);
 	int vmm = printed_count(r.out, "vmm"), vcpu = printed_count(r.out, "vcpu");
-	fprintf(stderr, "seccomp: vmm %d syscalls (Firecracker 50), vcpu %d (Firecracker 27)\n",
-		vmm, vcpu);
-	if (vmm <= 0 || vmm >= 50 || vcpu <= 0 || vcpu >= 27) {
+	int api = printed_count(r.out, "api");
+	fprintf(stderr, "seccomp: vmm %d syscalls (Firecracker 50), vcpu %d (Firecracker 27), "
+		"api %d (Firecracker 31)\n", vmm, vcpu, api);
+	if (vmm <= 0 || vmm >= 50 || vcpu <= 0 || vcpu >= 27 || api <= 0 || api >= 31) {
 		harness_dump(&r);
-		fail_msg("counts vmm=%d vcpu=%d, expected 0 < vmm < 50, 0 < vcpu < 27", vmm, vcpu);
+		fail_msg("counts vmm=%d vcpu=%d api=%d, expected 0 < vmm < 50, 0 < vcpu < 27, "
+			 "0 < api < 31", vmm, vcpu, api);
 	}
 	/* ioctl only by request number, and KVM_RUN only on the vCPU list
 	 * (printed after the vmm one). */
@@ -101,6 +103,29 @@ static void test_forbidden_syscall_on_vcpu_thread(void **state)
 {
 	(void)state;
 	check_forbidden_syscall("vcpu");
+}
+
+/* The API thread confines itself before serving: the selftest hook fires
+ * there as soon as it starts, even while the guest boots on its own. */
+static void test_forbidden_syscall_on_api_thread(void **state)
+{
+	(void)state;
+	char sock[64];
+	snprintf(sock, sizeof(sock), "/tmp/mote-seccomp-api-%d.sock", (int)getpid());
+	const char *modes[] = { NULL, "--seccomp-debug" };
+	for (int i = 0; i < 2; i++) {
+		setenv("MOTE_SECCOMP_SELFTEST", "api", 1);
+		struct run_result r = harness_run(MOTE("--api-sock", sock, "--kernel", (char *)guest_elf,
+						       "--cmdline", "test=spin", (char *)modes[i]),
+						  30, NULL);
+		unsetenv("MOTE_SECCOMP_SELFTEST");
+		unlink(sock);
+		assert_exit_status(&r, SIGSYS_STATUS);
+		if (modes[i])
+			assert_output_contains(&r, err, "mote: seccomp: thread api made forbidden "
+							"syscall getppid");
+		harness_free(&r);
+	}
 }
 
 static void run_hello(const char *mode)
@@ -191,6 +216,7 @@ struct proc_view {
 	char cap_eff[32], cap_prm[32], cap_bnd[32], no_new_privs[8];
 	unsigned threads;        /* mote's own: main + vCPUs */
 	unsigned filtered;       /* of those, Seccomp: 2 with exactly one filter */
+	char api_cap_eff[32];    /* the mote-api thread's own, when there is one */
 };
 
 static void read_proc(void *arg)
@@ -233,6 +259,8 @@ static void read_proc(void *arg)
 		/* One filter each: per thread, not stacked or synced. */
 		if (strcmp(val, "2") == 0 && strcmp(nf, "1") == 0)
 			pv->filtered++;
+		if (strncmp(comm, "mote-api", 8) == 0)
+			status_field(path, "CapEff", pv->api_cap_eff, sizeof(pv->api_cap_eff));
 	}
 	closedir(d);
 }
@@ -268,6 +296,28 @@ static void test_running_monitor_is_locked_down(void **state)
 	assert_string_equal(pv.cap_bnd, "0000000000000000");
 }
 
+/* With the API: main + 2 vCPUs + the API thread, each with its own filter,
+ * and the API thread (started before the VM) without capabilities too. */
+static void test_api_thread_is_locked_down(void **state)
+{
+	(void)state;
+	struct proc_view pv = { 0 };
+	char sock[64];
+	snprintf(sock, sizeof(sock), "/tmp/mote-seccomp-api2-%d.sock", (int)getpid());
+	struct run_result r = harness_run_cb(MOTE("--api-sock", sock, "--kernel", (char *)guest_elf,
+						  "--vcpus", "2", "--cmdline", "test=spin"),
+					     30, "spinning until the host stops the VM", read_proc,
+					     &pv);
+	unlink(sock);
+	assert_int_equal(r.status, 128 + SIGTERM);
+	harness_free(&r);
+	assert_true(pv.seen);
+	assert_int_equal(pv.threads, 4);
+	assert_int_equal(pv.filtered, 4);
+	if (geteuid() == 0)
+		assert_string_equal(pv.api_cap_eff, "0000000000000000");
+}
+
 static void test_no_seccomp_leaves_threads_unfiltered(void **state)
 {
 	(void)state;
@@ -288,6 +338,8 @@ int main(void)
 		cmocka_unit_test(test_print_counts_below_firecracker),
 		cmocka_unit_test(test_forbidden_syscall_on_vmm_thread),
 		cmocka_unit_test(test_forbidden_syscall_on_vcpu_thread),
+		cmocka_unit_test(test_forbidden_syscall_on_api_thread),
+		cmocka_unit_test(test_api_thread_is_locked_down),
 		cmocka_unit_test(test_guest_runs_under_filters),
 		cmocka_unit_test(test_guest_runs_without_filters),
 		cmocka_unit_test(test_running_monitor_is_locked_down),
