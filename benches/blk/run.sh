@@ -20,7 +20,7 @@ OUT=benches/results/blk.md
 TSV=$(mktemp /tmp/mote-blkbench-XXXXXX.tsv)
 IMG=/tmp/mote-blkbench.img
 
-make -s -C benches/boot BUILD="$(cd "$BUILD" && pwd)" >/dev/null 2>&1 || make -s "$BENCH" >/dev/null
+make -s -C benches/boot BUILD="$(cd "$BUILD" && pwd)" >/dev/null
 [ -x "$BENCH" ] || { echo "blk bench: $BENCH missing; run make bench first" >&2; exit 1; }
 [ -x "$MOTE" ] && [ -f "$GUEST" ] || { echo "blk bench: build mote and the guest first (make)" >&2; exit 1; }
 
@@ -52,7 +52,7 @@ for w in "${WORKLOADS[@]}"; do
         EXPECT=0 run_side "mote-$name-$size" "$MOTE" --kernel "$GUEST" --mem-mib 128 \
             --drive "path=$IMG" --cmdline "$cmd"
         EXPECT=1 run_side "qemu-$name-$size" qemu-system-x86_64 -M microvm,acpi=off -accel kvm \
-            -cpu host -nodefaults -no-user-config -nographic -serial stdio -m 128 \
+            -nodefaults -no-user-config -nographic -serial stdio -m 128 \
             -device isa-debug-exit,iobase=0xf4,iosize=0x04 -global virtio-mmio.force-legacy=false \
             -drive "id=d0,file=$IMG,format=raw,if=none,cache=writeback,aio=io_uring" \
             -device virtio-blk-device,drive=d0 -kernel "$GUEST" -append "$cmd"
