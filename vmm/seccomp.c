@@ -294,10 +294,12 @@ static int seccomp_compile(enum seccomp_thread kind, uint32_t action, struct soc
 	for (size_t i = 0; i < d->nr_rules && !ret; i++) {
 		const struct seccomp_rule *r = &d->rules[i];
 
-		if (r->arg >= 0)
-			ret = seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, r->nr, 1,
-						     SCMP_CMP64((unsigned)r->arg, SCMP_CMP_EQ,
-								r->value));
+		if (r->arg >= 0) {
+			/* Spelled out: clang flags SCMP_CMP64's missing datum_b. */
+			struct scmp_arg_cmp cmp = { .arg = (unsigned)r->arg, .op = SCMP_CMP_EQ,
+						    .datum_a = r->value, .datum_b = 0 };
+			ret = seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, r->nr, 1, cmp);
+		}
 		else
 			ret = seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, r->nr, 0);
 		if (!ret && !seen_before(d->rules, i))

