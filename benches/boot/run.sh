@@ -120,7 +120,7 @@ showcmd() {
 # ---- environment -----------------------------------------------------------
 DATE=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 LOAD_START=$(cat /proc/loadavg)
-TOP_START=$(ps -eo pid,pcpu,etime,args --sort=-pcpu | head -6 | cut -c1-160)
+TOP_START=$(ps -eo pid,pcpu,etime,comm --sort=-pcpu | head -6)
 QEMU_VER=$(qemu-system-x86_64 --version | head -1)
 MOTE_VER=$("$MOTE" --version 2>&1 | head -1)
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -133,9 +133,13 @@ rm -f "$RAW_TMP"
 rm -f "$LOGS"/*.out "$LOGS"/*.err
 
 # bb LABEL INDEX [bootbench options] -- command...
+# The 1-minute load average before every run goes to $LOADS (label, run, load).
+LOADS=$LOGS/loads.tsv
+rm -f "$LOADS"
 bb() {
 	local label=$1 idx=$2
 	shift 2
+	printf '%s\t%s\t%s\n' "$label" "$idx" "$(cut -d' ' -f1 /proc/loadavg)" >>"$LOADS"
 	"$BB" -q -n 1 -i "$idx" -l "$label" -o "$RAW_TMP" -O "$LOGS" "$@" || true
 }
 
@@ -183,7 +187,7 @@ if [ "${SKIP_LINUX:-0}" != 1 ] && [ -f "$LINUX/bzImage" ] && [ -f "$LINUX/initra
 	wait_idle linux
 	LOAD_LINUX=$(cat /proc/loadavg)
 	for ((i = 1; i <= LINUX_RUNS; i++)); do
-		log "linux: mote run $i/$LINUX_RUNS (tens of seconds)"
+		log "linux: mote run $i/$LINUX_RUNS (minutes here)"
 		bb linux-mote "$i" -t "$LINUX_TIMEOUT" -m "$LINUX_MARKER" -k -g 256 \
 			-- "${MOTE_LINUX[@]}"
 		log "linux: qemu (KVM) run $i/$LINUX_RUNS"
@@ -299,9 +303,12 @@ rss_table() {
 # what a Linux run that missed the marker did: "how after N s; last line"
 linux_outcome() {
 	local label=$1
-	awk -F'\t' -v l="$label" '$1 == l && $7 == "NA" {
+	awk -F'\t' -v l="$label" 'FNR == NR { load[$1 "/" $2] = $3; next }
+		$1 == l && $7 != "NA" {
+		printf "run %s: %.1f s to the marker (1-min load before the run: %s)\n", $2, $7 / 1000, load[l "/" $2] }
+		$1 == l && $7 == "NA" {
 		printf "run %s: did not reach the marker: %s after %.1f s (status %s)\n", $2,
-			($4 == "fail-kill" ? "KVM internal error" : $4), ($4 == "fail-kill" ? $8 : $10) / 1000, $5 }' "$RAW"
+			($4 == "fail-kill" ? "KVM internal error" : $4), ($4 == "fail-kill" ? $8 : $10) / 1000, $5 }' "$LOADS" "$RAW"
 }
 # Where QEMU stopped: RIP from its register dump, and the kernel symbol there.
 qemu_stop_rip() {
@@ -353,16 +360,17 @@ linux_table() {
 	done
 }
 
-LOAD1_START=${LOAD_START%% *}
-LOAD1_END=${LOAD_END%% *}
 NPROC=$(nproc)
-LOAD1_UK=${LOAD_UK%% *}
-LOAD1_LINUX=${LOAD_LINUX:-0}
-LOAD1_LINUX=${LOAD1_LINUX%% *}
-LOAD_NOTE=$(awk -v a="$LOAD1_START" -v b="$LOAD1_END" -v c="$LOAD1_UK" -v d="$LOAD1_LINUX" -v n="$NPROC" 'BEGIN {
-	if (a > n / 2 || b > n / 2 || c > n / 2 || d > n / 2) print "**The load average was high** (1-min load above half the CPUs at one of these points): other work (builds, other VMs) shared the CPUs, so expect inflated times and a wider spread.";
-	else print "The 1-min load average stayed below half the CPUs at these points." }')
-[ "$HAVE_LINUX" = 1 ] && LOAD_NOTE+=" (A 2-vCPU Linux VM under emulation keeps both its vCPU threads busy, so the benchmark's own Linux runs add about 2 to the load average at the end.)"
+# The unikernel runs take ~0.1 s each, so the load average before them is
+# other people's work; a Linux run's own two busy vCPU threads add ~2 to it.
+UK_LOAD_MED=$(awk -F'\t' '$1 ~ /^uk-/ { print $3 }' "$LOADS" | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print 0 }')
+UK_LOAD_MAX=$(awk -F'\t' '$1 ~ /^uk-/ && $3 > m { m = $3 } END { print m + 0 }' "$LOADS")
+LOAD_NOTE=$(awk -v med="$UK_LOAD_MED" -v max="$UK_LOAD_MAX" -v l="${LOAD_LINUX:-0}" -v n="$NPROC" 'BEGIN {
+	split(l, a, " ")
+	printf "Before the unikernel runs the 1-min load was %s median, %s max. ", med, max
+	if (med > n / 2 || a[1] > n / 2) print "**The load average was high** (above half the CPUs before the unikernel runs or when the Linux part started): other work (builds, other VMs) shared the CPUs, so expect inflated times and a wider spread.";
+	else print "That is low for this machine (below half the CPUs)." }')
+[ "$HAVE_LINUX" = 1 ] && LOAD_NOTE+=" The load at the end includes the benchmark's own Linux runs: a 2-vCPU Linux VM under emulation keeps both vCPU threads busy, adding up to 2."
 
 {
 	echo "# Boot benchmark: mote vs QEMU microvm"
@@ -463,6 +471,9 @@ LOAD_NOTE=$(awk -v a="$LOAD1_START" -v b="$LOAD1_END" -v c="$LOAD1_UK" -v d="$LO
 			printk_gaps "$LOGS/linux-mote.$mid.out" 4 | sed 's/^/- /'
 			echo
 		fi
+		echo "The first serial byte (the kernel's console coming up, shortly before \`int3_selftest()\`) is the"
+		echo "one Linux milestone both sides reach under KVM; compare that row for mote against QEMU."
+		echo
 		echo "QEMU with KVM stops at the kernel's boot-time \`int3_selftest()\`: the nested hypervisor cannot"
 		echo "emulate \`int3\` at CPL0, KVM returns an emulation failure and QEMU pauses the VM (\"KVM internal"
 		echo "error. Suberror: 1\"); the launcher kills it when that message appears. mote answers that exit"
