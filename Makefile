@@ -21,7 +21,8 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 VMM_SRCS := $(filter-out vmm/main.c,$(wildcard vmm/*.c))
 VIRTIO_SRCS := $(wildcard virtio/*.c)
 API_SRCS := $(wildcard api/*.c)
-LIB_SRCS := $(VMM_SRCS) $(VIRTIO_SRCS) $(API_SRCS)
+METRICS_SRCS := $(wildcard metrics/*.c)
+LIB_SRCS := $(VMM_SRCS) $(VIRTIO_SRCS) $(API_SRCS) $(METRICS_SRCS)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,%,$(wildcard tests/integration/test_*.c))

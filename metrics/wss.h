@@ -1,0 +1,69 @@
+/* Working-set estimation of guest RAM without guest cooperation.
+ *
+ * Guest accesses go through KVM's own page tables, so the host's
+ * Referenced bits never see them. What does: guest RAM is a MAP_SHARED
+ * (shmem) mapping; MADV_DONTNEED on a page drops the host's mapping (and
+ * KVM's, through the MMU notifier) while the data stays in shmem. The
+ * guest's next access to that page faults it back in. After an interval,
+ * /proc/self/pagemap bit 63 (present) says which zapped pages came back:
+ * the ones touched, read or written, by the guest (or by the monitor's
+ * devices on its behalf).
+ *
+ * Sampled as VMware ESX does: one page per stratum of `stride` pages, at
+ * a pseudo-random position that changes every interval, so the cost is
+ * per sample, not per page, and the estimate scales up by the stride.
+ *
+ * Never use this on a MAP_PRIVATE mapping (a restored clone's guest RAM):
+ * zapping a privately written page there throws its data away. The
+ * caller checks (maps_mapping_is_shared). */
+#ifndef MOTE_METRICS_WSS_H
+#define MOTE_METRICS_WSS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define WSS_PAGE_SIZE 4096u
+
+struct wss_config {
+	uint64_t sample_pages; /* pages watched per interval; 0 or >= all: every page */
+	uint64_t seed;         /* for the sample positions */
+};
+
+struct wss_result {
+	uint64_t nr_pages;       /* of guest RAM */
+	uint64_t sampled;        /* pages watched in the interval */
+	uint64_t touched;        /* of those, touched */
+	uint64_t estimate_bytes; /* working set scaled up from the sample */
+	uint64_t resident_bytes; /* guest RAM backed by host memory (mincore) */
+	uint64_t zap_ns;         /* cost of arming the interval that ended */
+	uint64_t scan_ns;        /* cost of reading pagemap and mincore now */
+};
+
+struct wss {
+	uint8_t *base;
+	uint64_t nr_pages;
+	uint64_t stride;      /* pages per stratum; 1: every page */
+	uint64_t nr_samples;  /* strata */
+	uint64_t seed;
+	uint64_t epoch;       /* which sample positions are armed */
+	bool armed;
+	int pagemap_fd;       /* /proc/self/pagemap, opened by the caller */
+	uint64_t *pm_buf;     /* pagemap chunk */
+	unsigned char *mc_vec; /* mincore vector, one byte per page */
+	uint64_t last_zap_ns;
+};
+
+/* base/size: the host mapping of guest RAM (page aligned, MAP_SHARED).
+ * pagemap_fd stays the caller's. 0 or -EINVAL/-ENOMEM. */
+int wss_init(struct wss *w, void *base, uint64_t size, const struct wss_config *cfg,
+	     int pagemap_fd);
+void wss_destroy(struct wss *w);
+/* Zaps this interval's sample pages. 0 or -errno. */
+int wss_arm(struct wss *w);
+/* Counts which armed pages came back, then arms the next interval's
+ * sample. -EAGAIN if nothing was armed (the first call arms). */
+int wss_collect(struct wss *w, struct wss_result *r);
+/* The sample page of stratum k at this epoch (exposed for tests). */
+uint64_t wss_sample_page(const struct wss *w, uint64_t k);
+
+#endif
