@@ -522,6 +522,62 @@ static void blk_reset(struct virtio_device *dev)
 	timerfd_settime(b->rl_timerfd, 0, &off, NULL);
 }
 
+/* Snapshot state: what the guest negotiated is in the transport's record;
+ * the drive's size is kept to refuse a backing file that changed. */
+#define BLK_STATE_MAGIC 0x4b4c4253 /* "SBLK" */
+#define BLK_STATE_VERSION 1
+
+struct blk_state {
+	uint32_t magic, version;
+	uint64_t capacity;
+};
+
+static int blk_save(struct virtio_device *dev, void *buf, size_t cap)
+{
+	struct virtio_blk *b = to_blk(dev);
+	struct blk_state st = { BLK_STATE_MAGIC, BLK_STATE_VERSION, b->capacity };
+
+	if (cap < sizeof(st))
+		return -ENOSPC;
+	/* Requests in flight complete into the used ring now, so the saved
+	 * rings hold no request the restored device would not know about. */
+	if (blk_backend_inflight(b->backend) && blk_backend_submit(b->backend))
+		return -EIO;
+	while (blk_backend_inflight(b->backend)) {
+		int ret = blk_backend_wait(b->backend);
+		if (ret)
+			return ret;
+		if (blk_backend_reap(b->backend, blk_on_done, b) > 0)
+			virtio_device_notify_used(&b->vdev, 0);
+	}
+	memcpy(buf, &st, sizeof(st));
+	return (int)sizeof(st);
+}
+
+static int blk_restore(struct virtio_device *dev, const void *buf, size_t len)
+{
+	struct virtio_blk *b = to_blk(dev);
+	struct blk_state st;
+
+	if (len != sizeof(st))
+		return -EINVAL;
+	memcpy(&st, buf, sizeof(st));
+	if (st.magic != BLK_STATE_MAGIC || st.version != BLK_STATE_VERSION)
+		return -EINVAL;
+	if (st.capacity != b->capacity) {
+		log_error("%s: drive '%s' has %llu sectors, the snapshot was taken with %llu",
+			  b->name, b->cfg.path, (unsigned long long)b->capacity,
+			  (unsigned long long)st.capacity);
+		return -EINVAL;
+	}
+	/* Requests the guest queued (and kicked) before the snapshot but the
+	 * device had not taken yet: no kick will come again. */
+	if (b->vdev.transport->activated &&
+	    !(b->vdev.transport->status & VIRTIO_STATUS_NEEDS_RESET))
+		blk_process_queue(b);
+	return 0;
+}
+
 static const struct virtio_device_ops blk_ops = {
 	.device_id = VIRTIO_ID_BLOCK,
 	.nr_queues = 1,
@@ -532,6 +588,8 @@ static const struct virtio_device_ops blk_ops = {
 	.activate = blk_activate,
 	.queue_notify = blk_queue_notify,
 	.reset = blk_reset,
+	.save = blk_save,
+	.restore = blk_restore,
 };
 
 int virtio_blk_create(struct virtio_blk **out, const struct blk_config *cfg,

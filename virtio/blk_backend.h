@@ -28,6 +28,9 @@ typedef void (*blk_done_fn)(void *opaque, void *cookie, int result);
 /* Reaps completed operations; result is bytes done or -errno. Returns the
  * number reaped. */
 int blk_backend_reap(struct blk_backend *b, blk_done_fn done, void *opaque);
+/* Blocks until at least one operation in flight has completed (then reap
+ * it); returns at once when none is in flight. 0 or -errno. */
+int blk_backend_wait(struct blk_backend *b);
 /* Waits for every operation in flight and discards the results (reset). */
 void blk_backend_drain(struct blk_backend *b);
 unsigned blk_backend_inflight(const struct blk_backend *b);

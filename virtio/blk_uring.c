@@ -139,6 +139,19 @@ int blk_backend_reap(struct blk_backend *b, blk_done_fn done, void *opaque)
 	return n;
 }
 
+int blk_backend_wait(struct blk_backend *b)
+{
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	if (!b->inflight)
+		return 0;
+	do {
+		ret = io_uring_wait_cqe(&b->ring, &cqe);
+	} while (ret == -EINTR);
+	return ret < 0 ? ret : 0;
+}
+
 void blk_backend_drain(struct blk_backend *b)
 {
 	struct io_uring_cqe *cqe;

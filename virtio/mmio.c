@@ -404,3 +404,143 @@ int virtio_mmio_cmdline(const struct virtio_mmio *t, char *buf, size_t len)
 			 (unsigned long long)t->base, t->irq);
 	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
 }
+
+/* ---- snapshots -------------------------------------------------------------- */
+
+#define VIRTIO_MMIO_STATE_MAGIC 0x534f494d /* "MIOS" */
+#define VIRTIO_MMIO_STATE_VERSION 1
+
+struct virtio_mmio_queue_state {
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t size, ready, last_avail_idx, used_idx;
+	uint16_t signalled_used, signalled_used_valid, pad[2];
+};
+
+struct virtio_mmio_state {
+	uint32_t magic, version;
+	uint32_t device_id, nr_queues;
+	uint32_t status, device_features_sel, driver_features_sel, queue_sel;
+	uint32_t config_generation, activated, interrupt_status, dev_len;
+	uint64_t driver_features;
+	struct virtio_mmio_queue_state q[VIRTIO_MAX_QUEUES];
+	/* dev_len bytes of the device's own state follow. */
+};
+
+int virtio_mmio_save(struct virtio_mmio *t, void *buf, size_t cap)
+{
+	struct virtio_device *dev = t->dev;
+	struct virtio_mmio_state st = { 0 };
+	int dev_len = 0;
+
+	if (cap < sizeof(st))
+		return -ENOSPC;
+	pthread_mutex_lock(&dev->lock);
+	/* The device first: finishing its in-flight work moves the rings. */
+	if (dev->ops->save) {
+		dev_len = dev->ops->save(dev, (uint8_t *)buf + sizeof(st), cap - sizeof(st));
+		if (dev_len < 0) {
+			pthread_mutex_unlock(&dev->lock);
+			return dev_len;
+		}
+	}
+	st.magic = VIRTIO_MMIO_STATE_MAGIC;
+	st.version = VIRTIO_MMIO_STATE_VERSION;
+	st.device_id = dev->ops->device_id;
+	st.nr_queues = dev->ops->nr_queues;
+	st.status = t->status;
+	st.device_features_sel = t->device_features_sel;
+	st.driver_features_sel = t->driver_features_sel;
+	st.queue_sel = t->queue_sel;
+	st.config_generation = t->config_generation;
+	st.activated = t->activated;
+	st.interrupt_status = atomic_load(&t->interrupt_status);
+	st.dev_len = (uint32_t)dev_len;
+	st.driver_features = dev->driver_features;
+	for (unsigned i = 0; i < dev->ops->nr_queues && i < VIRTIO_MAX_QUEUES; i++) {
+		const struct virtq *q = &dev->queues[i];
+		st.q[i] = (struct virtio_mmio_queue_state){
+			.desc_gpa = q->desc_gpa, .avail_gpa = q->avail_gpa, .used_gpa = q->used_gpa,
+			.size = q->size, .ready = q->ready, .last_avail_idx = q->last_avail_idx,
+			.used_idx = q->used_idx, .signalled_used = q->signalled_used,
+			.signalled_used_valid = q->signalled_used_valid,
+		};
+	}
+	pthread_mutex_unlock(&dev->lock);
+	memcpy(buf, &st, sizeof(st));
+	return (int)(sizeof(st) + (size_t)dev_len);
+}
+
+int virtio_mmio_restore(struct virtio_mmio *t, const void *buf, size_t len, const char **why)
+{
+	struct virtio_device *dev = t->dev;
+	struct virtio_mmio_state st;
+	int ret = 0;
+
+	if (len < sizeof(st)) {
+		*why = "transport state is truncated";
+		return -EINVAL;
+	}
+	memcpy(&st, buf, sizeof(st));
+	if (st.magic != VIRTIO_MMIO_STATE_MAGIC || st.version != VIRTIO_MMIO_STATE_VERSION) {
+		*why = "transport state has an unknown magic or version";
+		return -EINVAL;
+	}
+	if (st.device_id != dev->ops->device_id || st.nr_queues != dev->ops->nr_queues) {
+		*why = "the snapshot has a different device type at this slot";
+		return -EINVAL;
+	}
+	if (st.dev_len != len - sizeof(st)) {
+		*why = "device state length does not match the section";
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&dev->lock);
+	t->status = st.status;
+	t->device_features_sel = st.device_features_sel;
+	t->driver_features_sel = st.driver_features_sel;
+	t->queue_sel = st.queue_sel;
+	t->config_generation = st.config_generation;
+	atomic_store(&t->interrupt_status, st.interrupt_status);
+	dev->driver_features = st.driver_features;
+	bool event_idx = virtio_has_feature(dev->driver_features, VIRTIO_F_RING_EVENT_IDX);
+	bool indirect = virtio_has_feature(dev->driver_features, VIRTIO_F_RING_INDIRECT_DESC);
+	for (unsigned i = 0; i < dev->ops->nr_queues; i++) {
+		struct virtq *q = &dev->queues[i];
+		const struct virtio_mmio_queue_state *s = &st.q[i];
+
+		virtq_reset(q);
+		q->desc_gpa = s->desc_gpa;
+		q->avail_gpa = s->avail_gpa;
+		q->used_gpa = s->used_gpa;
+		q->size = s->size;
+		q->ready = s->ready != 0;
+		/* The file is input: the same checks as the guest's own setup. */
+		if (st.activated && q->ready) {
+			ret = virtq_activate(q, t->env.mem, event_idx, indirect, why);
+			if (ret)
+				goto out;
+			q->last_avail_idx = s->last_avail_idx;
+			q->used_idx = s->used_idx;
+			q->signalled_used = s->signalled_used;
+			q->signalled_used_valid = s->signalled_used_valid != 0;
+		}
+	}
+	if (st.activated && !(t->status & VIRTIO_STATUS_NEEDS_RESET)) {
+		ret = dev->ops->activate ? dev->ops->activate(dev) : 0;
+		if (ret) {
+			*why = "the device could not start";
+			goto out;
+		}
+		t->activated = true;
+	}
+	if (dev->ops->restore) {
+		ret = dev->ops->restore(dev, (const uint8_t *)buf + sizeof(st), st.dev_len);
+		if (ret)
+			*why = "the device rejected its saved state";
+	} else if (st.dev_len) {
+		*why = "the snapshot has device state this device does not take";
+		ret = -EINVAL;
+	}
+out:
+	pthread_mutex_unlock(&dev->lock);
+	return ret;
+}

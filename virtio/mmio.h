@@ -61,4 +61,15 @@ void virtio_mmio_signal(struct virtio_mmio *t, uint32_t bits);
 #define VIRTIO_MMIO_INT_VRING  1
 #define VIRTIO_MMIO_INT_CONFIG 2
 
+/* Snapshots: the transport's registers, the driver's features and every
+ * queue (layout and ring indices) in a fixed, versioned record, followed
+ * by the device's own state (ops->save). Call with the vCPUs paused.
+ * save returns the bytes written or -errno (-ENOSPC: cap too small).
+ * restore runs on a freshly initialised transport of the same device
+ * type; it re-maps the rings through guest_mem (checked as at activation)
+ * and returns 0 or -EINVAL with *why set. */
+#define VIRTIO_MMIO_STATE_MAX 8192
+int virtio_mmio_save(struct virtio_mmio *t, void *buf, size_t cap);
+int virtio_mmio_restore(struct virtio_mmio *t, const void *buf, size_t len, const char **why);
+
 #endif

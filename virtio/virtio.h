@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "virtio/queue.h"
@@ -48,6 +49,17 @@ struct virtio_device_ops {
 	/* Stop using guest memory and drop all state: the guest wrote 0 to
 	 * the status register or the VM is shutting down. */
 	void (*reset)(struct virtio_device *dev);
+	/* Snapshots (optional; NULL: the device has no state of its own
+	 * beyond the transport's and its queues'). save runs on the VMM
+	 * thread with the vCPUs paused and dev->lock held: it first finishes
+	 * any work in flight (e.g. block I/O, whose completions go to the used
+	 * ring), then writes its own fixed, versioned state into buf (at most
+	 * cap bytes) and returns the bytes written or -errno. restore runs on
+	 * a fresh device after the transport and queues are back (queues
+	 * already activated); it gets what save wrote and returns 0 or -errno
+	 * (-EINVAL: not this device's state, or a version it cannot read). */
+	int (*save)(struct virtio_device *dev, void *buf, size_t cap);
+	int (*restore)(struct virtio_device *dev, const void *buf, size_t len);
 };
 
 struct virtio_mmio;

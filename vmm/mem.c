@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "vmm/layout.h"
 
@@ -39,16 +40,56 @@ int guest_mem_init_from_buffer(struct guest_mem *mem, void *buf, uint64_t size)
 int guest_mem_init(struct guest_mem *mem, uint64_t size)
 {
 	void *buf;
+	int fd, ret;
 
 	if (size < LAYOUT_HIMEM_START || (size & 0xfff))
 		return -EINVAL;
+	/* A memfd rather than anonymous shared memory: the same shmem pages,
+	 * but snapshots can ask it where the data is (SEEK_DATA). */
+	fd = memfd_create("mote-guest-ram", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
 	/* MAP_SHARED so the working-set tracker can zap host PTEs without
 	 * losing data; MAP_NORESERVE because guests rarely touch all of it. */
-	buf = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (buf == MAP_FAILED) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	ret = guest_mem_init_from_buffer(mem, buf, size);
+	if (ret) {
+		munmap(buf, size);
+		close(fd);
+		return ret;
+	}
+	mem->fd = fd;
+	return 0;
+}
+
+int guest_mem_init_file(struct guest_mem *mem, int fd, uint64_t size)
+{
+	void *buf;
+	int ret;
+
+	if (size < LAYOUT_HIMEM_START || (size & 0xfff))
+		return -EINVAL;
+	buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
 	if (buf == MAP_FAILED)
 		return -errno;
-	return guest_mem_init_from_buffer(mem, buf, size);
+	ret = guest_mem_init_from_buffer(mem, buf, size);
+	if (ret) {
+		munmap(buf, size);
+		return ret;
+	}
+	mem->fd = fd;
+	mem->private_file = true;
+	return 0;
 }
 
 void guest_mem_destroy(struct guest_mem *mem)
@@ -56,6 +97,9 @@ void guest_mem_destroy(struct guest_mem *mem)
 	if (mem->base)
 		munmap(mem->base, mem->size);
 	mem->base = NULL;
+	if (mem->fd >= 0)
+		close(mem->fd);
+	mem->fd = -1;
 }
 
 void *guest_mem_gpa_to_hva(const struct guest_mem *mem, uint64_t gpa, uint64_t len)

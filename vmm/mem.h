@@ -4,6 +4,7 @@
 #ifndef MOTE_VMM_MEM_H
 #define MOTE_VMM_MEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,13 +19,22 @@ struct guest_mem_region {
 struct guest_mem {
 	uint8_t *base;   /* host mapping of all guest RAM */
 	uint64_t size;   /* total bytes of guest RAM */
-	int fd;          /* backing fd, -1 for anonymous memory */
+	int fd;          /* backing fd (memfd, or a snapshot's memory file); -1: a caller's buffer */
+	bool private_file; /* MAP_PRIVATE of a snapshot's memory file (restore) */
 	unsigned nr_regions;
 	struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
 };
 
-/* Maps `size` bytes of guest RAM (MAP_SHARED, lazily populated). */
+/* Maps `size` bytes of guest RAM: a memfd mapped MAP_SHARED, lazily
+ * populated (the fd lets a snapshot find the pages ever written with
+ * SEEK_DATA, and the working-set tracker zap host PTEs without losing
+ * data). */
 int guest_mem_init(struct guest_mem *mem, uint64_t size);
+/* Restore: maps the first `size` bytes of the memory file `fd` MAP_PRIVATE
+ * without reading it: pages fault in from the page cache on first touch
+ * (shared by every VM restored from the file) and are copied on write.
+ * Takes over fd (closed by guest_mem_destroy). */
+int guest_mem_init_file(struct guest_mem *mem, int fd, uint64_t size);
 /* Lays out regions over an existing host buffer (used by tests and restore). */
 int guest_mem_init_from_buffer(struct guest_mem *mem, void *buf, uint64_t size);
 void guest_mem_destroy(struct guest_mem *mem);

@@ -68,7 +68,15 @@ static void *vm_create_pit(void *arg)
 
 static int vm_setup_memory(struct vm *vm, const struct vm_config *cfg)
 {
-	int ret = guest_mem_init(&vm->mem, cfg->mem_bytes);
+	int ret;
+
+	if (cfg->mem_from_file) {
+		ret = guest_mem_init_file(&vm->mem, cfg->mem_file_fd, cfg->mem_bytes);
+		if (ret)
+			close(cfg->mem_file_fd);
+	} else {
+		ret = guest_mem_init(&vm->mem, cfg->mem_bytes);
+	}
 	if (ret) {
 		log_error("cannot map %llu MiB of guest memory: %s",
 			  (unsigned long long)(cfg->mem_bytes >> 20), strerror(-ret));
@@ -80,6 +88,7 @@ static int vm_setup_memory(struct vm *vm, const struct vm_config *cfg)
 			.guest_phys_addr = vm->mem.regions[i].gpa,
 			.memory_size = vm->mem.regions[i].size,
 			.userspace_addr = (uint64_t)(uintptr_t)vm->mem.regions[i].hva,
+			.flags = cfg->track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
 			log_error("KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(errno));
@@ -335,6 +344,13 @@ void vcpu_pause_point(struct vcpu *v)
 	 * a pause is under way. */
 	if (!atomic_load(&vm->pause_requested))
 		return;
+	/* An exit handled just now (port or MMIO read) completes inside the
+	 * next KVM_RUN: do that now, without running guest code, so that a
+	 * snapshot taken while parked holds the finished instruction. */
+	v->run->immediate_exit = 1;
+	if (ioctl(v->fd, KVM_RUN, 0) == 0)
+		log_debug("vCPU %u: unexpected exit %u completing I/O before a pause", v->index,
+			  v->run->exit_reason);
 	pthread_mutex_lock(&vm->pause_lock);
 	if (atomic_load(&vm->pause_requested) && !atomic_load(&vm->exiting)) {
 		vm->nr_parked++;

@@ -50,6 +50,12 @@ struct vm_config {
 	enum seccomp_mode seccomp; /* KILL (the zero value) unless --no-seccomp/--seccomp-debug */
 	unsigned nr_drives;
 	struct blk_config drives[BLK_MAX_DRIVES];
+	/* Restore: guest RAM is this snapshot memory file, mapped MAP_PRIVATE
+	 * (vm_create takes the fd over). */
+	bool mem_from_file;
+	int mem_file_fd;
+	/* KVM_MEM_LOG_DIRTY_PAGES on every RAM slot (diff snapshots). */
+	bool track_dirty_pages;
 };
 
 struct vm;

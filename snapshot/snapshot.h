@@ -1,0 +1,115 @@
+/* Snapshots of a paused microVM: a state file (state.h) and a memory file.
+ *
+ * The memory file is guest RAM as a plain file (byte i = guest RAM byte i,
+ * the RAM above the MMIO hole following the RAM below it), sparse where
+ * the guest never wrote, followed by one 4 KiB footer page that names the
+ * snapshot it belongs to (struct snap_mem_footer). Restore maps the RAM
+ * part MAP_PRIVATE.
+ *
+ * Writes are atomic: both files are written under temporary names and
+ * fsynced, the memory file is renamed first and the state file last. The
+ * state file carries a random snapshot id that the memory file's footer
+ * must repeat, so a crash between the two renames leaves a pair that
+ * refuses to load rather than one that looks complete. */
+#ifndef MOTE_SNAPSHOT_SNAPSHOT_H
+#define MOTE_SNAPSHOT_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapshot/state.h"
+#include "vmm/vm.h"
+
+#define SNAP_MEM_FOOTER_SIZE 4096
+#define SNAP_MEM_MAGIC "MOTEMEM1"
+#define SNAP_PATH_MAX 4096
+
+struct snap_mem_footer {
+	char magic[8];
+	uint64_t snapshot_id;
+	uint64_t mem_bytes;
+	uint32_t diff;        /* 1: only the pages written since the previous snapshot */
+	uint32_t crc;         /* CRC-32 of the fields above */
+};
+
+/* The machine as the state file describes it. */
+struct snap_config {
+	uint32_t magic, version;
+	uint64_t mem_bytes;
+	uint32_t nr_vcpus, cpu_template, boot_timer, nr_drives;
+	uint32_t nr_virtio, track_dirty_pages;
+	char kernel_path[SNAP_PATH_MAX];
+	char cmdline[VM_CMDLINE_MAX];
+};
+
+struct snap_drive {
+	uint32_t magic, version;
+	char path[SNAP_PATH_MAX];
+	char id[BLK_ID_LEN + 1];
+	uint8_t read_only, is_root;
+	uint8_t pad[1];
+	uint64_t bw_size, bw_refill_ms, bw_burst;
+	uint64_t ops_size, ops_refill_ms, ops_burst;
+};
+
+struct snap_memory {
+	uint32_t magic, version;
+	uint64_t snapshot_id;
+	uint64_t mem_bytes;
+	uint32_t diff, pad;
+	char mem_path[SNAP_PATH_MAX];
+};
+
+struct snap_create_opts {
+	const char *state_path;
+	const char *mem_path;
+	bool diff;             /* only pages dirtied since the last snapshot (track_dirty_pages) */
+};
+
+/* Writes a snapshot of vm, whose vCPUs must be paused (vm_pause). Runs on
+ * the VMM thread. Returns 0, or -errno with a message naming the file and
+ * the problem in err; on failure no file exists under the final names
+ * that was not there before. */
+int snapshot_create(struct vm *vm, const struct snap_create_opts *o, char *err, size_t errlen);
+
+/* A state file read and checked against its memory file, ready to apply. */
+struct snap_image {
+	uint8_t *buf;          /* the state file */
+	size_t len;
+	struct snap_state st;
+	struct snap_config cfg;
+	struct snap_memory mem;
+	struct snap_drive drives[BLK_MAX_DRIVES];
+	int mem_fd;            /* the memory file, opened read-only */
+	char state_path[SNAP_PATH_MAX];
+	char mem_path[SNAP_PATH_MAX];
+};
+
+/* Reads state_path and checks it (container, config, vCPU and device
+ * sections present and well-formed, each drive's backing file still
+ * there), then opens mem_path and checks its size and footer. Returns 0,
+ * or -errno with "'<file>': <problem>" in err. */
+int snapshot_open(struct snap_image *img, const char *state_path, const char *mem_path,
+		  char *err, size_t errlen);
+void snapshot_close(struct snap_image *img);
+
+/* Fills a vm_config (memory from the image's file, drives, vCPUs) that
+ * vm_create and vm_add_virtio_devices turn into the same machine. The
+ * config's strings point into img. Hands img's mem_fd to the config. */
+void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg);
+
+/* After vm_create, vm_add_virtio_devices, vm_add_legacy_devices and
+ * vm_create_vcpus: sets every vCPU, the irqchip, PIT, clock, serial,
+ * i8042 and virtio device to the saved state. 0 or -errno with err. */
+int snapshot_apply(struct vm *vm, const struct snap_image *img, char *err, size_t errlen);
+
+/* kvm.c: the KVM parts. */
+int snap_save_vcpus(struct vm *vm, struct snap_writer *w, char *err, size_t errlen);
+int snap_restore_vcpus(struct vm *vm, const struct snap_state *st, char *err, size_t errlen);
+int snap_save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errlen);
+int snap_restore_vm(struct vm *vm, const struct snap_state *st, char *err, size_t errlen);
+/* The size a vCPU section must have. */
+size_t snap_vcpu_state_size(void);
+
+#endif
