@@ -47,6 +47,8 @@ enum api_op {
 	API_GET_VM_CONFIG,
 	API_PUT_LOGGER,
 	API_PUT_METRICS,
+	API_SNAPSHOT_CREATE,      /* PUT /snapshot/create */
+	API_SNAPSHOT_LOAD,        /* PUT /snapshot/load */
 };
 
 enum api_cache_type { API_CACHE_UNSAFE, API_CACHE_WRITEBACK };
@@ -80,6 +82,20 @@ struct api_logger {
 	bool show_level, show_log_origin;
 };
 
+/* PUT /snapshot/create */
+struct api_snapshot_create {
+	char snapshot_path[API_PATH_MAX];
+	char mem_file_path[API_PATH_MAX];
+	bool diff;                       /* snapshot_type "Diff" */
+};
+
+/* PUT /snapshot/load (mem_backend File, or the legacy mem_file_path) */
+struct api_snapshot_load {
+	char snapshot_path[API_PATH_MAX];
+	char mem_path[API_PATH_MAX];
+	bool track_dirty_pages, resume_vm, clock_realtime;
+};
+
 struct api_request {
 	enum api_op op;
 	char path_id[BLK_ID_LEN + 1];    /* drive or interface id from the path */
@@ -89,6 +105,8 @@ struct api_request {
 		struct api_drive drive;
 		struct api_logger logger;
 		char metrics_path[API_PATH_MAX];
+		struct api_snapshot_create snap_create;
+		struct api_snapshot_load snap_load;
 	};
 };
 

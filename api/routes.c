@@ -53,7 +53,7 @@ void api_response_free(struct api_response *resp)
 
 enum route {
 	R_ROOT, R_VERSION, R_BOOT, R_MACHINE, R_DRIVE, R_NET, R_VSOCK, R_ACTIONS, R_VM,
-	R_VM_CONFIG, R_LOGGER, R_METRICS, R_NONE,
+	R_VM_CONFIG, R_LOGGER, R_METRICS, R_SNAP_CREATE, R_SNAP_LOAD, R_NONE,
 };
 
 static enum route route_of(const char *path, const char **id)
@@ -62,7 +62,8 @@ static enum route route_of(const char *path, const char **id)
 		{ "/", R_ROOT }, { "/version", R_VERSION }, { "/boot-source", R_BOOT },
 		{ "/machine-config", R_MACHINE }, { "/vsock", R_VSOCK }, { "/actions", R_ACTIONS },
 		{ "/vm", R_VM }, { "/vm/config", R_VM_CONFIG }, { "/logger", R_LOGGER },
-		{ "/metrics", R_METRICS },
+		{ "/metrics", R_METRICS }, { "/snapshot/create", R_SNAP_CREATE },
+		{ "/snapshot/load", R_SNAP_LOAD },
 	};
 	static const struct { const char *prefix; enum route r; } with_id[] = {
 		{ "/drives/", R_DRIVE }, { "/network-interfaces/", R_NET },
@@ -118,7 +119,8 @@ int api_route(const char *method, const char *path, const char *body, size_t bod
 		[R_MACHINE] = "machine-config", [R_DRIVE] = "drives",
 		[R_NET] = "network-interfaces", [R_VSOCK] = "vsock", [R_ACTIONS] = "actions",
 		[R_VM] = "vm", [R_VM_CONFIG] = "vm/config", [R_LOGGER] = "logger",
-		[R_METRICS] = "metrics", [R_NONE] = "",
+		[R_METRICS] = "metrics", [R_SNAP_CREATE] = "snapshot/create",
+		[R_SNAP_LOAD] = "snapshot/load", [R_NONE] = "",
 	};
 	struct jctx c = { res_names[r], "", err, sizeof(err) };
 	bool allowed;
@@ -130,6 +132,7 @@ int api_route(const char *method, const char *path, const char *body, size_t bod
 	case R_DRIVE: case R_NET: allowed = put || patch; break;
 	case R_VM: allowed = patch; break;
 	case R_BOOT: case R_VSOCK: case R_ACTIONS: case R_LOGGER: case R_METRICS:
+	case R_SNAP_CREATE: case R_SNAP_LOAD:
 		allowed = put;
 		break;
 	default: allowed = false; break;
@@ -209,6 +212,14 @@ int api_route(const char *method, const char *path, const char *body, size_t bod
 	case R_METRICS:
 		req->op = API_PUT_METRICS;
 		ret = schema_metrics(&c, o, req->metrics_path);
+		break;
+	case R_SNAP_CREATE:
+		req->op = API_SNAPSHOT_CREATE;
+		ret = schema_snapshot_create(&c, o, &req->snap_create);
+		break;
+	case R_SNAP_LOAD:
+		req->op = API_SNAPSHOT_LOAD;
+		ret = schema_snapshot_load(&c, o, &req->snap_load);
 		break;
 	default:
 		ret = schema_fail(&c, "internal error: unrouted path");

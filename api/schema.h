@@ -50,5 +50,8 @@ int schema_logger(const struct jctx *c, const json_t *o, struct api_logger *l);
 int schema_metrics(const struct jctx *c, const json_t *o, char *path);
 int schema_action(const struct jctx *c, const json_t *o, enum api_op *op);
 int schema_vm_state(const struct jctx *c, const json_t *o, enum api_op *op);
+/* api/schema_snapshot.c */
+int schema_snapshot_create(const struct jctx *c, const json_t *o, struct api_snapshot_create *s);
+int schema_snapshot_load(const struct jctx *c, const json_t *o, struct api_snapshot_load *s);
 
 #endif

@@ -262,7 +262,8 @@ int snap_save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
 	return w->err;
 }
 
-int snap_restore_vm(struct vm *vm, const struct snap_state *st, char *err, size_t errlen)
+int snap_restore_vm(struct vm *vm, const struct snap_state *st, bool clock_realtime, char *err,
+		    size_t errlen)
 {
 	const struct snap_section *sec;
 
@@ -299,8 +300,19 @@ int snap_restore_vm(struct vm *vm, const struct snap_state *st, char *err, size_
 		return snap_fail(err, errlen, "kvmclock: section missing or of the wrong size");
 	}
 	memcpy(&clock, sec->data, sizeof(clock));
-	/* Only the clock value: the flags describe the old host's TSC. */
+	/* Only the clock value: the flags describe the old host's TSC. With
+	 * clock_realtime KVM adds the wall time elapsed since `realtime` (as
+	 * Firecracker's clock_realtime does). */
 	struct kvm_clock_data set = { .clock = clock.clock };
+	if (clock_realtime) {
+		if (!(clock.flags & KVM_CLOCK_REALTIME)) {
+			errno = EOPNOTSUPP;
+			return snap_fail(err, errlen, "clock_realtime: the snapshot's clock has no "
+					 "wall-clock stamp (host KVM without KVM_CLOCK_REALTIME)");
+		}
+		set.flags = KVM_CLOCK_REALTIME;
+		set.realtime = clock.realtime;
+	}
 	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &set) < 0)
 		return snap_fail(err, errlen, "KVM_SET_CLOCK: %s", strerror(errno));
 	return 0;

@@ -133,7 +133,7 @@ static int save_config(struct vm *vm, struct snap_writer *w, uint64_t id, const 
 	c->track_dirty_pages = vm->cfg.track_dirty_pages;
 	snprintf(c->kernel_path, sizeof(c->kernel_path), "%s",
 		 vm->cfg.kernel_path ? vm->cfg.kernel_path : "");
-	snprintf(c->cmdline, sizeof(c->cmdline), "%s", vm->cmdline);
+	snprintf(c->cmdline, sizeof(c->cmdline), "%s", vm->cfg.cmdline ? vm->cfg.cmdline : "");
 
 	for (unsigned i = 0; i < vm->cfg.nr_drives; i++) {
 		const struct blk_config *b = &vm->cfg.drives[i];
@@ -493,6 +493,7 @@ void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg)
 	cfg->kernel_path = c->kernel_path;
 	cfg->initrd_path = NULL;
 	cfg->cmdline = c->cmdline;
+	cfg->mem_from_file = true;
 	cfg->mem_bytes = c->mem_bytes;
 	cfg->nr_vcpus = c->nr_vcpus;
 	cfg->cpu_template = c->cpu_template;
@@ -574,7 +575,7 @@ int snapshot_apply(struct vm *vm, const struct snap_image *img, char *err, size_
 		return fail(err, errlen, -EINVAL, "snapshot state file '%s': the VM built from it has "
 			    "%u vCPUs and %u devices, the snapshot %u and %u", img->state_path,
 			    vm->nr_vcpus, vm->nr_virtio, img->cfg.nr_vcpus, img->cfg.nr_virtio);
-	ret = snap_restore_vm(vm, &img->st, why, sizeof(why));
+	ret = snap_restore_vm(vm, &img->st, img->clock_realtime, why, sizeof(why));
 	if (!ret)
 		ret = snap_restore_vcpus(vm, &img->st, why, sizeof(why));
 	if (ret)

@@ -82,6 +82,7 @@ struct snap_image {
 	struct snap_memory mem;
 	struct snap_drive drives[BLK_MAX_DRIVES];
 	int mem_fd;            /* the memory file, opened read-only */
+	bool clock_realtime;   /* apply: advance kvmclock by the wall time since the save */
 	char state_path[SNAP_PATH_MAX];
 	char mem_path[SNAP_PATH_MAX];
 };
@@ -108,7 +109,8 @@ int snapshot_apply(struct vm *vm, const struct snap_image *img, char *err, size_
 int snap_save_vcpus(struct vm *vm, struct snap_writer *w, char *err, size_t errlen);
 int snap_restore_vcpus(struct vm *vm, const struct snap_state *st, char *err, size_t errlen);
 int snap_save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errlen);
-int snap_restore_vm(struct vm *vm, const struct snap_state *st, char *err, size_t errlen);
+int snap_restore_vm(struct vm *vm, const struct snap_state *st, bool clock_realtime, char *err,
+		    size_t errlen);
 /* The size a vCPU section must have. */
 size_t snap_vcpu_state_size(void);
 

@@ -18,6 +18,7 @@
 #include "vmm/console.h"
 #include "vmm/log.h"
 #include "vmm/seccomp.h"
+#include "snapshot/snapshot.h"
 
 #ifndef MOTE_VERSION
 #define MOTE_VERSION "0.1.0"
@@ -505,6 +506,60 @@ static void ctrl_alt_del(struct api_response *resp)
 	respond_ok(resp);
 }
 
+/* ---- snapshots ------------------------------------------------------------------ */
+
+/* Set while controller_boot builds the VM from a snapshot instead of a
+ * kernel (controller_restore). */
+static struct {
+	struct snap_image *img;
+	bool resume;
+	bool clock_realtime;
+} restoring;
+
+static void snapshot_create_req(const struct api_snapshot_create *s, struct api_response *resp)
+{
+	struct snap_create_opts o = { s->snapshot_path, s->mem_file_path, s->diff };
+	char err[512] = "";
+
+	if (ctl.state != CTRL_PAUSED) {
+		api_response_error(resp, "snapshot/create: the microVM must be paused first (PATCH "
+				   "/vm {\"state\": \"Paused\"}); it is %s",
+				   state_name(ctl.state));
+		return;
+	}
+	if (snapshot_create(&ctl.vm, &o, err, sizeof(err))) {
+		api_response_error(resp, "snapshot/create: %s", err);
+		return;
+	}
+	respond_ok(resp);
+}
+
+static void snapshot_load_req(const struct api_snapshot_load *s, struct api_response *resp)
+{
+	char err[512];
+
+	if (refuse_after_start(resp, "snapshot/load"))
+		return;
+	if (ctl.kernel_path[0] || ctl.cfg.nr_drives) {
+		api_response_error(resp, "snapshot/load: loading a snapshot is not allowed after "
+				   "configuring boot-specific resources (boot-source, drives)");
+		return;
+	}
+	struct controller_restore_opts o = {
+		.state_path = s->snapshot_path, .mem_path = s->mem_path, .resume = s->resume_vm,
+		.track_dirty_pages = s->track_dirty_pages, .clock_realtime = s->clock_realtime,
+	};
+	log_capture_errors(err, sizeof(err));
+	int ret = controller_restore(&o);
+	log_capture_errors(NULL, 0);
+	if (ret) {
+		api_response_error(resp, "snapshot/load: %s%s", err[0] ? err : "failed; see the log",
+				   ctl.state == CTRL_FAILED ? " (start a new mote to try again)" : "");
+		return;
+	}
+	respond_ok(resp);
+}
+
 void controller_handle(const struct api_request *req, struct api_response *resp)
 {
 	ctl.api_requests++;
@@ -551,6 +606,12 @@ void controller_handle(const struct api_request *req, struct api_response *resp)
 		break;
 	case API_PUT_METRICS:
 		put_metrics(req->metrics_path, resp);
+		break;
+	case API_SNAPSHOT_CREATE:
+		snapshot_create_req(&req->snap_create, resp);
+		break;
+	case API_SNAPSHOT_LOAD:
+		snapshot_load_req(&req->snap_load, resp);
 		break;
 	default:
 		api_response_error(resp, "internal error: request %d has no handler", (int)req->op);
@@ -609,7 +670,7 @@ int controller_boot(void)
 	vm->instance_start_ns = ctl.start_ns;
 	/* Devices first: they add themselves to the kernel command line. */
 	ret = vm_add_virtio_devices(vm, ctl.loop);
-	if (!ret)
+	if (!ret && !restoring.img)
 		ret = vm_load_kernel(vm);
 	if (ret)
 		goto fail;
@@ -625,13 +686,24 @@ int controller_boot(void)
 		goto fail;
 	}
 	ret = vm_create_vcpus(vm);
+	if (!ret && restoring.img) {
+		char err[512];
+		restoring.img->clock_realtime = restoring.clock_realtime;
+		if (snapshot_apply(vm, restoring.img, err, sizeof(err))) {
+			log_error("%s", err);
+			ret = MOTE_EXIT_BAD_IMAGE;
+		}
+		/* Not resumed: the vCPU threads start and park before KVM_RUN. */
+		if (!ret && !restoring.resume)
+			atomic_store(&vm->pause_requested, true);
+	}
 	if (!ret)
 		ret = controller_lock_down();
 	if (!ret)
 		ret = vm_start_vcpus(vm);
 	if (ret)
 		goto fail;
-	ctl.state = CTRL_RUNNING;
+	ctl.state = restoring.img && !restoring.resume ? CTRL_PAUSED : CTRL_RUNNING;
 	/* Guest exits reach this thread only through the loop, so the filter
 	 * is in place before any of them is handled here. With the API this
 	 * runs inside the loop (InstanceStart), as Firecracker filters its VMM
@@ -646,6 +718,41 @@ int controller_boot(void)
 fail:
 	vm_stop_vcpus(vm);
 	ctl.state = CTRL_FAILED;
+	return ret;
+}
+
+int controller_restore(const struct controller_restore_opts *o)
+{
+	struct snap_image *img = calloc(1, sizeof(*img));
+	uint64_t t0 = time_now_ns();
+	char err[512] = "";
+	int ret;
+
+	if (!img)
+		return MOTE_EXIT_INTERNAL;
+	ret = snapshot_open(img, o->state_path, o->mem_path, err, sizeof(err));
+	if (ret) {
+		log_error("%s", err);
+		snapshot_close(img);
+		free(img);
+		return ret == -ENOENT || ret == -EACCES ? MOTE_EXIT_NOINPUT : MOTE_EXIT_BAD_IMAGE;
+	}
+	snapshot_vm_config(img, &ctl.cfg);
+	ctl.cfg.track_dirty_pages = o->track_dirty_pages;
+	snprintf(ctl.kernel_path, sizeof(ctl.kernel_path), "%s", img->cfg.kernel_path);
+	snprintf(ctl.cmdline, sizeof(ctl.cmdline), "%s", img->cfg.cmdline);
+	ctl.initrd_path[0] = '\0';
+	restoring.img = img;
+	restoring.resume = o->resume;
+	restoring.clock_realtime = o->clock_realtime;
+	ret = controller_boot();
+	restoring.img = NULL;
+	snapshot_close(img);
+	free(img);
+	if (!ret)
+		log_info("snapshot: restored from '%s' in %llu us (%llu us since exec)%s",
+			 o->state_path, (unsigned long long)((time_now_ns() - t0) / 1000),
+			 (unsigned long long)time_since_exec_us(), o->resume ? "" : ", paused");
 	return ret;
 }
 

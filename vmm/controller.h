@@ -24,6 +24,17 @@ void controller_handle(const struct api_request *req, struct api_response *resp)
 /* Builds and starts the VM from the configuration, as InstanceStart does.
  * Returns 0 or a mote_exit code (logged). */
 int controller_boot(void);
+struct controller_restore_opts {
+	const char *state_path;
+	const char *mem_path;
+	bool resume;            /* run at once; else Paused until PATCH /vm Resumed */
+	bool track_dirty_pages;
+	bool clock_realtime;    /* advance the guest clock by the time spent saved */
+};
+/* Builds and starts the VM from a snapshot instead of a kernel (CLI
+ * --restore, PUT /snapshot/load). Every file is checked before anything
+ * runs. Returns 0 or a mote_exit code (logged). */
+int controller_restore(const struct controller_restore_opts *o);
 /* api_handler_fn for the API server; runs on the API thread. */
 void controller_api_handler(void *opaque, const struct api_request *req,
 			    struct api_response *resp);

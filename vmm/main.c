@@ -37,6 +37,9 @@ struct run_opts {
 	size_t max_payload;
 	bool no_api;
 	bool vm_opts;   /* a --kernel/--vcpus/... option was given */
+	const char *restore_state; /* --restore: a snapshot's state file */
+	const char *restore_mem;   /* --mem: its memory file */
+	bool resume;               /* --resume */
 };
 
 static void usage(FILE *f)
@@ -73,6 +76,10 @@ static void usage(FILE *f)
 		"  --config-file FILE     boot the VM described by FILE (the JSON of\n"
 		"                         GET /vm/config), with or without the API\n"
 		"  --no-api               no API socket (needs --kernel or --config-file)\n"
+		"  --restore STATE --mem FILE [--resume]\n"
+		"                         restore a snapshot (PUT /snapshot/create wrote it)\n"
+		"                         instead of booting; without --resume it stays paused\n"
+		"                         until PATCH /vm Resumed\n"
 		"  --http-api-max-payload-size N\n"
 		"                         largest request body in bytes (default %d)\n"
 		"  -h, --help             this text\n"
@@ -110,7 +117,12 @@ enum {
 	OPT_MAX_PAYLOAD,
 };
 
+enum { OPT_RESTORE = 512, OPT_MEM_FILE, OPT_RESUME };
+
 static const struct option long_opts[] = {
+	{ "restore", required_argument, NULL, OPT_RESTORE },
+	{ "mem", required_argument, NULL, OPT_MEM_FILE },
+	{ "resume", no_argument, NULL, OPT_RESUME },
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
@@ -155,6 +167,27 @@ static int check_id(const char *id)
 /* The options that fit together; returns -1 or an exit code. */
 static int check_modes(const struct vm_config *cfg, const struct run_opts *o)
 {
+	if (o->restore_state) {
+		if (!o->restore_mem) {
+			log_error("--restore needs --mem FILE, the snapshot's memory file");
+			return MOTE_EXIT_USAGE;
+		}
+		if (o->vm_opts || o->config_file) {
+			log_error("--restore brings the whole VM from the snapshot: drop --kernel, "
+				  "--config-file and the other VM options");
+			return MOTE_EXIT_USAGE;
+		}
+		if (o->no_api && !o->resume) {
+			log_error("--restore without --resume waits for PATCH /vm Resumed: it needs "
+				  "the API (--api-sock)");
+			return MOTE_EXIT_USAGE;
+		}
+		return -1;
+	}
+	if (o->restore_mem || o->resume) {
+		log_error("--mem and --resume go with --restore");
+		return MOTE_EXIT_USAGE;
+	}
 	if (o->no_api && o->api_sock) {
 		log_error("--no-api and --api-sock exclude each other");
 		return MOTE_EXIT_USAGE;
@@ -289,6 +322,15 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct run_o
 				log_error("--log-level: '%s' is not error, warn, info or debug", optarg);
 				return MOTE_EXIT_USAGE;
 			}
+			break;
+		case OPT_RESTORE:
+			o->restore_state = optarg;
+			break;
+		case OPT_MEM_FILE:
+			o->restore_mem = optarg;
+			break;
+		case OPT_RESUME:
+			o->resume = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -444,7 +486,14 @@ static int run(const struct vm_config *cfg, const struct run_opts *o)
 	}
 	/* A complete configuration boots at once; otherwise the API's
 	 * InstanceStart does, from inside the loop. */
-	if (controller_has_boot_source()) {
+	if (o->restore_state) {
+		struct controller_restore_opts ro = {
+			.state_path = o->restore_state, .mem_path = o->restore_mem, .resume = o->resume,
+		};
+		ret = controller_restore(&ro);
+		if (ret)
+			goto out;
+	} else if (controller_has_boot_source()) {
 		ret = controller_boot();
 		if (ret)
 			goto out;

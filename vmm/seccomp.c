@@ -89,6 +89,34 @@ static const struct seccomp_rule vmm_rules[] = {
 	ALLOW_ARG(mmap, 2, PROT_READ | PROT_WRITE, "malloc of large blocks (anonymous, never "
 						   "executable: only PROT_READ|PROT_WRITE passes)"),
 	ALLOW_ARG(madvise, 2, MADV_DONTNEED, "free() gives back trimmed heap pages"),
+	/* PUT /snapshot/create on a paused VM (snapshot/): reads every vCPU's
+	 * and the VM's KVM state, writes both files and renames them. */
+	ALLOW_IOCTL(KVM_GET_REGS, "snapshot/create: vCPU registers (also the SIGUSR1 dump)"),
+	ALLOW_IOCTL(KVM_GET_SREGS, "snapshot/create: vCPU segment and control registers"),
+	ALLOW_IOCTL(KVM_GET_FPU, "snapshot/create: vCPU FPU state"),
+	ALLOW_IOCTL(KVM_GET_XSAVE, "snapshot/create: vCPU XSAVE area"),
+	ALLOW_IOCTL(KVM_GET_XCRS, "snapshot/create: vCPU XCR0"),
+	ALLOW_IOCTL(KVM_GET_LAPIC, "snapshot/create: vCPU local APIC"),
+	ALLOW_IOCTL(KVM_GET_MP_STATE, "snapshot/create: vCPU run state (halted, waiting for SIPI)"),
+	ALLOW_IOCTL(KVM_GET_VCPU_EVENTS, "snapshot/create: pending exceptions and interrupts"),
+	ALLOW_IOCTL(KVM_GET_DEBUGREGS, "snapshot/create: vCPU debug registers"),
+	ALLOW_IOCTL(KVM_GET_MSRS, "snapshot/create: vCPU MSRs (TSC, kvmclock, syscall MSRs...)"),
+	ALLOW_IOCTL(KVM_GET_MSR_INDEX_LIST, "snapshot/create: which MSRs KVM has"),
+	ALLOW_IOCTL(KVM_CHECK_EXTENSION, "snapshot/create: XSAVE and XCRS support"),
+	ALLOW_IOCTL(KVM_GET_IRQCHIP, "snapshot/create: both PICs and the IOAPIC"),
+	ALLOW_IOCTL(KVM_GET_PIT2, "snapshot/create: the PIT"),
+	ALLOW_IOCTL(KVM_GET_CLOCK, "snapshot/create: kvmclock"),
+	ALLOW(openat, "snapshot/create: creates the state and memory files (temporary names), "
+		      "opens their directories to fsync them and /proc/self/pagemap"),
+	ALLOW(lseek, "snapshot/create: SEEK_DATA/SEEK_HOLE find the guest pages that hold data"),
+	ALLOW(pwrite64, "snapshot/create: writes guest pages at their offsets (sparse file)"),
+	ALLOW(ftruncate, "snapshot/create: sizes the memory file (holes where nothing was written)"),
+	ALLOW(fsync, "snapshot/create: both files and their directories reach the disk before "
+		     "and after the renames"),
+	ALLOW(rename, "snapshot/create: temporary names to final ones, memory file first"),
+	ALLOW(unlink, "snapshot/create: removes its temporary files when it fails"),
+	ALLOW(pread64, "snapshot/create of a restored VM: /proc/self/pagemap finds the pages it "
+		       "copied on write"),
 };
 
 static const struct seccomp_rule vcpu_rules[] = {
