@@ -1,0 +1,776 @@
+/*
+ * vsock.c - a virtio-vsock driver (stream sockets) and two scenarios:
+ *
+ *   test=vsock-echo    listens on vport=P (default 5000) and echoes every
+ *                      byte back on the same stream, for many streams at
+ *                      once, until vconns=N (default 1) streams have closed.
+ *   test=vsock-client  connects to host CID 2 port vport=P, sends vbytes=N
+ *                      bytes of the pattern "byte i = i & 0xff", shuts its
+ *                      sending side and expects 8 bytes back from the host:
+ *                      the byte count and the byte sum (both u32), then the
+ *                      host's close. vexpect=refused: expects a RST instead.
+ *
+ * Guest CPL0 code is emulated on the development machines (~260 ns an
+ * instruction), so nothing here touches payload bytes: the echo re-posts
+ * the very RX buffer it received as a TX packet (the header is rewritten
+ * in place, the payload stays where the device put it), and the client
+ * sends one pattern buffer over and over (the pattern's period, 256,
+ * divides every chunk).
+ *
+ * Flow control (5.10.6.3): each stream advertises vbufalloc=B bytes
+ * (default 64 KiB). A received buffer counts against it until echoed; an
+ * echo waits for the host's credit, and a stream whose host reader
+ * stalls holds only its own buffers.
+ */
+#include "vsock.h"
+
+#define VQ_RX 0
+#define VQ_TX 1
+#define VQ_EV 2
+#define NR_VQ 3
+
+#define HOST_CID 2
+#define TYPE_STREAM 1
+#define OP_REQUEST 1
+#define OP_RESPONSE 2
+#define OP_RST 3
+#define OP_SHUTDOWN 4
+#define OP_RW 5
+#define OP_CREDIT_UPDATE 6
+#define OP_CREDIT_REQUEST 7
+#define SHUT_RCV 1u
+#define SHUT_SEND 2u
+
+#define RXQ_MAX 256
+#define TXQ_SIZE 256
+#define EVQ_SIZE 4
+#define MAX_CONNS 64
+#define CTRL_SLOTS 64
+#define DEFAULT_PORT 5000
+#define DEFAULT_BUF 16384
+#define DEFAULT_NBUFS 128
+#define DEFAULT_BUF_ALLOC 65536
+#define CLIENT_CHUNK 16384      /* a multiple of the pattern's 256 */
+#define CLIENT_LOCAL_PORT 40000
+
+struct vsock_hdr {
+	uint64_t src_cid;
+	uint64_t dst_cid;
+	uint32_t src_port;
+	uint32_t dst_port;
+	uint32_t len;
+	uint16_t type;
+	uint16_t op;
+	uint32_t flags;
+	uint32_t buf_alloc;
+	uint32_t fwd_cnt;
+} __attribute__((packed));
+
+#define HDR_SIZE ((uint32_t)sizeof(struct vsock_hdr))
+
+/* What a TX descriptor carries, to know what to recycle on completion. */
+#define TXO_FREE 0
+#define TXO_ECHO 1      /* an RX buffer being echoed: re-post it to RX */
+#define TXO_CTRL 2      /* a control header slot */
+#define TXO_DATA 3      /* client: header slot + pattern (2 descriptors) */
+#define TXO_LINK 4      /* second descriptor of a TXO_DATA chain */
+
+struct conn {
+	int used;
+	uint32_t local_port;   /* ours */
+	uint32_t peer_port;    /* the host's */
+	int established;
+	uint32_t peer_buf_alloc, peer_fwd_cnt, tx_cnt;
+	uint32_t fwd_cnt;      /* bytes we consumed (echoed or checked) */
+	uint32_t peer_shut;
+	int shut_sent;
+	int credit_asked;
+	uint64_t rx_bytes;
+	/* RX buffers waiting for the host's credit, in order */
+	uint16_t pend[RXQ_MAX];
+	uint32_t pend_head, pend_len;
+};
+
+struct vs {
+	struct virtio_dev *d;
+	struct virtq q[NR_VQ];
+	uint64_t cid;
+	uint8_t *bufs;
+	uint32_t bufsz, nbufs;
+	uint32_t buf_alloc;
+	uint32_t buf_len[RXQ_MAX];        /* payload length of a held RX buffer */
+	struct vsock_hdr *ctrl;           /* CTRL_SLOTS headers */
+	uint8_t ctrl_busy[CTRL_SLOTS];
+	uint8_t tx_owner[TXQ_SIZE];
+	uint16_t tx_ref[TXQ_SIZE];        /* RX buffer or ctrl slot */
+	uint16_t tx_free[TXQ_SIZE];
+	uint32_t nr_tx_free;
+	uint32_t ev_buf[EVQ_SIZE];
+	struct conn conns[MAX_CONNS];
+	/* scenario state */
+	int echo;
+	uint32_t listen_port;
+	uint32_t closed, opened, refused, bad;
+	uint64_t echoed;
+	uint32_t resets;
+	uint8_t *pattern;
+	uint32_t reply[2];
+	uint32_t reply_len;
+};
+
+static struct vs vs;
+
+/* ---- queues ---------------------------------------------------------------- */
+
+static int vq_setup(struct virtio_dev *d, unsigned idx, uint32_t want)
+{
+	struct virtq *vq = &vs.q[idx];
+	uint32_t max, size;
+	uint8_t *mem;
+
+	virtio_write32(d, VIRTIO_MMIO_QUEUE_SEL, idx);
+	max = virtio_read32(d, VIRTIO_MMIO_QUEUE_NUM_MAX);
+	if (!max)
+		return -ENODEV;
+	size = want < max ? want : max;
+	while (size & (size - 1))
+		size &= size - 1;
+	/* desc 16*size (<= 4 KiB), avail at +4 KiB, used at +6 KiB. */
+	mem = dma_alloc(0x3000, 4096);
+	if (!mem)
+		return -ENOMEM;
+	memset(mem, 0, 0x3000);
+	vq->size = (uint16_t)size;
+	vq->desc = (volatile struct virtq_desc *)mem;
+	vq->avail = (volatile struct virtq_avail *)(mem + 0x1000);
+	vq->used = (volatile struct virtq_used *)(mem + 0x1800);
+	vq->used_event = &vq->avail->ring[size];
+	vq->avail_event = (volatile uint16_t *)&vq->used->ring[size];
+	vq->avail_shadow = vq->avail_kicked = vq->used_last = 0;
+	virtio_write32(d, VIRTIO_MMIO_QUEUE_NUM, size);
+	virtio_write32(d, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)(uintptr_t)vq->desc);
+	virtio_write32(d, VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
+	virtio_write32(d, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)(uintptr_t)vq->avail);
+	virtio_write32(d, VIRTIO_MMIO_QUEUE_DRIVER_HIGH, 0);
+	virtio_write32(d, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)(uintptr_t)vq->used);
+	virtio_write32(d, VIRTIO_MMIO_QUEUE_DEVICE_HIGH, 0);
+	virtio_write32(d, VIRTIO_MMIO_QUEUE_READY, 1);
+	return 0;
+}
+
+static void vq_add(unsigned idx, uint16_t head)
+{
+	struct virtq *vq = &vs.q[idx];
+
+	vq->avail->ring[vq->avail_shadow & (vq->size - 1)] = head;
+	vq->avail_shadow++;
+}
+
+static void vq_kick(unsigned idx)
+{
+	struct virtq *vq = &vs.q[idx];
+
+	if (vq->avail_kicked == vq->avail_shadow)
+		return;
+	cpu_barrier();
+	vq->avail->idx = vq->avail_shadow;
+	vq->avail_kicked = vq->avail_shadow;
+	cpu_mfence();
+	if (!(vq->used->flags & VIRTQ_USED_F_NO_NOTIFY))
+		virtio_write32(vs.d, VIRTIO_MMIO_QUEUE_NOTIFY, idx);
+}
+
+static int vq_get(unsigned idx, uint32_t *id, uint32_t *len)
+{
+	struct virtq *vq = &vs.q[idx];
+	volatile struct virtq_used_elem *e;
+
+	if (vq->used->idx == vq->used_last)
+		return 0;
+	cpu_barrier();
+	e = &vq->used->ring[vq->used_last & (vq->size - 1)];
+	*id = e->id;
+	*len = e->len;
+	vq->used_last++;
+	return 1;
+}
+
+static int vq_pending(void)
+{
+	for (unsigned i = 0; i < NR_VQ; i++)
+		if (vs.q[i].used->idx != vs.q[i].used_last)
+			return 1;
+	return 0;
+}
+
+/* Sleeps until a queue has a used entry (or the ~10 ms timer fires). */
+static void vs_wait(void)
+{
+	cpu_cli();
+	if (!vq_pending())
+		cpu_sti_hlt();
+	cpu_cli();
+}
+
+static uint8_t *rx_buf(uint32_t b)
+{
+	return vs.bufs + (uint64_t)b * vs.bufsz;
+}
+
+static void rx_post(uint16_t b)
+{
+	volatile struct virtq_desc *dsc = &vs.q[VQ_RX].desc[b];
+
+	dsc->addr = (uint64_t)(uintptr_t)rx_buf(b);
+	dsc->len = vs.bufsz;
+	dsc->flags = VIRTQ_DESC_F_WRITE;
+	dsc->next = 0;
+	vq_add(VQ_RX, b);
+}
+
+static int tx_alloc(void)
+{
+	return vs.nr_tx_free ? vs.tx_free[--vs.nr_tx_free] : -1;
+}
+
+static void tx_put(uint16_t desc)
+{
+	vs.tx_owner[desc] = TXO_FREE;
+	vs.tx_free[vs.nr_tx_free++] = desc;
+}
+
+/* ---- packets ------------------------------------------------------------------- */
+
+static void hdr_fill(struct vsock_hdr *h, struct conn *c, uint16_t op, uint32_t len)
+{
+	h->src_cid = vs.cid;
+	h->dst_cid = HOST_CID;
+	h->src_port = c->local_port;
+	h->dst_port = c->peer_port;
+	h->len = len;
+	h->type = TYPE_STREAM;
+	h->op = op;
+	h->flags = 0;
+	h->buf_alloc = vs.buf_alloc;
+	h->fwd_cnt = c->fwd_cnt;
+}
+
+/* A header-only packet; 0 or -ENOMEM when no slot/descriptor is free
+ * (then it is dropped: the scenarios size the pools so it never is). */
+static int send_ctrl_ports(uint32_t src_port, uint32_t dst_port, uint16_t op, uint32_t flags,
+			   struct conn *c)
+{
+	int slot = -1, desc;
+
+	for (int i = 0; i < CTRL_SLOTS; i++)
+		if (!vs.ctrl_busy[i]) {
+			slot = i;
+			break;
+		}
+	desc = slot < 0 ? -1 : tx_alloc();
+	if (desc < 0) {
+		serial_printf("vsock: no room for a control packet (op %u)\n", op);
+		return -ENOMEM;
+	}
+	struct vsock_hdr *h = &vs.ctrl[slot];
+	struct conn tmp = { .local_port = src_port, .peer_port = dst_port };
+	hdr_fill(h, c ? c : &tmp, op, 0);
+	h->flags = flags;
+	vs.ctrl_busy[slot] = 1;
+	vs.tx_owner[desc] = TXO_CTRL;
+	vs.tx_ref[desc] = (uint16_t)slot;
+	volatile struct virtq_desc *dsc = &vs.q[VQ_TX].desc[desc];
+	dsc->addr = (uint64_t)(uintptr_t)h;
+	dsc->len = HDR_SIZE;
+	dsc->flags = 0;
+	dsc->next = 0;
+	vq_add(VQ_TX, (uint16_t)desc);
+	return 0;
+}
+
+static int send_ctrl(struct conn *c, uint16_t op, uint32_t flags)
+{
+	return send_ctrl_ports(c->local_port, c->peer_port, op, flags, c);
+}
+
+static struct conn *conn_find(uint32_t local, uint32_t peer)
+{
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &vs.conns[i];
+		if (c->used && c->local_port == local && c->peer_port == peer)
+			return c;
+	}
+	return NULL;
+}
+
+static struct conn *conn_new(uint32_t local, uint32_t peer)
+{
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &vs.conns[i];
+		if (!c->used) {
+			memset(c, 0, sizeof(*c));
+			c->used = 1;
+			c->local_port = local;
+			c->peer_port = peer;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+static uint32_t conn_credit(const struct conn *c)
+{
+	uint32_t in_flight = c->tx_cnt - c->peer_fwd_cnt;
+
+	return in_flight > c->peer_buf_alloc ? 0 : c->peer_buf_alloc - in_flight;
+}
+
+static void conn_drop(struct conn *c)
+{
+	while (c->pend_len) {
+		rx_post(c->pend[c->pend_head]);
+		c->pend_head = (c->pend_head + 1) % RXQ_MAX;
+		c->pend_len--;
+	}
+	c->used = 0;
+	vs.closed++;
+}
+
+/* Echo what waits while the host has credit for it. */
+static void conn_flush(struct conn *c)
+{
+	while (c->pend_len) {
+		uint16_t b = c->pend[c->pend_head];
+		uint32_t n = vs.buf_len[b];
+		int desc;
+
+		if (n > conn_credit(c)) {
+			if (!c->credit_asked) {
+				send_ctrl(c, OP_CREDIT_REQUEST, 0);
+				c->credit_asked = 1;
+			}
+			return;
+		}
+		desc = tx_alloc();
+		if (desc < 0)
+			return;
+		c->fwd_cnt += n;
+		c->tx_cnt += n;
+		hdr_fill((struct vsock_hdr *)rx_buf(b), c, OP_RW, n);
+		vs.tx_owner[desc] = TXO_ECHO;
+		vs.tx_ref[desc] = b;
+		volatile struct virtq_desc *dsc = &vs.q[VQ_TX].desc[desc];
+		dsc->addr = (uint64_t)(uintptr_t)rx_buf(b);
+		dsc->len = HDR_SIZE + n;
+		dsc->flags = 0;
+		dsc->next = 0;
+		vq_add(VQ_TX, (uint16_t)desc);
+		vs.echoed += n;
+		c->pend_head = (c->pend_head + 1) % RXQ_MAX;
+		c->pend_len--;
+	}
+	/* The host shut its side and everything is echoed: we are done too. */
+	if ((c->peer_shut & SHUT_SEND) && !c->shut_sent) {
+		send_ctrl(c, OP_SHUTDOWN, SHUT_RCV | SHUT_SEND);
+		c->shut_sent = 1;
+	}
+}
+
+/* The client: received bytes are the host's 8-byte reply. */
+static void client_take(struct conn *c, uint16_t b, uint32_t n)
+{
+	const uint8_t *p = rx_buf(b) + HDR_SIZE;
+
+	for (uint32_t i = 0; i < n && vs.reply_len < sizeof(vs.reply); i++)
+		((uint8_t *)vs.reply)[vs.reply_len++] = p[i];
+	c->fwd_cnt += n;
+	rx_post(b);
+}
+
+static void handle_rx(uint16_t b, uint32_t len)
+{
+	struct vsock_hdr *h = (struct vsock_hdr *)rx_buf(b);
+	struct conn *c;
+
+	if (b >= vs.nbufs || len < HDR_SIZE || len > vs.bufsz || h->dst_cid != vs.cid ||
+	    h->src_cid != HOST_CID || h->type != TYPE_STREAM || h->len > len - HDR_SIZE) {
+		vs.bad++;
+		if (b < vs.nbufs)
+			rx_post(b);
+		return;
+	}
+	c = conn_find(h->dst_port, h->src_port);
+	if (c && h->op != OP_RST) {
+		if (h->buf_alloc != c->peer_buf_alloc || h->fwd_cnt != c->peer_fwd_cnt)
+			c->credit_asked = 0;
+		c->peer_buf_alloc = h->buf_alloc;
+		c->peer_fwd_cnt = h->fwd_cnt;
+	}
+	switch (h->op) {
+	case OP_REQUEST:
+		if (!c && vs.echo && h->dst_port == vs.listen_port &&
+		    (c = conn_new(h->dst_port, h->src_port))) {
+			c->peer_buf_alloc = h->buf_alloc;
+			c->peer_fwd_cnt = h->fwd_cnt;
+			c->established = 1;
+			vs.opened++;
+			send_ctrl(c, OP_RESPONSE, 0);
+		} else {
+			send_ctrl_ports(h->dst_port, h->src_port, OP_RST, 0, NULL);
+		}
+		rx_post(b);
+		return;
+	case OP_RESPONSE:
+		if (c)
+			c->established = 1;
+		rx_post(b);
+		return;
+	case OP_RW:
+		if (!c || !c->established) {
+			send_ctrl_ports(h->dst_port, h->src_port, OP_RST, 0, NULL);
+			rx_post(b);
+			return;
+		}
+		c->rx_bytes += h->len;
+		if (!vs.echo) {
+			client_take(c, b, h->len);
+			return;
+		}
+		if (!h->len) {
+			rx_post(b);
+			return;
+		}
+		vs.buf_len[b] = h->len;
+		c->pend[(c->pend_head + c->pend_len) % RXQ_MAX] = b;
+		c->pend_len++;
+		conn_flush(c);
+		return;
+	case OP_SHUTDOWN:
+		if (c) {
+			c->peer_shut |= h->flags & (SHUT_RCV | SHUT_SEND);
+			if (vs.echo)
+				conn_flush(c);
+		}
+		rx_post(b);
+		return;
+	case OP_RST:
+		if (c)
+			conn_drop(c);
+		rx_post(b);
+		return;
+	case OP_CREDIT_REQUEST:
+		if (c)
+			send_ctrl(c, OP_CREDIT_UPDATE, 0);
+		rx_post(b);
+		return;
+	case OP_CREDIT_UPDATE:
+		rx_post(b);
+		if (c && vs.echo)
+			conn_flush(c);
+		return;
+	default:
+		vs.bad++;
+		rx_post(b);
+		return;
+	}
+}
+
+static void handle_tx_done(uint32_t id)
+{
+	if (id >= TXQ_SIZE)
+		return;
+	switch (vs.tx_owner[id]) {
+	case TXO_ECHO:
+		rx_post(vs.tx_ref[id]);
+		break;
+	case TXO_CTRL:
+		vs.ctrl_busy[vs.tx_ref[id]] = 0;
+		break;
+	case TXO_DATA:
+		vs.ctrl_busy[vs.tx_ref[id]] = 0;
+		tx_put(vs.q[VQ_TX].desc[id].next); /* the pattern descriptor */
+		break;
+	default:
+		return;
+	}
+	tx_put((uint16_t)id);
+}
+
+static void handle_event(uint32_t id)
+{
+	if (id >= EVQ_SIZE)
+		return;
+	if (vs.ev_buf[id] == 0) {
+		/* TRANSPORT_RESET: every stream is gone (5.10.6.6). */
+		vs.resets++;
+		for (int i = 0; i < MAX_CONNS; i++)
+			if (vs.conns[i].used)
+				conn_drop(&vs.conns[i]);
+		serial_printf("vsock: transport reset event\n");
+	}
+	vq_add(VQ_EV, (uint16_t)id);
+}
+
+/* One round: everything used, then kicks. Returns whether anything moved. */
+static int vs_poll(void)
+{
+	uint32_t id, len;
+	int moved = 0;
+
+	while (vq_get(VQ_RX, &id, &len)) {
+		handle_rx((uint16_t)id, len);
+		moved = 1;
+	}
+	while (vq_get(VQ_TX, &id, &len)) {
+		handle_tx_done(id);
+		moved = 1;
+	}
+	while (vq_get(VQ_EV, &id, &len)) {
+		handle_event(id);
+		moved = 1;
+	}
+	vq_kick(VQ_TX);
+	vq_kick(VQ_RX);
+	vq_kick(VQ_EV);
+	return moved;
+}
+
+/* ---- set-up ---------------------------------------------------------------------- */
+
+static int vs_open(void)
+{
+	static struct virtio_dev devs[VIRTIO_MAX_DEVICES];
+	int n = virtio_discover(devs, VIRTIO_MAX_DEVICES);
+	struct virtio_dev *d = NULL;
+	uint32_t status;
+
+	for (int i = 0; i < n; i++)
+		if (devs[i].device_id == VIRTIO_ID_VSOCK)
+			d = &devs[i];
+	if (!d) {
+		serial_printf("vsock: no virtio-vsock device on the command line\n");
+		return -ENODEV;
+	}
+	vs.d = d;
+	vs.bufsz = (uint32_t)cmdline_u64("vbuf=", DEFAULT_BUF);
+	vs.nbufs = (uint32_t)cmdline_u64("vnbufs=", DEFAULT_NBUFS);
+	vs.buf_alloc = (uint32_t)cmdline_u64("vbufalloc=", DEFAULT_BUF_ALLOC);
+	if (vs.bufsz < HDR_SIZE + 256 || vs.bufsz > 65536 + HDR_SIZE || vs.nbufs < 4 ||
+	    vs.nbufs > RXQ_MAX || (vs.nbufs & (vs.nbufs - 1))) {
+		serial_printf("vsock: vbuf must be 300..65580 and vnbufs a power of 2, 4..256\n");
+		return -EINVAL;
+	}
+
+	if (virtio_reset(d))
+		return -ETIMEDOUT;
+	status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
+	virtio_write32(d, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
+	virtio_write32(d, VIRTIO_MMIO_STATUS, status);
+	virtio_write32(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+	if (!(virtio_read32(d, VIRTIO_MMIO_DEVICE_FEATURES) & 1)) {
+		serial_printf("vsock: device does not offer VERSION_1\n");
+		return -ENODEV;
+	}
+	virtio_write32(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	virtio_write32(d, VIRTIO_MMIO_DRIVER_FEATURES, 0);
+	virtio_write32(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	virtio_write32(d, VIRTIO_MMIO_DRIVER_FEATURES, 1);
+	status |= VIRTIO_STATUS_FEATURES_OK;
+	virtio_write32(d, VIRTIO_MMIO_STATUS, status);
+	if (!(virtio_read32(d, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK)) {
+		serial_printf("vsock: features refused\n");
+		return -EIO;
+	}
+	if (vq_setup(d, VQ_RX, vs.nbufs) || vq_setup(d, VQ_TX, TXQ_SIZE) ||
+	    vq_setup(d, VQ_EV, EVQ_SIZE) || vs.q[VQ_RX].size != vs.nbufs ||
+	    vs.q[VQ_TX].size != TXQ_SIZE) {
+		serial_printf("vsock: queue set-up failed\n");
+		return -EIO;
+	}
+	vs.cid = virtio_config64(d, 0);
+
+	vs.bufs = dma_alloc((size_t)vs.bufsz * vs.nbufs, 4096);
+	vs.ctrl = dma_alloc(CTRL_SLOTS * sizeof(struct vsock_hdr), 64);
+	vs.pattern = dma_alloc(CLIENT_CHUNK, 4096);
+	if (!vs.bufs || !vs.ctrl || !vs.pattern)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < TXQ_SIZE; i++)
+		tx_put((uint16_t)(TXQ_SIZE - 1 - i));
+	for (uint32_t b = 0; b < vs.nbufs; b++)
+		rx_post((uint16_t)b);
+	for (uint32_t e = 0; e < EVQ_SIZE; e++) {
+		volatile struct virtq_desc *dsc = &vs.q[VQ_EV].desc[e];
+		vs.ev_buf[e] = 0xffffffffu;
+		dsc->addr = (uint64_t)(uintptr_t)&vs.ev_buf[e];
+		dsc->len = sizeof(vs.ev_buf[e]);
+		dsc->flags = VIRTQ_DESC_F_WRITE;
+		vq_add(VQ_EV, (uint16_t)e);
+	}
+	irq_init();
+	if (irq_route(d->irq, d->vector, virtio_irq_handler, d))
+		return -EINVAL;
+	d->irq_mode = 1;
+	virtio_write32(d, VIRTIO_MMIO_STATUS, status | VIRTIO_STATUS_DRIVER_OK);
+	vq_kick(VQ_RX);
+	vq_kick(VQ_EV);
+	serial_printf("vsock: 0x%lx irq %u cid %lu, %u rx buffers of %u bytes, buf_alloc %u\n",
+		      (unsigned long)d->base, d->irq, (unsigned long)vs.cid, vs.nbufs, vs.bufsz,
+		      vs.buf_alloc);
+	return 0;
+}
+
+/* ---- scenarios --------------------------------------------------------------------- */
+
+static int vsock_echo(void)
+{
+	uint32_t want = (uint32_t)cmdline_u64("vconns=", 1);
+
+	vs.echo = 1;
+	vs.listen_port = (uint32_t)cmdline_u64("vport=", DEFAULT_PORT);
+	if (vs_open())
+		return GUEST_EXIT_FAIL;
+	serial_printf("vsock-echo: listening on port %u until %u streams closed\n",
+		      vs.listen_port, want);
+	while (vs.closed < want) {
+		if (!vs_poll())
+			vs_wait();
+	}
+	serial_printf("vsock-echo: %u streams opened, %u closed, %lu bytes echoed, "
+		      "%u bad packets\n",
+		      vs.opened, vs.closed, (unsigned long)vs.echoed, vs.bad);
+	serial_printf("TEST PASS vsock-echo\n");
+	return GUEST_EXIT_PASS;
+}
+
+static uint32_t pattern_sum(uint64_t n)
+{
+	/* sum of (i & 0xff) for i < n: 32640 per full period of 256 */
+	uint32_t s = (uint32_t)((n / 256) * 32640u);
+
+	for (uint32_t i = 0; i < (uint32_t)(n % 256); i++)
+		s += i;
+	return s;
+}
+
+/* Sends up to the host's credit, a chunk per packet: header slot plus
+ * the pattern buffer. Returns bytes queued. */
+static uint32_t client_send(struct conn *c, uint64_t left)
+{
+	uint32_t n = conn_credit(c);
+	int slot = -1, d0, d1;
+
+	if (n > left)
+		n = (uint32_t)left;
+	if (n > CLIENT_CHUNK)
+		n = CLIENT_CHUNK;
+	if (!n)
+		return 0;
+	for (int i = 0; i < CTRL_SLOTS; i++)
+		if (!vs.ctrl_busy[i]) {
+			slot = i;
+			break;
+		}
+	if (slot < 0 || vs.nr_tx_free < 2)
+		return 0;
+	d0 = tx_alloc();
+	d1 = tx_alloc();
+	hdr_fill(&vs.ctrl[slot], c, OP_RW, n);
+	vs.ctrl_busy[slot] = 1;
+	vs.tx_owner[d0] = TXO_DATA;
+	vs.tx_ref[d0] = (uint16_t)slot;
+	vs.tx_owner[d1] = TXO_LINK;
+	volatile struct virtq_desc *a = &vs.q[VQ_TX].desc[d0], *b = &vs.q[VQ_TX].desc[d1];
+	a->addr = (uint64_t)(uintptr_t)&vs.ctrl[slot];
+	a->len = HDR_SIZE;
+	a->flags = VIRTQ_DESC_F_NEXT;
+	a->next = (uint16_t)d1;
+	b->addr = (uint64_t)(uintptr_t)vs.pattern;
+	b->len = n;
+	b->flags = 0;
+	b->next = 0;
+	vq_add(VQ_TX, (uint16_t)d0);
+	c->tx_cnt += n;
+	return n;
+}
+
+static int vsock_client(void)
+{
+	uint32_t port = (uint32_t)cmdline_u64("vport=", DEFAULT_PORT);
+	uint64_t total = cmdline_u64("vbytes=", 65536), sent = 0;
+	const char *val;
+	size_t vlen;
+	int expect_refused = cmdline_find("vexpect=", &val, &vlen) && vlen == 7 &&
+			     memcmp(val, "refused", 7) == 0;
+	uint64_t start;
+	struct conn *c;
+
+	if (vs_open())
+		return GUEST_EXIT_FAIL;
+	for (uint32_t i = 0; i < CLIENT_CHUNK; i++)
+		vs.pattern[i] = (uint8_t)i;   /* once; every chunk starts at a multiple of 256 */
+	c = conn_new(CLIENT_LOCAL_PORT, port);
+	send_ctrl(c, OP_REQUEST, 0);
+	serial_printf("vsock-client: connecting to host port %u\n", port);
+	start = cpu_rdtsc();
+	while (c->used && !c->established) {
+		if (!vs_poll())
+			vs_wait();
+		if (cpu_rdtsc() - start > VIRTIO_WAIT_TSC) {
+			serial_printf("TEST FAIL vsock-client: no answer to the connection request\n");
+			return GUEST_EXIT_FAIL;
+		}
+	}
+	if (!c->used) {
+		serial_printf("vsock-client: connection refused (RST)\n");
+		if (expect_refused) {
+			serial_printf("TEST PASS vsock-client\n");
+			return GUEST_EXIT_PASS;
+		}
+		serial_printf("TEST FAIL vsock-client: refused\n");
+		return GUEST_EXIT_FAIL;
+	}
+	if (expect_refused) {
+		serial_printf("TEST FAIL vsock-client: connected, expected a refusal\n");
+		return GUEST_EXIT_FAIL;
+	}
+	serial_printf("vsock-client: connected, sending %lu bytes\n", (unsigned long)total);
+	while (c->used && (sent < total || vs.reply_len < sizeof(vs.reply))) {
+		uint32_t n = sent < total ? client_send(c, total - sent) : 0;
+		sent += n;
+		if (sent == total && !c->shut_sent) {
+			send_ctrl(c, OP_SHUTDOWN, SHUT_SEND);
+			c->shut_sent = 1;
+		}
+		if (n == 0 && !vs_poll())
+			vs_wait();
+		else if (n)
+			vs_poll();
+	}
+	/* The host closes after its reply: wait for the RST. */
+	while (c->used) {
+		if (!vs_poll())
+			vs_wait();
+	}
+	serial_printf("vsock-client: sent %lu, host says it got %u bytes, sum %u (expected %u)\n",
+		      (unsigned long)sent, vs.reply[0], vs.reply[1], pattern_sum(total));
+	if (vs.reply_len < sizeof(vs.reply) || vs.reply[0] != (uint32_t)total ||
+	    vs.reply[1] != pattern_sum(total)) {
+		serial_printf("TEST FAIL vsock-client: wrong reply\n");
+		return GUEST_EXIT_FAIL;
+	}
+	serial_printf("TEST PASS vsock-client\n");
+	return GUEST_EXIT_PASS;
+}
+
+int vsock_test_run(const char *name, size_t len, int *code)
+{
+	if (len == 10 && memcmp(name, "vsock-echo", 10) == 0) {
+		*code = vsock_echo();
+		return 1;
+	}
+	if (len == 12 && memcmp(name, "vsock-client", 12) == 0) {
+		*code = vsock_client();
+		return 1;
+	}
+	return 0;
+}
