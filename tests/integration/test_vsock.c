@@ -1,0 +1,524 @@
+/* virtio-vsock under /dev/kvm with the test unikernel: host -> guest
+ * streams over the CONNECT protocol (echo guest), guest -> host streams to
+ * uds_path_<port> (client guest), many streams at once, a host reader that
+ * stalls, bad CONNECT lines. The host generates and checks the data; the
+ * guest only moves buffers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#define ECHO_PORT 5000
+
+static const char *mote_bin;
+static const char *guest_elf;
+
+struct vm_run {
+	struct harness_proc p;
+	char uds[96];
+	char cmdline[192];
+	char vsock_arg[160];
+};
+
+static void uds_path(char *out, size_t len, const char *tag)
+{
+	snprintf(out, len, "/tmp/mote-vsock-%d-%s.sock", getpid(), tag);
+}
+
+static void vm_start(struct vm_run *vm, const char *tag, const char *cmdline)
+{
+	uds_path(vm->uds, sizeof(vm->uds), tag);
+	unlink(vm->uds);
+	snprintf(vm->cmdline, sizeof(vm->cmdline), "%s", cmdline);
+	snprintf(vm->vsock_arg, sizeof(vm->vsock_arg), "cid=42,uds=%s", vm->uds);
+	char *argv[] = { (char *)mote_bin, "--kernel", (char *)guest_elf, "--mem-mib", "64",
+			 "--vsock", vm->vsock_arg, "--cmdline", vm->cmdline, NULL };
+	harness_spawn(&vm->p, argv);
+}
+
+static struct run_result vm_finish(struct vm_run *vm, int timeout_s)
+{
+	struct run_result r = harness_proc_finish(&vm->p, timeout_s);
+	unlink(vm->uds);
+	return r;
+}
+
+static void vm_wait_marker(struct vm_run *vm, const char *marker)
+{
+	if (!harness_proc_wait_for(&vm->p, marker, false, 60)) {
+		struct run_result r = vm_finish(vm, 5);
+		harness_dump(&r);
+		fail_msg("the guest never printed '%s'", marker);
+	}
+}
+
+static int uds_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_true(strlen(path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+/* Reads one line (up to '\n', at most len-1 bytes) with a timeout; returns
+ * its length, 0 at EOF before any byte, -1 on timeout. */
+static int read_line(int fd, char *buf, size_t len, int timeout_ms)
+{
+	size_t n = 0;
+
+	while (n + 1 < len) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return -1;
+		ssize_t got = read(fd, buf + n, 1);
+		if (got <= 0)
+			break;
+		n++;
+		if (buf[n - 1] == '\n')
+			break;
+	}
+	buf[n] = 0;
+	return (int)n;
+}
+
+/* Connects through the CONNECT protocol; returns the fd after "OK <n>". */
+static int vsock_dial(const char *uds, unsigned port)
+{
+	char line[64];
+	int fd = uds_connect(uds);
+
+	assert_true(fd >= 0);
+	snprintf(line, sizeof(line), "CONNECT %u\n", port);
+	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+	int n = read_line(fd, line, sizeof(line), 30000);
+	if (n <= 0 || strncmp(line, "OK ", 3))
+		fail_msg("CONNECT %u: got '%s' (%d)", port, n > 0 ? line : "", n);
+	unsigned long local = strtoul(line + 3, NULL, 10);
+	assert_true(local >= 1024);
+	return fd;
+}
+
+static bool wait_eof(int fd, int timeout_ms)
+{
+	char buf[256];
+
+	for (;;) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return false;
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+		if (n < 0)
+			return false;
+	}
+}
+
+static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+/* One echo stream driven without blocking: what was sent, what came back. */
+struct stream {
+	int fd;
+	uint8_t *data;
+	size_t len, sent, got;
+	uint64_t sent_hash, got_hash;
+	bool shut;
+	bool mismatch;
+};
+
+static void stream_open(struct stream *s, const char *uds, size_t len, unsigned seed)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = vsock_dial(uds, ECHO_PORT);
+	s->len = len;
+	s->data = malloc(len);
+	uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		s->data[i] = (uint8_t)x;
+	}
+	s->sent_hash = s->got_hash = 0xcbf29ce484222325ULL;
+	fcntl(s->fd, F_SETFL, O_NONBLOCK);
+}
+
+/* Pumps every stream until all echoes are back; false on timeout. */
+static bool streams_pump(struct stream *s, int n, int timeout_s)
+{
+	double end = harness_now_ms() + timeout_s * 1e3;
+	struct pollfd *p = calloc((size_t)n, sizeof(*p));
+	uint8_t buf[65536];
+	bool ok = false;
+
+	for (;;) {
+		int open = 0;
+		for (int i = 0; i < n; i++) {
+			p[i].fd = s[i].fd;
+			p[i].events = 0;
+			if (s[i].got < s[i].len) {
+				p[i].events |= POLLIN;
+				open++;
+			}
+			if (s[i].sent < s[i].len)
+				p[i].events |= POLLOUT;
+		}
+		if (!open) {
+			ok = true;
+			break;
+		}
+		if (harness_now_ms() > end || poll(p, (nfds_t)n, 1000) < 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			if (p[i].revents & POLLOUT) {
+				size_t chunk = s[i].len - s[i].sent;
+				if (chunk > 65536)
+					chunk = 65536;
+				ssize_t w = write(s[i].fd, s[i].data + s[i].sent, chunk);
+				if (w > 0) {
+					s[i].sent_hash = fnv(s[i].sent_hash, s[i].data + s[i].sent,
+							     (size_t)w);
+					s[i].sent += (size_t)w;
+				}
+			}
+			if (p[i].revents & (POLLIN | POLLHUP)) {
+				ssize_t r = read(s[i].fd, buf, sizeof(buf));
+				if (r > 0) {
+					if (memcmp(buf, s[i].data + s[i].got, (size_t)r))
+						s[i].mismatch = true;
+					s[i].got_hash = fnv(s[i].got_hash, buf, (size_t)r);
+					s[i].got += (size_t)r;
+				} else if (r == 0) {
+					s[i].len = s[i].got; /* closed early: recorded below */
+					s[i].mismatch = true;
+				}
+			}
+		}
+	}
+	free(p);
+	return ok;
+}
+
+static void stream_close(struct stream *s)
+{
+	close(s->fd);
+	free(s->data);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void test_host_to_guest_echo_1mib(void **state)
+{
+	struct vm_run vm;
+	struct stream s;
+	(void)state;
+
+	vm_start(&vm, "echo1m", "test=vsock-echo vconns=1");
+	vm_wait_marker(&vm, "listening on port");
+	stream_open(&s, vm.uds, 1 << 20, 1);
+	assert_true(streams_pump(&s, 1, 120));
+	assert_false(s.mismatch);
+	assert_int_equal(s.got, 1 << 20);
+	assert_true(s.sent_hash == s.got_hash);
+	/* Our close is a SHUTDOWN for the guest, which then closes too. */
+	shutdown(s.fd, SHUT_WR);
+	assert_true(wait_eof(s.fd, 30000));
+	stream_close(&s);
+	struct run_result r = vm_finish(&vm, 60);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "TEST PASS vsock-echo");
+	assert_output_contains(&r, out, "1048576 bytes echoed");
+	harness_free(&r);
+}
+
+static void test_32_concurrent_streams(void **state)
+{
+	enum { N = 32, LEN = 96 * 1024 };
+	struct vm_run vm;
+	struct stream s[N];
+	(void)state;
+
+	vm_start(&vm, "many", "test=vsock-echo vconns=32");
+	vm_wait_marker(&vm, "listening on port");
+	/* All 32 open before any data moves: they are live at once. */
+	for (int i = 0; i < N; i++)
+		stream_open(&s[i], vm.uds, LEN, (unsigned)i + 100);
+	assert_true(streams_pump(s, N, 180));
+	for (int i = 0; i < N; i++) {
+		if (s[i].mismatch || s[i].got != LEN || s[i].sent_hash != s[i].got_hash)
+			fail_msg("stream %d: %zu of %d bytes back%s", i, s[i].got, LEN,
+				 s[i].mismatch ? ", corrupted" : "");
+		stream_close(&s[i]);
+	}
+	struct run_result r = vm_finish(&vm, 60);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "32 streams opened, 32 closed");
+	harness_free(&r);
+}
+
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+/* Stream A's host client writes and never reads. The guest echoes until
+ * the monitor's buffer for A (64 KiB) is full, then waits for credit; the
+ * monitor stops taking A's data. A's writer must stall after a bounded
+ * amount, while stream B echoes 512 KiB normally, and the monitor's
+ * memory must not grow with what A tries to send. */
+static void test_stalled_reader_stalls_only_itself(void **state)
+{
+	struct vm_run vm;
+	struct stream b;
+	(void)state;
+
+	vm_start(&vm, "stall", "test=vsock-echo vconns=2");
+	vm_wait_marker(&vm, "listening on port");
+	long rss0 = rss_kib(vm.p.pid);
+	int a = vsock_dial(vm.uds, ECHO_PORT);
+	fcntl(a, F_SETFL, O_NONBLOCK);
+	static uint8_t junk[65536];
+	memset(junk, 0xa5, sizeof(junk));
+	size_t accepted = 0;
+	for (;;) {
+		ssize_t w = write(a, junk, sizeof(junk));
+		if (w > 0) {
+			accepted += (size_t)w;
+			assert_true(accepted < (64u << 20)); /* unbounded buffering somewhere */
+			continue;
+		}
+		assert_true(w < 0 && errno == EAGAIN);
+		struct pollfd p = { a, POLLOUT, 0 };
+		if (poll(&p, 1, 1500) == 0)
+			break; /* stalled for 1.5 s: back-pressure reached the writer */
+	}
+	/* What A could push = kernel socket buffers (both directions) plus the
+	 * guest's and the monitor's 64 KiB windows; nothing like the 64 MiB
+	 * an unbounded buffer would swallow. */
+	fprintf(stderr, "stalled stream accepted %zu bytes before blocking\n", accepted);
+	assert_true(accepted < (8u << 20));
+
+	stream_open(&b, vm.uds, 512 * 1024, 7);
+	assert_true(streams_pump(&b, 1, 120));
+	assert_false(b.mismatch);
+	assert_int_equal(b.got, 512 * 1024);
+	long rss1 = rss_kib(vm.p.pid);
+	fprintf(stderr, "monitor RSS %ld KiB before, %ld KiB with a stalled stream\n", rss0, rss1);
+	assert_true(rss0 > 0 && rss1 > 0);
+	assert_true(rss1 - rss0 < 16 * 1024);
+	shutdown(b.fd, SHUT_WR);
+	assert_true(wait_eof(b.fd, 30000));
+	stream_close(&b);
+	/* Closing A without reading: the monitor resets the stream. */
+	close(a);
+	struct run_result r = vm_finish(&vm, 60);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "2 streams opened, 2 closed");
+	harness_free(&r);
+}
+
+static void expect_refusal(const char *uds, const void *send, size_t len, const char *want)
+{
+	char line[160];
+	int fd = uds_connect(uds);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, send, len), (ssize_t)len);
+	int n = read_line(fd, line, sizeof(line), 30000);
+	if (want) {
+		if (n <= 0 || strncmp(line, "ERR ", 4) || !strstr(line, want))
+			fail_msg("sent '%.*s': expected 'ERR ...%s...', got '%s'", (int)len,
+				 (const char *)send, want, n > 0 ? line : "(nothing)");
+	} else if (n != 0) {
+		fail_msg("sent '%.*s': expected the socket closed, got '%s'", (int)len,
+			 (const char *)send, n > 0 ? line : "(timeout)");
+	}
+	assert_true(wait_eof(fd, 30000));
+	close(fd);
+}
+
+static void test_bad_connect_lines_and_unknown_port(void **state)
+{
+	struct vm_run vm;
+	struct stream s;
+	char longline[64];
+	(void)state;
+
+	vm_start(&vm, "bad", "test=vsock-echo vconns=1");
+	vm_wait_marker(&vm, "listening on port");
+	expect_refusal(vm.uds, "CONNECT abc\n", 12, "not a decimal number");
+	expect_refusal(vm.uds, "CONNECT 99999999999\n", 20, "out of range");
+	expect_refusal(vm.uds, "CONNECT 4294967295\n", 19, "out of range");
+	expect_refusal(vm.uds, "CONNECT\n", 8, "CONNECT");
+	expect_refusal(vm.uds, "GET / HTTP/1.1\r\n", 16, "expected 'CONNECT");
+	memset(longline, '1', sizeof(longline));
+	memcpy(longline, "CONNECT ", 8);
+	expect_refusal(vm.uds, longline, sizeof(longline), "too long");
+	/* A port nobody listens on in the guest: the guest answers RST, the
+	 * monitor closes the socket without an OK. */
+	expect_refusal(vm.uds, "CONNECT 5001\n", 13, NULL);
+	/* The monitor is unharmed: a good stream still works. */
+	stream_open(&s, vm.uds, 4096, 3);
+	assert_true(streams_pump(&s, 1, 60));
+	assert_false(s.mismatch);
+	shutdown(s.fd, SHUT_WR);
+	assert_true(wait_eof(s.fd, 30000));
+	stream_close(&s);
+	struct run_result r = vm_finish(&vm, 60);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "1 streams opened, 1 closed");
+	harness_free(&r);
+}
+
+static int listen_at(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_true(strlen(path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	unlink(path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	return fd;
+}
+
+/* The guest connects to CID 2 port 6000: the monitor forwards to
+ * <uds>_6000, where this test listens, checks every byte of the guest's
+ * pattern, and answers with the count and the sum. */
+static void test_guest_to_host_1mib(void **state)
+{
+	struct vm_run vm;
+	char peer[128];
+	(void)state;
+
+	uds_path(vm.uds, sizeof(vm.uds), "g2h");
+	snprintf(peer, sizeof(peer), "%s_6000", vm.uds);
+	int lfd = listen_at(peer);
+	vm_start(&vm, "g2h", "test=vsock-client vport=6000 vbytes=1048576");
+	struct pollfd p = { lfd, POLLIN, 0 };
+	if (poll(&p, 1, 60000) != 1) {
+		struct run_result r = vm_finish(&vm, 5);
+		harness_dump(&r);
+		fail_msg("the guest's connection never reached %s", peer);
+	}
+	int fd = accept(lfd, NULL, NULL);
+	assert_true(fd >= 0);
+	uint8_t buf[65536];
+	uint64_t total = 0;
+	uint32_t sum = 0;
+	bool pattern_ok = true;
+	for (;;) {
+		struct pollfd q = { fd, POLLIN, 0 };
+		assert_int_equal(poll(&q, 1, 60000), 1);
+		ssize_t n = read(fd, buf, sizeof(buf));
+		assert_true(n >= 0);
+		if (n == 0)
+			break; /* the guest's SHUTDOWN(SEND) */
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != (uint8_t)(total + (uint64_t)i))
+				pattern_ok = false;
+			sum += buf[i];
+		}
+		total += (uint64_t)n;
+	}
+	assert_true(pattern_ok);
+	assert_int_equal(total, 1 << 20);
+	uint32_t reply[2] = { (uint32_t)total, sum };
+	assert_int_equal(write(fd, reply, sizeof(reply)), (ssize_t)sizeof(reply));
+	close(fd);
+	close(lfd);
+	unlink(peer);
+	struct run_result r = vm_finish(&vm, 60);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "TEST PASS vsock-client");
+	harness_free(&r);
+}
+
+static void test_guest_connect_nobody_listens(void **state)
+{
+	struct vm_run vm;
+	(void)state;
+
+	vm_start(&vm, "refused", "test=vsock-client vport=6001 vexpect=refused");
+	struct run_result r = vm_finish(&vm, 60);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "connection refused (RST)");
+	assert_output_contains(&r, out, "TEST PASS vsock-client");
+	harness_free(&r);
+}
+
+static void test_cli_errors(void **state)
+{
+	(void)state;
+	static const char *const bad[] = { "cid=2,uds=/tmp/x", "cid=3", "uds=/tmp/x",
+					   "cid=3,uds=/tmp/x,port=1" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *argv[] = { (char *)mote_bin, "--kernel", (char *)guest_elf, "--vsock",
+				 (char *)bad[i], NULL };
+		struct run_result r = harness_run(argv, 30, NULL);
+		assert_exit_status(&r, 64);
+		assert_output_contains(&r, err, "--vsock");
+		harness_free(&r);
+	}
+	/* uds_path that is a regular file: refused, not replaced. */
+	char path[64] = "/tmp/mote-vsock-file-XXXXXX", arg[96];
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(arg, sizeof(arg), "cid=3,uds=%s", path);
+	char *argv[] = { (char *)mote_bin, "--kernel", (char *)guest_elf, "--vsock", arg,
+			 "--cmdline", "test=hello", NULL };
+	struct run_result r = harness_run(argv, 30, NULL);
+	unlink(path);
+	assert_exit_status(&r, 66);
+	assert_output_contains(&r, err, "not a socket");
+	harness_free(&r);
+}
+
+int main(void)
+{
+	mote_bin = harness_env("MOTE_BIN");
+	guest_elf = harness_env("MOTE_GUEST");
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_host_to_guest_echo_1mib),
+		cmocka_unit_test(test_guest_to_host_1mib),
+		cmocka_unit_test(test_guest_connect_nobody_listens),
+		cmocka_unit_test(test_32_concurrent_streams),
+		cmocka_unit_test(test_stalled_reader_stalls_only_itself),
+		cmocka_unit_test(test_bad_connect_lines_and_unknown_port),
+		cmocka_unit_test(test_cli_errors),
+	};
+	return cmocka_run_group_tests_name("integration: virtio-vsock", tests, NULL, NULL);
+}
