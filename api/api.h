@@ -49,6 +49,7 @@ enum api_op {
 	API_PUT_METRICS,
 	API_SNAPSHOT_CREATE,      /* PUT /snapshot/create */
 	API_SNAPSHOT_LOAD,        /* PUT /snapshot/load */
+	API_GET_DEMAND,           /* GET /demand: mote's demand metrics */
 };
 
 enum api_cache_type { API_CACHE_UNSAFE, API_CACHE_WRITEBACK };

@@ -53,7 +53,7 @@ void api_response_free(struct api_response *resp)
 
 enum route {
 	R_ROOT, R_VERSION, R_BOOT, R_MACHINE, R_DRIVE, R_NET, R_VSOCK, R_ACTIONS, R_VM,
-	R_VM_CONFIG, R_LOGGER, R_METRICS, R_SNAP_CREATE, R_SNAP_LOAD, R_NONE,
+	R_VM_CONFIG, R_LOGGER, R_METRICS, R_SNAP_CREATE, R_SNAP_LOAD, R_DEMAND, R_NONE,
 };
 
 static enum route route_of(const char *path, const char **id)
@@ -63,7 +63,7 @@ static enum route route_of(const char *path, const char **id)
 		{ "/machine-config", R_MACHINE }, { "/vsock", R_VSOCK }, { "/actions", R_ACTIONS },
 		{ "/vm", R_VM }, { "/vm/config", R_VM_CONFIG }, { "/logger", R_LOGGER },
 		{ "/metrics", R_METRICS }, { "/snapshot/create", R_SNAP_CREATE },
-		{ "/snapshot/load", R_SNAP_LOAD },
+		{ "/snapshot/load", R_SNAP_LOAD }, { "/demand", R_DEMAND },
 	};
 	static const struct { const char *prefix; enum route r; } with_id[] = {
 		{ "/drives/", R_DRIVE }, { "/network-interfaces/", R_NET },
@@ -120,14 +120,14 @@ int api_route(const char *method, const char *path, const char *body, size_t bod
 		[R_NET] = "network-interfaces", [R_VSOCK] = "vsock", [R_ACTIONS] = "actions",
 		[R_VM] = "vm", [R_VM_CONFIG] = "vm/config", [R_LOGGER] = "logger",
 		[R_METRICS] = "metrics", [R_SNAP_CREATE] = "snapshot/create",
-		[R_SNAP_LOAD] = "snapshot/load", [R_NONE] = "",
+		[R_SNAP_LOAD] = "snapshot/load", [R_DEMAND] = "demand", [R_NONE] = "",
 	};
 	struct jctx c = { res_names[r], "", err, sizeof(err) };
 	bool allowed;
 
 	memset(req, 0, sizeof(*req));
 	switch (r) {
-	case R_ROOT: case R_VERSION: case R_VM_CONFIG: allowed = get; break;
+	case R_ROOT: case R_VERSION: case R_VM_CONFIG: case R_DEMAND: allowed = get; break;
 	case R_MACHINE: allowed = get || put || patch; break;
 	case R_DRIVE: case R_NET: allowed = put || patch; break;
 	case R_VM: allowed = patch; break;
@@ -155,6 +155,7 @@ int api_route(const char *method, const char *path, const char *body, size_t bod
 		}
 		case R_ROOT: req->op = API_GET_INSTANCE_INFO; return 0;
 		case R_MACHINE: req->op = API_GET_MACHINE_CONFIG; return 0;
+		case R_DEMAND: req->op = API_GET_DEMAND; return 0;
 		default: req->op = API_GET_VM_CONFIG; return 0;
 		}
 	}

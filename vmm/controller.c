@@ -63,6 +63,8 @@ struct controller {
 	struct api_logger logger;
 	int metrics_fd;
 	char metrics_path[API_PATH_MAX];
+	struct vm_metrics *demand;   /* metrics/: sampled on a timer in the loop */
+	uint64_t last_flush_ns;      /* periodic metrics flush */
 
 	/* API thread -> VMM thread */
 	pthread_mutex_t q_lock;
@@ -406,6 +408,28 @@ static void put_metrics(const char *path, struct api_response *resp)
 	respond_ok(resp);
 }
 
+/* One JSON line, with the demand group, appended to the metrics file.
+ * 0, -ENOMEM (cannot encode) or the write's -errno (-EIO: short). */
+static int write_metrics_line(void)
+{
+	json_t *m = json_metrics();
+	if (m && ctl.demand)
+		json_object_set_new(m, "demand", vm_metrics_json(ctl.demand));
+	char *line = m ? json_dumps(m, JSON_COMPACT) : NULL;
+	json_decref(m);
+	if (!line)
+		return -ENOMEM;
+	size_t len = strlen(line);
+	line[len] = '\n'; /* json_dumps' terminator becomes the line end */
+	ssize_t n = write(ctl.metrics_fd, line, len + 1);
+	int err = errno;
+	free(line);
+	ctl.last_flush_ns = time_now_ns();
+	if (n != (ssize_t)(len + 1))
+		return n < 0 ? -err : -EIO;
+	return 0;
+}
+
 static void flush_metrics(struct api_response *resp)
 {
 	if (ctl.metrics_fd < 0) {
@@ -413,24 +437,45 @@ static void flush_metrics(struct api_response *resp)
 				   "PUT /metrics first");
 		return;
 	}
-	json_t *m = json_metrics();
-	char *line = m ? json_dumps(m, JSON_COMPACT) : NULL;
-	json_decref(m);
-	if (!line) {
+	int ret = write_metrics_line();
+	if (ret == -ENOMEM) {
 		api_response_error(resp, "actions: FlushMetrics: cannot encode the metrics");
 		return;
 	}
-	size_t len = strlen(line);
-	line[len] = '\n'; /* json_dumps' terminator becomes the line end */
-	ssize_t n = write(ctl.metrics_fd, line, len + 1);
-	int err = errno;
-	free(line);
-	if (n != (ssize_t)(len + 1)) {
+	if (ret) {
 		api_response_error(resp, "actions: FlushMetrics: writing '%s' failed: %s",
-				   ctl.metrics_path, n < 0 ? strerror(err) : "short write");
+				   ctl.metrics_path, ret == -EIO ? "short write" : strerror(-ret));
 		return;
 	}
 	respond_ok(resp);
+}
+
+/* Every demand sample: flush the metrics file every flush_ms, as
+ * Firecracker does every 60 s. */
+static void on_demand_tick(void *opaque)
+{
+	(void)opaque;
+	unsigned every_ms = ctl.cfg.metrics.flush_ms ? ctl.cfg.metrics.flush_ms
+						     : METRICS_DEFAULT_FLUSH_MS;
+
+	if (ctl.metrics_fd < 0 || time_now_ns() - ctl.last_flush_ns < every_ms * 1000000ULL)
+		return;
+	int ret = write_metrics_line();
+	if (ret)
+		log_warn("periodic metrics flush to '%s' failed: %s", ctl.metrics_path,
+			 strerror(-ret));
+}
+
+static void get_demand(struct api_response *resp)
+{
+	if (refuse_before_start(resp, "demand"))
+		return;
+	if (!ctl.demand) {
+		api_response_error(resp, "demand: the demand metrics could not be set up for this "
+				   "microVM (see the log)");
+		return;
+	}
+	respond_json(resp, vm_metrics_json(ctl.demand));
 }
 
 static void instance_start(struct api_response *resp)
@@ -604,6 +649,9 @@ void controller_handle(const struct api_request *req, struct api_response *resp)
 	case API_PUT_LOGGER:
 		put_logger(&req->logger, resp);
 		break;
+	case API_GET_DEMAND:
+		get_demand(resp);
+		break;
 	case API_PUT_METRICS:
 		put_metrics(req->metrics_path, resp);
 		break;
@@ -697,6 +745,11 @@ int controller_boot(void)
 		if (!ret && !restoring.resume)
 			atomic_store(&vm->pause_requested, true);
 	}
+	ctl.last_flush_ns = time_now_ns();
+	/* Not fatal: the VM runs without demand metrics (GET /demand says so). */
+	if (!ret && vm_metrics_create(&ctl.demand, vm, ctl.loop, &ctl.cfg.metrics, on_demand_tick,
+				      NULL))
+		ctl.demand = NULL;
 	if (!ret)
 		ret = controller_lock_down();
 	if (!ret)
@@ -883,6 +936,8 @@ void controller_shutdown(void)
 		vm_stop_vcpus(&ctl.vm);
 	}
 	console_restore();
+	vm_metrics_destroy(ctl.demand, ctl.loop);
+	ctl.demand = NULL;
 	if (ctl.vm_created)
 		vm_destroy(&ctl.vm);
 	ctl.vm_created = false;

@@ -64,6 +64,10 @@ static void usage(FILE *f)
 		"                         root adds root=/dev/vdX (in --drive order) to the cmdline\n"
 		"  --boot-timer           enable the boot-timer device (write 123 at 0xc0000000)\n"
 		"                         and log exec->first KVM_RUN and exec->boot-timer times\n"
+		"  --demand SETTINGS      demand metrics (GET /demand): period-ms=N (1000),\n"
+		"                         window=N (10), alpha=X (0.3), wss=on|off,\n"
+		"                         wss-samples=N|all (4096), wss-period-ms=N (1000),\n"
+		"                         flush-ms=N (metrics file, 60000)\n"
 		"  --log-level L          error, warn, info (default) or debug\n"
 		"  --no-seccomp           run without the per-thread seccomp filters (debugging)\n"
 		"  --seccomp-debug        a forbidden syscall prints its name before exit 159\n"
@@ -115,6 +119,7 @@ enum {
 	OPT_CPU_TEMPLATE, OPT_BOOT_TIMER, OPT_LOG_LEVEL, OPT_DRIVE, OPT_NO_SECCOMP,
 	OPT_SECCOMP_DEBUG, OPT_PRINT_SECCOMP, OPT_API_SOCK, OPT_ID, OPT_CONFIG_FILE, OPT_NO_API,
 	OPT_MAX_PAYLOAD,
+	OPT_DEMAND,
 };
 
 enum { OPT_RESTORE = 512, OPT_MEM_FILE, OPT_RESUME };
@@ -141,6 +146,7 @@ static const struct option long_opts[] = {
 	{ "config-file", required_argument, NULL, OPT_CONFIG_FILE },
 	{ "no-api", no_argument, NULL, OPT_NO_API },
 	{ "http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD },
+	{ "demand", required_argument, NULL, OPT_DEMAND },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -315,6 +321,15 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct run_o
 			if (!dc->id[0])
 				snprintf(dc->id, sizeof(dc->id), "drive%u", cfg->nr_drives);
 			cfg->nr_drives++;
+			break;
+		}
+		case OPT_DEMAND: {
+			char err[256];
+			if (metrics_parse_arg(optarg, &cfg->metrics, err, sizeof(err)) ||
+			    metrics_config_finish(&cfg->metrics, err, sizeof(err))) {
+				log_error("%s", err);
+				return MOTE_EXIT_USAGE;
+			}
 			break;
 		}
 		case OPT_LOG_LEVEL:

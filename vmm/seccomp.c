@@ -88,7 +88,12 @@ static const struct seccomp_rule vmm_rules[] = {
 		   "(jansson) and FlushMetrics lines"),
 	ALLOW_ARG(mmap, 2, PROT_READ | PROT_WRITE, "malloc of large blocks (anonymous, never "
 						   "executable: only PROT_READ|PROT_WRITE passes)"),
-	ALLOW_ARG(madvise, 2, MADV_DONTNEED, "free() gives back trimmed heap pages"),
+	ALLOW_ARG(madvise, 2, MADV_DONTNEED, "free() gives back trimmed heap pages; the "
+					     "working-set sampler zaps sampled guest pages "
+					     "(metrics/wss.c)"),
+	ALLOW(pread64, "demand metrics: each vCPU's schedstat and KVM statistics fds, "
+		       "/proc/self/pagemap for the working set (metrics/)"),
+	ALLOW(mincore, "demand metrics: resident guest memory (metrics/wss.c)"),
 	/* PUT /snapshot/create on a paused VM (snapshot/): reads every vCPU's
 	 * and the VM's KVM state, writes both files and renames them. */
 	ALLOW_IOCTL(KVM_GET_REGS, "snapshot/create: vCPU registers (also the SIGUSR1 dump)"),

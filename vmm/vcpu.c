@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "metrics/sources.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -185,6 +186,7 @@ int vcpu_init(struct vm *vm, struct vcpu *v, unsigned index)
 	memset(v, 0, sizeof(*v));
 	v->vm = vm;
 	v->index = index;
+	atomic_init(&v->schedstat_fd, -1);
 	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
 	if (v->fd < 0) {
 		log_error("KVM_CREATE_VCPU %u: %s", index, strerror(errno));
@@ -379,6 +381,9 @@ void *vcpu_thread_main(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, vcpu_kick_signal());
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	/* Opened here, unfiltered: the filter has no open, and only this
+	 * thread knows its own tid cheaply. */
+	atomic_store_explicit(&v->schedstat_fd, schedstat_open_self_thread(), memory_order_release);
 	/* Guest code only ever runs under this thread's filter. */
 	int ret = seccomp_install(SECCOMP_VCPU);
 	if (ret) {

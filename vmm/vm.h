@@ -19,6 +19,7 @@
 #include "vmm/serial.h"
 #include "virtio/blk.h"
 #include "virtio/mmio.h"
+#include "metrics/metrics.h"
 
 #define VM_MAX_VCPUS MPTABLE_MAX_CPUS
 #define VM_MAX_VIRTIO 16
@@ -50,6 +51,7 @@ struct vm_config {
 	enum seccomp_mode seccomp; /* KILL (the zero value) unless --no-seccomp/--seccomp-debug */
 	unsigned nr_drives;
 	struct blk_config drives[BLK_MAX_DRIVES];
+	struct metrics_config metrics; /* --demand */
 	/* Restore: guest RAM is this snapshot memory file, mapped MAP_PRIVATE
 	 * (vm_create takes the fd over). */
 	bool mem_from_file;
@@ -68,6 +70,9 @@ struct vcpu {
 	pthread_t thread;
 	bool thread_started;
 	_Atomic uint64_t nr_exits; /* read by FlushMetrics on the VMM thread */
+	/* /proc/thread-self/schedstat, opened by the vCPU thread before its
+	 * seccomp filter; -1 until then. The demand metrics read it. */
+	_Atomic int schedstat_fd;
 };
 
 #define I8042_BUF_SIZE 16

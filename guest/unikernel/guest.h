@@ -161,6 +161,9 @@ void irq_dispatch(uint64_t vector);
 /* blk_tests.c: runs the scenario if name is a blk-* one; returns 1 with
  * *code set to the exit code, or 0 if the name is not a blk scenario. */
 int blk_test_run(const char *name, size_t len, int *code);
+/* demand_tests.c: duty and touch (CPL3 workloads for the demand metrics),
+ * same contract as blk_test_run. */
+int demand_test_run(const char *name, size_t len, int *code);
 /* snap_tests.c: the snap-compute scenario; returns the exit code. */
 int snap_compute(void);
 

@@ -10,6 +10,7 @@
  * reported like any other exception.
  */
 #include "guest.h"
+#include "user.h"
 
 #define IDT_VECTORS      32     /* exceptions, filled at boot */
 #define IDT_TABLE_SIZE   (IDT_IRQ_VECTOR_BASE + IDT_IRQ_VECTORS)
@@ -33,13 +34,7 @@ struct idt_pointer {
 	uint64_t base;
 } __attribute__((packed));
 
-/* Layout pushed by the stubs and exc_common in start.S, lowest first. */
-struct exc_frame {
-	uint64_t r11, r10, r9, r8, rdi, rsi, rdx, rcx, rax;
-	uint64_t vector;
-	uint64_t error;
-	uint64_t rip, cs, rflags, rsp, ss;
-};
+/* struct exc_frame (the stubs' frame) is in user.h. */
 
 extern const char exc_stubs[];
 extern const char irq_stubs[];
@@ -101,6 +96,9 @@ void idt_install_irq_gates(void)
 
 void idt_handle_exception(struct exc_frame *frame)
 {
+	/* ud2 at CPL3 is a user call (user.c). */
+	if (user_handle_exception(frame))
+		return;
 	if (frame->vector >= IDT_VECTORS) {
 		irq_dispatch(frame->vector);
 		return;

@@ -294,6 +294,8 @@ int main(uint32_t start_info_paddr)
 		code = main_test_ud2();
 	} else if (main_name_is(name, len, "snap-compute")) {
 		code = snap_compute();
+	} else if (demand_test_run(name, len, &code)) {
+		/* duty or touch ran */
 	} else if (blk_test_run(name, len, &code)) {
 		/* one of the blk-* scenarios ran */
 	} else if (len >= EXIT_PREFIX_LEN &&

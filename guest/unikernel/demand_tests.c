@@ -1,0 +1,286 @@
+/*
+ * demand_tests.c - workloads for the host's demand metrics (metrics/ in
+ * mote), with their heavy part at CPL3 (user.c), where guest code runs
+ * natively on the development machines:
+ *
+ *   test=duty work_us=4000 sleep_us=1000 secs=N
+ *       Repeats: a fixed amount of work (a loop count calibrated at boot to
+ *       take work_us on an idle CPU), then sleep_us in hlt, woken by the
+ *       LAPIC timer (one-shot). Under contention the work takes longer but
+ *       stays the same amount, as in the paper's experiment. secs=0 runs
+ *       forever.
+ *   test=touch mb=32 at_mb=64 pause_ms=100 secs=N
+ *       Writes one byte in every 4 KiB page of [at_mb, at_mb + mb) MiB,
+ *       sleeps pause_ms, repeats: a working set of exactly mb MiB (plus
+ *       the guest image's few pages).
+ *
+ * Both print "<name>: running ..." once calibrated, and at the end
+ * "<name>: done ..." and exit 0.
+ */
+#include "guest.h"
+#include "user.h"
+#include "virtio.h"
+
+#define LAPIC_BASE        0xfee00000u
+#define LAPIC_SVR         0x0f0
+#define LAPIC_EOI         0x0b0
+#define LAPIC_LVT_TIMER   0x320
+#define LAPIC_LVT_LINT0   0x350
+#define LAPIC_TIMER_INIT  0x380
+#define LAPIC_TIMER_CUR   0x390
+#define LAPIC_TIMER_DIV   0x3e0
+#define LAPIC_LVT_MASKED  0x10000u
+#define LAPIC_SVR_ENABLE  0x100
+#define LAPIC_TIMER_DIV_1 0xb
+/* KVM's LAPIC timer counts at 1 GHz with divide-by-1: one count per ns. */
+#define LAPIC_NS_PER_COUNT 1
+
+#define CALL_SLEEP_NS (USER_CALL_FIRST_FREE + 0)
+
+/* ~1 ms rounds: long enough to see the sustained speed (short rounds
+ * read fast), short enough that some round runs undisturbed. */
+#define CALIB_ITERS   2500000ULL
+#define CALIB_ROUNDS  8
+#define PAGE          4096ULL
+#define MIB           (1ULL << 20)
+
+static uint8_t demand_user_stack[16384] __attribute__((aligned(16)));
+
+static uint64_t tsc_per_us;      /* calibrated against the LAPIC timer */
+static uint64_t halted_tsc;      /* time spent in sleep_ns, for the report */
+
+static uint32_t lapic_read(uint32_t reg)
+{
+	return mmio_read32(LAPIC_BASE + reg);
+}
+
+static void lapic_write(uint32_t reg, uint32_t value)
+{
+	mmio_write32(LAPIC_BASE + reg, value);
+}
+
+static void timer_init(void)
+{
+	idt_install_irq_gates();
+	lapic_write(LAPIC_LVT_LINT0, LAPIC_LVT_MASKED); /* see ioapic.c */
+	lapic_write(LAPIC_SVR, LAPIC_SVR_ENABLE | IRQ_VECTOR_SPURIOUS);
+	lapic_write(LAPIC_TIMER_DIV, LAPIC_TIMER_DIV_1);
+}
+
+/*
+ * TSC ticks per microsecond: the TSC against the LAPIC timer's current
+ * count over ~2 ms of busy waiting. Both are wall clocks, so being
+ * descheduled in between does not bias it (a hlt-based wait would).
+ */
+static void tsc_calibrate(void)
+{
+	lapic_write(LAPIC_LVT_TIMER, LAPIC_LVT_MASKED | IRQ_VECTOR_TIMER);
+	lapic_write(LAPIC_TIMER_INIT, 0xffffffffu);
+	uint32_t c0 = lapic_read(LAPIC_TIMER_CUR);
+	uint64_t t0 = cpu_rdtsc();
+	uint32_t c1;
+	do {
+		c1 = lapic_read(LAPIC_TIMER_CUR);
+	} while (c0 - c1 < 2000000u);
+	uint64_t t1 = cpu_rdtsc();
+	lapic_write(LAPIC_TIMER_INIT, 0);
+	uint64_t ns = (uint64_t)(c0 - c1) * LAPIC_NS_PER_COUNT;
+	tsc_per_us = (t1 - t0) * 1000 / ns;
+	if (!tsc_per_us)
+		tsc_per_us = 1;
+}
+
+/* One-shot LAPIC timer, then hlt with interrupts on until it fired. */
+static void sleep_ns(uint64_t ns)
+{
+	uint32_t before = irq_timer_ticks;
+
+	if (ns > 0xffffffffu)
+		ns = 0xffffffffu;
+	if (!ns)
+		return;
+	uint64_t t0 = cpu_rdtsc();
+	lapic_write(LAPIC_LVT_TIMER, IRQ_VECTOR_TIMER); /* one-shot, unmasked */
+	lapic_write(LAPIC_TIMER_INIT, (uint32_t)ns);
+	while (irq_timer_ticks == before) {
+		cpu_sti_hlt();
+		cpu_cli();
+	}
+	halted_tsc += cpu_rdtsc() - t0;
+}
+
+static uint64_t demand_call(uint64_t nr, uint64_t a0, uint64_t a1)
+{
+	(void)a1;
+	switch (nr) {
+	case CALL_SLEEP_NS:
+		sleep_ns(a0);
+		return 0;
+	default:
+		return (uint64_t)-EINVAL;
+	}
+}
+
+/* ---- CPL3 ------------------------------------------------------------------ */
+
+/* n iterations of a dependent add the compiler cannot drop. */
+static void __attribute__((noinline)) spin(uint64_t n)
+{
+	uint64_t x = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		__asm__ volatile("add %1, %0" : "+r"(x) : "r"(i));
+}
+
+/* Fewest TSC ticks for CALIB_ITERS over many short rounds: some round
+ * ran undisturbed even if the host CPU is shared. */
+static uint64_t user_calibrate(uint64_t unused)
+{
+	uint64_t best = ~0ULL;
+
+	(void)unused;
+	for (int r = 0; r < CALIB_ROUNDS; r++) {
+		uint64_t t0 = cpu_rdtsc();
+		spin(CALIB_ITERS);
+		uint64_t dt = cpu_rdtsc() - t0;
+		if (dt < best)
+			best = dt;
+	}
+	return best;
+}
+
+struct duty_args {
+	uint64_t work_iters;
+	uint64_t sleep_ns;
+	uint64_t end_tsc;   /* 0: forever */
+};
+
+static struct duty_args duty;
+
+static uint64_t user_duty(uint64_t unused)
+{
+	uint64_t cycles = 0;
+
+	(void)unused;
+	do {
+		spin(duty.work_iters);
+		user_call(CALL_SLEEP_NS, duty.sleep_ns, 0);
+		cycles++;
+	} while (!duty.end_tsc || cpu_rdtsc() < duty.end_tsc);
+	return cycles;
+}
+
+struct touch_args {
+	volatile uint8_t *base;
+	uint64_t bytes;
+	uint64_t pause_ns;
+	uint64_t end_tsc;
+};
+
+static struct touch_args touch;
+
+static uint64_t user_touch(uint64_t unused)
+{
+	uint64_t passes = 0;
+
+	(void)unused;
+	do {
+		for (uint64_t off = 0; off < touch.bytes; off += PAGE)
+			touch.base[off] = (uint8_t)(passes + (off >> 12));
+		passes++;
+		user_call(CALL_SLEEP_NS, touch.pause_ns, 0);
+	} while (!touch.end_tsc || cpu_rdtsc() < touch.end_tsc);
+	return passes;
+}
+
+/* ---- CPL0 drivers ------------------------------------------------------------ */
+
+static void demand_setup(void)
+{
+	user_init();
+	user_set_call_handler(demand_call);
+	timer_init();
+	tsc_calibrate();
+}
+
+static uint64_t end_tsc_after(uint64_t secs)
+{
+	return secs ? cpu_rdtsc() + secs * 1000000ULL * tsc_per_us : 0;
+}
+
+static void *user_stack_top(void)
+{
+	return demand_user_stack + sizeof(demand_user_stack);
+}
+
+static int demand_duty(void)
+{
+	uint64_t work_us = cmdline_u64("work_us=", 4000);
+	uint64_t sleep_us = cmdline_u64("sleep_us=", 1000);
+	uint64_t secs = cmdline_u64("secs=", 10);
+
+	demand_setup();
+	uint64_t ticks = user_run(user_calibrate, 0, user_stack_top());
+	/* iterations per us = CALIB_ITERS / (ticks / tsc_per_us) */
+	duty.work_iters = work_us * CALIB_ITERS * tsc_per_us / (ticks ? ticks : 1);
+	duty.sleep_ns = sleep_us * 1000;
+	serial_printf("duty: running work_us=%lu sleep_us=%lu iters=%lu tsc_per_us=%lu\n",
+		      (unsigned long)work_us, (unsigned long)sleep_us,
+		      (unsigned long)duty.work_iters, (unsigned long)tsc_per_us);
+	uint64_t t0 = cpu_rdtsc();
+	halted_tsc = 0;
+	duty.end_tsc = end_tsc_after(secs);
+	uint64_t cycles = user_run(user_duty, 0, user_stack_top());
+	uint64_t ms = (cpu_rdtsc() - t0) / tsc_per_us / 1000;
+	/* busy_pct: the guest's own view of its duty cycle (time outside
+	 * the sleeps); alone on a CPU, the host's usage should match it. */
+	uint64_t halted_ms = halted_tsc / tsc_per_us / 1000;
+	serial_printf("duty: done cycles=%lu elapsed_ms=%lu halted_ms=%lu busy_pct=%lu\n",
+		      (unsigned long)cycles, (unsigned long)ms, (unsigned long)halted_ms,
+		      (unsigned long)(ms ? (ms - halted_ms) * 100 / ms : 0));
+	return GUEST_EXIT_PASS;
+}
+
+static int demand_touch(void)
+{
+	uint64_t mb = cmdline_u64("mb=", 32);
+	uint64_t at_mb = cmdline_u64("at_mb=", 64);
+	uint64_t pause_ms = cmdline_u64("pause_ms=", 100);
+	uint64_t secs = cmdline_u64("secs=", 10);
+
+	if (!mb || at_mb < 4 || at_mb + mb > 3072) {
+		serial_printf("TEST FAIL touch: bad range at_mb=%lu mb=%lu\n",
+			      (unsigned long)at_mb, (unsigned long)mb);
+		return GUEST_EXIT_BAD_CMDLINE;
+	}
+	demand_setup();
+	if (user_map(at_mb * MIB, mb * MIB)) {
+		serial_printf("TEST FAIL touch: cannot map the range\n");
+		return GUEST_EXIT_FAIL;
+	}
+	touch.base = (volatile uint8_t *)(uintptr_t)(at_mb * MIB);
+	touch.bytes = mb * MIB;
+	touch.pause_ns = pause_ms * 1000000ULL;
+	serial_printf("touch: running mb=%lu at_mb=%lu pause_ms=%lu\n", (unsigned long)mb,
+		      (unsigned long)at_mb, (unsigned long)pause_ms);
+	touch.end_tsc = end_tsc_after(secs);
+	uint64_t passes = user_run(user_touch, 0, user_stack_top());
+	serial_printf("touch: done passes=%lu\n", (unsigned long)passes);
+	return GUEST_EXIT_PASS;
+}
+
+static int demand_name_is(const char *name, size_t len, const char *want)
+{
+	return len == lib_strlen(want) && memcmp(name, want, len) == 0;
+}
+
+int demand_test_run(const char *name, size_t len, int *code)
+{
+	if (demand_name_is(name, len, "duty"))
+		*code = demand_duty();
+	else if (demand_name_is(name, len, "touch"))
+		*code = demand_touch();
+	else
+		return 0;
+	return 1;
+}
