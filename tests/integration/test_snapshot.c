@@ -1,0 +1,637 @@
+/* Snapshots end to end: the test unikernel's snap-compute scenario (state
+ * in registers, RAM, the LAPIC timer and a virtio-blk drive) is paused,
+ * snapshotted through the API and its monitor killed with SIGKILL; a new
+ * process restores it and the computation finishes with the value the
+ * host computes, its serial output continuing with nothing lost or
+ * repeated. Then: restore through PUT /snapshot/load, 50 clones of one
+ * snapshot at once (PSS well under RSS), every kind of bad file, snapshot
+ * requests in the wrong state, and SIGKILL at each step of a create. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+static const char *mote_bin;
+static const char *guest_elf;
+static char tmp_dir[64];
+static char sock_path[108];
+
+#define STEPS 30
+#define MEM_MIB "32"
+#define MOTE(...) ((char *const[]){ (char *)mote_bin, __VA_ARGS__, NULL })
+
+/* ---- the guest's computation, on the host (guest/unikernel/snap_tests.c) ---- */
+
+#define SNAP_TABLE 4096
+#define SNAP_MIX_ROUNDS 64
+
+static uint64_t expected_acc[STEPS + 64];
+static uint64_t expected_result;
+
+static void compute_expected(unsigned steps)
+{
+	static uint64_t table[SNAP_TABLE];
+	uint64_t acc = 0x6d6f7465ull;
+
+	for (unsigned i = 0; i < SNAP_TABLE; i++)
+		table[i] = i * 0x9e3779b97f4a7c15ull;
+	expected_result = 0;
+	for (uint64_t s = 0; s < steps; s++) {
+		for (unsigned i = 0; i < SNAP_MIX_ROUNDS; i++) {
+			unsigned idx = (unsigned)((acc >> (i % 7)) + i * 31) & (SNAP_TABLE - 1);
+			table[idx] = table[idx] * 6364136223846793005ull + acc + s;
+			acc = ((acc << 13) | (acc >> 51)) ^ table[idx];
+		}
+		expected_acc[s] = acc;
+		expected_result ^= acc;
+	}
+}
+
+/* The whole serial transcript must be exactly the scenario's lines, each
+ * step once and in order. Returns NULL or what is wrong. */
+static const char *check_transcript(const char *out, unsigned steps, char *why, size_t len)
+{
+	char want[128];
+	const char *p = strstr(out, "snap: start steps=");
+
+	if (!p)
+		return "no 'snap: start' line";
+	p = strchr(p, '\n') + 1;
+	for (unsigned s = 0; s < steps; s++) {
+		snprintf(want, sizeof(want), "snap: step %u acc=%llx\n", s,
+			 (unsigned long long)expected_acc[s]);
+		if (strncmp(p, want, strlen(want))) {
+			snprintf(why, len, "expected \"%.*s\" at step %u, got \"%.60s\"",
+				 (int)strlen(want) - 1, want, s, p);
+			return why;
+		}
+		p += strlen(want);
+	}
+	snprintf(want, sizeof(want), "snap: result %llx\nTEST PASS snap-compute\n",
+		 (unsigned long long)expected_result);
+	if (strncmp(p, want, strlen(want))) {
+		snprintf(why, len, "expected the result %llx, got \"%.80s\"",
+			 (unsigned long long)expected_result, p);
+		return why;
+	}
+	return NULL;
+}
+
+/* ---- API over curl ------------------------------------------------------------- */
+
+struct reply {
+	int status;
+	char body[8192];
+};
+
+static struct reply api_at(const char *sock, const char *method, const char *path,
+			   const char *body)
+{
+	struct reply r = { 0 };
+	char url[256];
+	int po[2];
+
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	if (pipe2(po, O_CLOEXEC))
+		exit(2);
+	pid_t pid = fork();
+	if (pid == 0) {
+		const char *argv[] = { "curl", "-s", "-S", "--max-time", "30", "--unix-socket", sock,
+				       "-X", method, "-o", "-", "-w", "\n%{http_code}",
+				       "--data-binary", body ? body : "", url, NULL };
+		if (!body) {
+			argv[13] = url;
+			argv[14] = NULL;
+		}
+		dup2(po[1], 1);
+		execvp("curl", (char *const *)argv);
+		_exit(127);
+	}
+	close(po[1]);
+	size_t len = 0;
+	ssize_t got;
+	while ((got = read(po[0], r.body + len, sizeof(r.body) - 1 - len)) > 0)
+		len += (size_t)got;
+	close(po[0]);
+	waitpid(pid, NULL, 0);
+	r.body[len] = '\0';
+	char *nl = strrchr(r.body, '\n');
+	if (nl) {
+		r.status = atoi(nl + 1);
+		*nl = '\0';
+	}
+	return r;
+}
+
+static struct reply api(const char *method, const char *path, const char *body)
+{
+	return api_at(sock_path, method, path, body);
+}
+
+static void expect(struct reply r, int code, const char *needle)
+{
+	if (r.status != code || (needle && !strstr(r.body, needle)))
+		fail_msg("got %d '%s', expected %d with '%s'", r.status, r.body, code,
+			 needle ? needle : "");
+}
+
+static bool api_ready(const char *sock)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+static void spawn_with_api(struct harness_proc *p, char *const argv[])
+{
+	unlink(sock_path);
+	harness_spawn(p, argv);
+	double end = harness_now_ms() + 10e3;
+	while (!api_ready(sock_path)) {
+		if (harness_now_ms() > end || !harness_proc_alive(p)) {
+			struct run_result r = harness_proc_finish(p, 1);
+			harness_dump(&r);
+			fail_msg("API socket never came up");
+		}
+		usleep(2000);
+	}
+}
+
+static char *path_in_tmp(const char *name)
+{
+	static char paths[16][128];
+	static int next;
+	char *p = paths[next++ % 16];
+
+	snprintf(p, 128, "%s/%s", tmp_dir, name);
+	return p;
+}
+
+static void make_disk(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "cp --sparse=always '%s' '%s'", from, to);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* ---- the base snapshot ----------------------------------------------------------- */
+
+static char *base_state, *base_mem, *disk, *out_before;
+
+/* Boots snap-compute, waits for step `at`, pauses, snapshots to state/mem
+ * and kills the monitor with SIGKILL. Returns what it printed. */
+static char *snapshot_running_guest(const char *cmdline, const char *drive, const char *state,
+				    const char *mem, unsigned at, const char *extra_env)
+{
+	struct harness_proc p;
+	char marker[64], body[512], drive_arg[256];
+
+	snprintf(drive_arg, sizeof(drive_arg), "path=%s", drive ? drive : "");
+	if (extra_env)
+		putenv((char *)extra_env);
+	if (drive)
+		spawn_with_api(&p, MOTE("--api-sock", sock_path, "--kernel", (char *)guest_elf,
+					"--cmdline", (char *)cmdline, "--mem-mib", MEM_MIB, "--drive",
+					drive_arg));
+	else
+		spawn_with_api(&p, MOTE("--api-sock", sock_path, "--kernel", (char *)guest_elf,
+					"--cmdline", (char *)cmdline, "--mem-mib", MEM_MIB));
+	snprintf(marker, sizeof(marker), "snap: step %u ", at);
+	if (!harness_proc_wait_for(&p, marker, false, 30)) {
+		kill(p.pid, SIGKILL);
+		struct run_result r = harness_proc_finish(&p, 5);
+		harness_dump(&r);
+		fail_msg("the guest never reached step %u", at);
+	}
+	expect(api("PATCH", "/vm", "{\"state\":\"Paused\"}"), 204, NULL);
+	snprintf(body, sizeof(body), "{\"snapshot_type\":\"Full\",\"snapshot_path\":\"%s\","
+		 "\"mem_file_path\":\"%s\"}", state, mem);
+	struct reply r = api("PUT", "/snapshot/create", body);
+	if (extra_env) {
+		char name[64];
+		snprintf(name, sizeof(name), "%.*s", (int)(strchr(extra_env, '=') - extra_env),
+			 extra_env);
+		unsetenv(name);
+	}
+	kill(p.pid, SIGKILL);
+	struct run_result rr = harness_proc_finish(&p, 10);
+	if (!extra_env && r.status != 204) {
+		harness_dump(&rr);
+		fail_msg("snapshot/create: %d %s", r.status, r.body);
+	}
+	char *out = strdup(rr.out);
+	harness_free(&rr);
+	return out;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/mote-snap-XXXXXX");
+	if (!mkdtemp(tmp_dir))
+		return -1;
+	snprintf(sock_path, sizeof(sock_path), "%s/api.sock", tmp_dir);
+	compute_expected(STEPS);
+	base_state = strdup(path_in_tmp("base.state"));
+	base_mem = strdup(path_in_tmp("base.mem"));
+	disk = strdup(path_in_tmp("disk.img"));
+	make_disk(disk);
+	out_before = snapshot_running_guest("test=snap-compute snapsteps=30 snapticks=4", disk,
+					    base_state, base_mem, 6, NULL);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+static void test_restore_in_new_process_continues(void **state)
+{
+	char why[256];
+
+	(void)state;
+	struct run_result r = harness_run(MOTE("--restore", base_state, "--mem", base_mem,
+					       "--resume", "--no-api"), 60, NULL);
+	assert_exit_status(&r, 0);
+	/* The first monitor's output ends mid-computation; the restored one
+	 * starts exactly where it stopped. */
+	size_t n1 = strlen(out_before);
+	char *all = malloc(n1 + r.out_len + 1);
+	memcpy(all, out_before, n1);
+	memcpy(all + n1, r.out, r.out_len + 1);
+	assert_null(strstr(r.out, "snap: start"));
+	const char *bad = check_transcript(all, STEPS, why, sizeof(why));
+	if (bad) {
+		harness_dump(&r);
+		fprintf(stderr, "--- before the snapshot:\n%s\n", out_before);
+		fail_msg("%s", bad);
+	}
+	assert_output_contains(&r, err, "snapshot: restored from");
+	free(all);
+	harness_free(&r);
+}
+
+static void test_load_through_api_paused_then_resumed(void **state)
+{
+	struct harness_proc p;
+	char body[512], why[256];
+
+	(void)state;
+	spawn_with_api(&p, MOTE("--api-sock", sock_path));
+	/* Wrong first: a load after configuring a boot source is refused. */
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_backend\":{\"backend_type\":"
+		 "\"Uffd\",\"backend_path\":\"%s\"}}", base_state, base_mem);
+	expect(api("PUT", "/snapshot/load", body), 400, "Uffd is not supported");
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_backend\":{\"backend_type\":"
+		 "\"File\",\"backend_path\":\"%s\"},\"resume_vm\":false}", base_state, base_mem);
+	expect(api("PUT", "/snapshot/load", body), 204, NULL);
+	expect(api("GET", "/", NULL), 200, "\"state\":\"Paused\"");
+	/* Paused: no guest code runs. */
+	harness_proc_pump(&p, 300);
+	assert_null(strstr(p.out, "snap: step"));
+	expect(api("PUT", "/snapshot/load", body), 400, "already started");
+	expect(api("PATCH", "/vm", "{\"state\":\"Resumed\"}"), 204, NULL);
+	struct run_result r = harness_proc_finish(&p, 60);
+	assert_exit_status(&r, 0);
+	char *all = malloc(strlen(out_before) + r.out_len + 1);
+	strcpy(all, out_before);
+	strcat(all, r.out);
+	const char *bad = check_transcript(all, STEPS, why, sizeof(why));
+	if (bad) {
+		harness_dump(&r);
+		fail_msg("%s", bad);
+	}
+	free(all);
+	harness_free(&r);
+}
+
+static void test_snapshot_requests_in_wrong_state(void **state)
+{
+	struct harness_proc p;
+	char body[512];
+
+	(void)state;
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}",
+		 path_in_tmp("x.state"), path_in_tmp("x.mem"));
+	spawn_with_api(&p, MOTE("--api-sock", sock_path));
+	expect(api("PUT", "/snapshot/create", body), 400, "must be paused");
+	expect(api("PUT", "/snapshot/create", "{\"snapshot_path\":\"a\",\"mem_file_path\":\"b\","
+		   "\"snapshot_type\":\"Half\"}"), 400, "snapshot_type must be Full or Diff");
+	expect(api("PUT", "/snapshot/create", "{\"snapshot_path\":\"a\"}"), 400,
+	       "missing required field 'mem_file_path'");
+	expect(api("PUT", "/snapshot/load", "{\"snapshot_path\":\"a\"}"), 400,
+	       "missing required field 'mem_backend'");
+	char boot[512];
+	snprintf(boot, sizeof(boot), "{\"kernel_image_path\":\"%s\",\"boot_args\":\"test=spin\"}",
+		 guest_elf);
+	expect(api("PUT", "/boot-source", boot), 204, NULL);
+	char load[512];
+	snprintf(load, sizeof(load), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}",
+		 base_state, base_mem);
+	expect(api("PUT", "/snapshot/load", load), 400, "after configuring boot-specific");
+	expect(api("PUT", "/actions", "{\"action_type\":\"InstanceStart\"}"), 204, NULL);
+	/* Running, not paused: refused, and nothing written. */
+	expect(api("PUT", "/snapshot/create", body), 400, "must be paused first");
+	assert_int_equal(access(path_in_tmp("x.state"), F_OK), -1);
+	assert_int_equal(access(path_in_tmp("x.mem"), F_OK), -1);
+	kill(p.pid, SIGTERM);
+	struct run_result r = harness_proc_finish(&p, 10);
+	harness_free(&r);
+}
+
+/* ---- bad files ------------------------------------------------------------------ */
+
+static uint32_t crc32_ieee(const uint8_t *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+
+	while (n--) {
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+	}
+	return ~c;
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	uint8_t *b = malloc(*len);
+	assert_int_equal(fread(b, 1, *len, f), *len);
+	fclose(f);
+	return b;
+}
+
+static void spit(const char *path, const uint8_t *b, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(b, 1, len, f), len);
+	fclose(f);
+}
+
+/* Rewrites the trailer's CRC after an edit, so only the edit is wrong. */
+static void reseal(uint8_t *b, size_t len)
+{
+	uint32_t crc = crc32_ieee(b, len - 8);
+	memcpy(b + len - 8, &crc, 4);
+}
+
+/* The config section comes first: header (32) + section header (16). */
+#define CONFIG_DATA 48
+#define CONFIG_NR_VCPUS (CONFIG_DATA + 16)
+#define CONFIG_NR_DRIVES (CONFIG_DATA + 28)
+
+/* Restores state+mem and expects failure with every needle in stderr and
+ * no guest output at all. */
+static void expect_restore_fails(const char *state, const char *mem, const char *n1,
+				 const char *n2)
+{
+	struct run_result r = harness_run(MOTE("--restore", (char *)state, "--mem", (char *)mem,
+					       "--resume", "--no-api"), 30, NULL);
+	if (r.status == 0 || !strstr(r.err, n1) || (n2 && !strstr(r.err, n2)) ||
+	    strstr(r.out, "snap:")) {
+		harness_dump(&r);
+		fail_msg("restore of '%s' + '%s': expected a failure naming '%s' and '%s'", state,
+			 mem, n1, n2 ? n2 : "");
+	}
+	harness_free(&r);
+}
+
+static void test_bad_files(void **state)
+{
+	size_t len;
+	uint8_t *good = slurp(base_state, &len);
+	uint8_t *b = malloc(len);
+	char *bad = path_in_tmp("bad.state");
+
+	(void)state;
+	/* Truncated. */
+	spit(bad, good, len / 2);
+	expect_restore_fails(bad, base_mem, bad, "truncated");
+	/* Wrong magic. */
+	memcpy(b, good, len);
+	memcpy(b, "NOTASNAP", 8);
+	spit(bad, b, len);
+	expect_restore_fails(bad, base_mem, bad, "wrong magic");
+	/* Unsupported major version. */
+	memcpy(b, good, len);
+	b[8] = 9;
+	spit(bad, b, len);
+	expect_restore_fails(bad, base_mem, bad, "unsupported version 9.");
+	/* One flipped byte in the middle: checksum. */
+	memcpy(b, good, len);
+	b[len / 2] ^= 0x40;
+	spit(bad, b, len);
+	expect_restore_fails(bad, base_mem, bad, "checksum mismatch");
+	/* vCPU count that does not match the vCPU sections. */
+	memcpy(b, good, len);
+	b[CONFIG_NR_VCPUS] = 2;
+	reseal(b, len);
+	spit(bad, b, len);
+	expect_restore_fails(bad, base_mem, bad, "1 vCPU sections for a machine of 2 vCPUs");
+	/* Device list that does not match. */
+	memcpy(b, good, len);
+	b[CONFIG_NR_DRIVES] = 0;
+	reseal(b, len);
+	spit(bad, b, len);
+	expect_restore_fails(bad, base_mem, bad, "virtio device sections");
+	/* Not a state file at all. */
+	expect_restore_fails(base_mem, base_mem, base_mem, "wrong magic");
+	/* Missing state file. */
+	expect_restore_fails(path_in_tmp("nope.state"), base_mem, "nope.state", "No such file");
+
+	/* Memory file shorter than the guest's memory. */
+	char *mem = path_in_tmp("short.mem");
+	copy_file(base_mem, mem);
+	assert_int_equal(truncate(mem, 16 << 20), 0);
+	expect_restore_fails(base_state, mem, mem, "shorter than the snapshot's 32 MiB");
+	/* The right size without the footer (e.g. cut at the memory's end). */
+	assert_int_equal(truncate(mem, 32 << 20), 0);
+	expect_restore_fails(base_state, mem, mem, "without a valid mote footer");
+	expect_restore_fails(base_state, path_in_tmp("nope.mem"), "nope.mem", "No such file");
+
+	/* The drive's backing file is gone. */
+	char *moved = path_in_tmp("disk.moved");
+	assert_int_equal(rename(disk, moved), 0);
+	expect_restore_fails(base_state, base_mem, disk, "No such file");
+	assert_int_equal(rename(moved, disk), 0);
+
+	/* Through the API too: a 400 naming the file. */
+	struct harness_proc p;
+	char body[512];
+	spawn_with_api(&p, MOTE("--api-sock", sock_path));
+	memcpy(b, good, len);
+	b[len / 2] ^= 0x40;
+	spit(bad, b, len);
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", bad,
+		 base_mem);
+	struct reply rep = api("PUT", "/snapshot/load", body);
+	expect(rep, 400, "checksum mismatch");
+	assert_non_null(strstr(rep.body, bad));
+	expect(api("GET", "/", NULL), 200, "Not started");
+	kill(p.pid, SIGTERM);
+	struct run_result r = harness_proc_finish(&p, 10);
+	assert_null(strstr(r.out, "snap:"));
+	harness_free(&r);
+	free(b);
+	free(good);
+}
+
+/* SIGKILL of the monitor at each step of a create: what is left under the
+ * final names either is the complete old snapshot or does not load. */
+static void test_kill_during_create_leaves_no_loadable_half(void **state)
+{
+	static const char *const steps[] = { "mem-written", "state-written", "mem-renamed" };
+	char env[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		char *st = path_in_tmp("crash.state"), *mem = path_in_tmp("crash.mem");
+		char *d = path_in_tmp("crash-disk.img");
+
+		make_disk(d);
+		/* An earlier, complete snapshot under the same names. */
+		copy_file(base_state, st);
+		copy_file(base_mem, mem);
+		snprintf(env, sizeof(env), "MOTE_SNAPSHOT_CRASH_AT=%s", steps[i]);
+		free(snapshot_running_guest("test=snap-compute snapsteps=30 snapticks=2", d, st, mem,
+					    2, env));
+		if (!strcmp(steps[i], "mem-renamed")) {
+			/* New memory, old state: the footer's id gives it away. */
+			expect_restore_fails(st, mem, mem, "belongs to another snapshot");
+		} else {
+			/* The old pair is intact and still loads. */
+			size_t a, b;
+			uint8_t *x = slurp(st, &a), *y = slurp(base_state, &b);
+			assert_int_equal(a, b);
+			assert_memory_equal(x, y, a);
+			free(x);
+			free(y);
+		}
+		/* Without an earlier snapshot nothing loadable exists. */
+		unlink(st);
+		unlink(mem);
+		free(snapshot_running_guest("test=snap-compute snapsteps=30 snapticks=2", d, st, mem,
+					    2, env));
+		expect_restore_fails(st, mem, "crash.state", "No such file");
+		char cmd[256];
+		snprintf(cmd, sizeof(cmd), "rm -f %s/*.tmp-*", tmp_dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+/* ---- clones ----------------------------------------------------------------------- */
+
+#define CLONES 50
+
+static long smaps_kib(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	long v = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, strlen(field)))
+			v = atol(line + strlen(field));
+	fclose(f);
+	return v;
+}
+
+static void test_fifty_clones_share_memory(void **state)
+{
+	char *st = path_in_tmp("clone.state"), *mem = path_in_tmp("clone.mem");
+	static struct harness_proc p[CLONES];
+	char why[256];
+	long rss = 0, pss = 0;
+
+	(void)state;
+	/* No drive (clones cannot share one writable image); 256 KiB of RAM
+	 * filled before the snapshot and read by every clone afterwards. */
+	char *before = snapshot_running_guest("test=snap-compute snapsteps=30 snapticks=5 "
+					      "snapnodisk=1 snaptouch=256", NULL, st, mem, 3, NULL);
+	for (int i = 0; i < CLONES; i++)
+		harness_spawn(&p[i], MOTE("--restore", st, "--mem", mem, "--resume", "--no-api"));
+	/* Measure while all of them run: each has printed a step after the
+	 * snapshot point. */
+	for (int i = 0; i < CLONES; i++) {
+		if (!harness_proc_wait_for(&p[i], "snap: step 5 ", false, 120))
+			fail_msg("clone %d made no progress: %s", i, p[i].err);
+	}
+	for (int i = 0; i < CLONES; i++) {
+		long r = smaps_kib(p[i].pid, "Rss:"), s = smaps_kib(p[i].pid, "Pss:");
+		if (r > 0 && s > 0) {
+			rss += r;
+			pss += s;
+		}
+	}
+	print_message("%d clones: sum RSS %ld KiB, sum PSS %ld KiB (%.1f KiB private-ish each)\n",
+		      CLONES, rss, pss, (double)pss / CLONES);
+	for (int i = 0; i < CLONES; i++) {
+		struct run_result r = harness_proc_finish(&p[i], 120);
+		char *all = malloc(strlen(before) + r.out_len + 1);
+		strcpy(all, before);
+		strcat(all, r.out);
+		const char *bad = check_transcript(all, STEPS, why, sizeof(why));
+		if (r.status != 0 || bad) {
+			harness_dump(&r);
+			fail_msg("clone %d: exit %d, %s", i, r.status, bad ? bad : "");
+		}
+		free(all);
+		harness_free(&r);
+	}
+	assert_true(rss > 0);
+	/* Guest RAM and the monitor's text are page cache, shared by all. */
+	assert_true(pss * 3 < rss);
+	free(before);
+}
+
+int main(void)
+{
+	mote_bin = harness_env("MOTE_BIN");
+	guest_elf = harness_env("MOTE_GUEST");
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_restore_in_new_process_continues),
+		cmocka_unit_test(test_load_through_api_paused_then_resumed),
+		cmocka_unit_test(test_snapshot_requests_in_wrong_state),
+		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_kill_during_create_leaves_no_loadable_half),
+		cmocka_unit_test(test_fifty_clones_share_memory),
+	};
+	return cmocka_run_group_tests_name("snapshot", tests, group_setup, group_teardown);
+}
