@@ -506,6 +506,121 @@ static void test_cli_errors(void **state)
 	harness_free(&r);
 }
 
+/* One API request with curl; returns the HTTP status, body in out. */
+static int api_call(const char *sock, const char *method, const char *path, const char *body,
+		    char *out, size_t outlen)
+{
+	char url[128];
+	int po[2];
+
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	assert_int_equal(pipe2(po, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		const char *argv[24] = { "curl", "-s", "-S", "--max-time", "30", "--unix-socket", sock,
+					 "-X", method, "-o", "-", "-w", "\n%{http_code}" };
+		int n = 13;
+		if (body) {
+			argv[n++] = "-H";
+			argv[n++] = "Content-Type: application/json";
+			argv[n++] = "--data-binary";
+			argv[n++] = body;
+		}
+		argv[n++] = url;
+		argv[n] = NULL;
+		dup2(po[1], 1);
+		execvp("curl", (char *const *)argv);
+		_exit(127);
+	}
+	close(po[1]);
+	size_t len = 0;
+	ssize_t got;
+	while (len + 1 < outlen && (got = read(po[0], out + len, outlen - 1 - len)) > 0)
+		len += (size_t)got;
+	close(po[0]);
+	waitpid(pid, NULL, 0);
+	out[len] = 0;
+	char *nl = strrchr(out, '\n');
+	if (!nl)
+		return 0;
+	*nl = 0;
+	return atoi(nl + 1);
+}
+
+static void echo_once(const char *uds)
+{
+	struct stream s;
+
+	stream_open(&s, uds, 64 * 1024, 9);
+	assert_true(streams_pump(&s, 1, 60));
+	assert_false(s.mismatch);
+	assert_int_equal(s.got, 64 * 1024);
+	shutdown(s.fd, SHUT_WR);
+	assert_true(wait_eof(s.fd, 30000));
+	stream_close(&s);
+}
+
+/* PUT /vsock before InstanceStart, and the same through --config-file. */
+static void test_api_and_config_file(void **state)
+{
+	struct vm_run vm;
+	char sock[96], body[512], out[8192];
+	(void)state;
+
+	uds_path(vm.uds, sizeof(vm.uds), "api");
+	uds_path(sock, sizeof(sock), "api-http");
+	unlink(vm.uds);
+	unlink(sock);
+	char *argv[] = { (char *)mote_bin, "--api-sock", sock, NULL };
+	harness_spawn(&vm.p, argv);
+	for (int i = 0; i < 200 && access(sock, F_OK); i++)
+		usleep(10000);
+	snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\",\"boot_args\":"
+		 "\"test=vsock-echo vconns=1\"}", guest_elf);
+	assert_int_equal(api_call(sock, "PUT", "/boot-source", body, out, sizeof(out)), 204);
+	snprintf(body, sizeof(body), "{\"vsock_id\":\"vsock0\",\"guest_cid\":3,\"uds_path\":\"%s\"}",
+		 vm.uds);
+	assert_int_equal(api_call(sock, "PUT", "/vsock", body, out, sizeof(out)), 204);
+	assert_int_equal(api_call(sock, "GET", "/vm/config", NULL, out, sizeof(out)), 200);
+	if (!strstr(out, "\"vsock\":{\"guest_cid\":3,\"uds_path\":\""))
+		fail_msg("GET /vm/config lacks the vsock: %s", out);
+	assert_non_null(strstr(out, "\"vsock_id\":\"vsock0\""));
+	assert_int_equal(api_call(sock, "PUT", "/actions", "{\"action_type\":\"InstanceStart\"}",
+				  out, sizeof(out)), 204);
+	/* After boot the device cannot change. */
+	assert_int_equal(api_call(sock, "PUT", "/vsock", body, out, sizeof(out)), 400);
+	assert_non_null(strstr(out, "already started"));
+	vm_wait_marker(&vm, "listening on port");
+	echo_once(vm.uds);
+	struct run_result r = vm_finish(&vm, 60);
+	unlink(sock);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "TEST PASS vsock-echo");
+	assert_output_contains(&r, out, "cid 3,");
+	harness_free(&r);
+
+	/* --config-file: the GET /vm/config schema. */
+	char cfg[64] = "/tmp/mote-vsock-cfg-XXXXXX";
+	int fd = mkstemp(cfg);
+	assert_true(fd >= 0);
+	uds_path(vm.uds, sizeof(vm.uds), "cfg");
+	unlink(vm.uds);
+	int n = snprintf(body, sizeof(body), "{\"boot-source\":{\"kernel_image_path\":\"%s\","
+			 "\"boot_args\":\"test=vsock-echo vconns=1\"},\"vsock\":{\"guest_cid\":9,"
+			 "\"uds_path\":\"%s\"}}", guest_elf, vm.uds);
+	assert_int_equal(write(fd, body, (size_t)n), n);
+	close(fd);
+	char *argv2[] = { (char *)mote_bin, "--no-api", "--config-file", cfg, NULL };
+	harness_spawn(&vm.p, argv2);
+	vm_wait_marker(&vm, "listening on port");
+	echo_once(vm.uds);
+	r = vm_finish(&vm, 60);
+	unlink(cfg);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "cid 9,");
+	harness_free(&r);
+}
+
 int main(void)
 {
 	mote_bin = harness_env("MOTE_BIN");
@@ -519,6 +634,7 @@ int main(void)
 		cmocka_unit_test(test_stalled_reader_stalls_only_itself),
 		cmocka_unit_test(test_bad_connect_lines_and_unknown_port),
 		cmocka_unit_test(test_cli_errors),
+		cmocka_unit_test(test_api_and_config_file),
 	};
 	return cmocka_run_group_tests_name("integration: virtio-vsock", tests, NULL, NULL);
 }
