@@ -90,7 +90,8 @@ int snap_writer_add(struct snap_writer *w, uint32_t tag, uint32_t instance, cons
 
 	if (!p)
 		return w->err;
-	memcpy(p, data, len);
+	if (len)
+		memcpy(p, data, len);
 	return 0;
 }
 
@@ -178,18 +179,20 @@ int snap_state_parse(const uint8_t *buf, size_t len, struct snap_state *st, char
 		struct snap_section *s = &st->sections[i];
 
 		if (end - off < SNAP_SECTION_HDR) {
+			uint32_t nr = st->nr_sections;
 			snap_state_free(st);
-			return snap_bad(err, errlen, "section %u of %u runs past the end", i,
-					st->nr_sections);
+			return snap_bad(err, errlen, "section %u of %u runs past the end", i, nr);
 		}
 		memcpy(&s->tag, buf + off, 4);
 		memcpy(&s->instance, buf + off + 4, 4);
 		memcpy(&s->len, buf + off + 8, 8);
 		off += SNAP_SECTION_HDR;
 		if (s->len > end - off || pad8((size_t)s->len) > end - off) {
+			uint32_t tag = s->tag;
+			unsigned long long slen = s->len;
 			snap_state_free(st);
 			return snap_bad(err, errlen, "section %u (tag %u) is %llu bytes, past the end", i,
-					s->tag, (unsigned long long)s->len);
+					tag, slen);
 		}
 		s->data = buf + off;
 		off += pad8((size_t)s->len);

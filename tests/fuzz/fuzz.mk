@@ -1,6 +1,6 @@
 # libFuzzer targets, built with clang straight from the library sources they
 # exercise (no KVM needed). Included from the top Makefile.
-#   make fuzz                     fuzz each target (fuzz_virtq, fuzz_api) for FUZZ_SECONDS (default 30)
+#   make fuzz                     fuzz each target (fuzz_virtq, fuzz_api, fuzz_snapshot) for FUZZ_SECONDS (default 30)
 #   make fuzz-seeds               replay the checked-in corpus only (quick)
 # New inputs go to $(BUILD)/fuzz/corpus/<target>, crashes to $(BUILD)/fuzz/.
 # Needs clang and libFuzzer (Debian: clang, libclang-rt-14-dev).
@@ -14,13 +14,20 @@ FUZZ_ARGS    := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 FUZZ_VIRTQ_SRCS := tests/fuzz/fuzz_virtq.c vmm/mem.c virtio/queue.c
 # The API's request path (HTTP parsing, routing, JSON validation) with a
 # stub VMM; links the Debian http_parser and jansson libraries.
-FUZZ_API_SRCS := tests/fuzz/fuzz_api.c api/server.c api/routes.c api/schema.c vmm/log.c \
+FUZZ_API_SRCS := tests/fuzz/fuzz_api.c api/server.c api/routes.c api/schema.c \
+	api/schema_snapshot.c vmm/log.c \
 	vmm/caps.c vmm/seccomp.c
 FUZZ_API_LIBS := -lhttp_parser -ljansson -lseccomp -lpthread
+# The snapshot state-file parser: the file is input a user hands to restore.
+FUZZ_SNAPSHOT_SRCS := tests/fuzz/fuzz_snapshot.c snapshot/state.c
 
 .PHONY: fuzz fuzz-build fuzz-seeds
 
-fuzz-build: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api
+fuzz-build: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api $(BUILD)/fuzz/fuzz_snapshot
+
+$(BUILD)/fuzz/fuzz_snapshot: $(FUZZ_SNAPSHOT_SRCS) snapshot/state.h tests/fuzz/fuzz.mk
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SNAPSHOT_SRCS)
 
 $(BUILD)/fuzz/fuzz_virtq: $(FUZZ_VIRTQ_SRCS) virtio/queue.h vmm/mem.h vmm/layout.h tests/fuzz/fuzz.mk
 	@mkdir -p $(dir $@)
@@ -30,13 +37,16 @@ $(BUILD)/fuzz/fuzz_api: $(FUZZ_API_SRCS) api/api.h api/schema.h vmm/log.h tests/
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -DMOTE_VERSION='"$(VERSION)"' -o $@ $(FUZZ_API_SRCS) $(FUZZ_API_LIBS)
 
-fuzz: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api
-	@mkdir -p $(BUILD)/fuzz/corpus/virtq $(BUILD)/fuzz/corpus/api
+fuzz: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api $(BUILD)/fuzz/fuzz_snapshot
+	@mkdir -p $(BUILD)/fuzz/corpus/virtq $(BUILD)/fuzz/corpus/api $(BUILD)/fuzz/corpus/snapshot
+	$(BUILD)/fuzz/fuzz_snapshot $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+		-artifact_prefix=$(BUILD)/fuzz/snapshot- $(BUILD)/fuzz/corpus/snapshot tests/fuzz/corpus/snapshot
 	$(BUILD)/fuzz/fuzz_virtq $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
 		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus/virtq tests/fuzz/corpus/virtq
 	$(BUILD)/fuzz/fuzz_api $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 		-artifact_prefix=$(BUILD)/fuzz/api- $(BUILD)/fuzz/corpus/api tests/fuzz/corpus/api
 
-fuzz-seeds: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api
+fuzz-seeds: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api $(BUILD)/fuzz/fuzz_snapshot
+	$(BUILD)/fuzz/fuzz_snapshot $(FUZZ_ARGS) -runs=0 tests/fuzz/corpus/snapshot
 	$(BUILD)/fuzz/fuzz_virtq $(FUZZ_ARGS) -runs=0 tests/fuzz/corpus/virtq
 	$(BUILD)/fuzz/fuzz_api $(FUZZ_ARGS) -runs=0 tests/fuzz/corpus/api
