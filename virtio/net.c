@@ -659,8 +659,10 @@ static void net_queue_notify(struct virtio_device *dev, unsigned q)
 	if (q == NET_TXQ) {
 		net_tx_process(n);
 	} else if (q == NET_RXQ) {
-		/* New buffers: deliver what waits and poll the TAP again. */
-		n->rx_stalled = false;
+		/* New buffers: deliver what waits and poll the TAP again. A
+		 * kick with nothing new is no new stall. */
+		if (virtq_has_avail(&n->vdev.queues[NET_RXQ]))
+			n->rx_stalled = false;
 		net_rx_process(n);
 	}
 }
