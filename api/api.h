@@ -20,6 +20,8 @@
 #include <stdint.h>
 
 #include "virtio/blk.h"
+#include "virtio/net.h"
+#include "virtio/vsock_proto.h"
 #include "vmm/cpuid.h"
 #include "vmm/log.h"
 
@@ -49,7 +51,10 @@ enum api_op {
 	API_PUT_METRICS,
 	API_SNAPSHOT_CREATE,      /* PUT /snapshot/create */
 	API_SNAPSHOT_LOAD,        /* PUT /snapshot/load */
+	API_PUT_NET,              /* PUT /network-interfaces/{id} */
+	API_PATCH_NET,
 	API_GET_DEMAND,           /* GET /demand: mote's demand metrics */
+	API_PUT_VSOCK,            /* PUT /vsock */
 };
 
 enum api_cache_type { API_CACHE_UNSAFE, API_CACHE_WRITEBACK };
@@ -73,6 +78,16 @@ struct api_drive {
 	struct blk_config blk;           /* id, path, read-only, root, rate limits */
 	enum api_cache_type cache_type;
 	bool has_path, has_rate_limiter; /* PATCH: what was asked to change */
+};
+
+struct api_net {
+	struct net_config net;           /* id, TAP, MAC, MTU, rate limits */
+	bool has_rx_rate_limiter, has_tx_rate_limiter; /* PATCH: what was asked to change */
+};
+
+struct api_vsock {
+	struct vsock_config cfg;         /* guest_cid, uds_path */
+	char id[API_ID_MAX + 1];         /* vsock_id, "" when absent */
 };
 
 struct api_logger {
@@ -104,6 +119,8 @@ struct api_request {
 		struct api_boot_source boot;
 		struct api_machine_config machine;
 		struct api_drive drive;
+		struct api_net net;
+		struct api_vsock vsock;
 		struct api_logger logger;
 		char metrics_path[API_PATH_MAX];
 		struct api_snapshot_create snap_create;
@@ -131,7 +148,7 @@ int api_route(const char *method, const char *path, const char *body, size_t bod
 
 /* Parses a --config-file document (the schema of GET /vm/config) into the
  * requests that configure the same VM, in the order to apply them: logger,
- * metrics, machine-config, boot-source, drives. Returns 0 with *reqs
+ * metrics, machine-config, boot-source, drives, network interfaces. Returns 0 with *reqs
  * (free()) and *nr, or -1 with a message naming the field in err. */
 int api_parse_vm_config(const char *json, size_t len, struct api_request **reqs, size_t *nr,
 			char *err, size_t errlen);

@@ -164,7 +164,6 @@ int api_route(const char *method, const char *path, const char *body, size_t bod
 	if (!o)
 		return route_error(resp, err);
 	int ret = 0;
-	char iface[IFACE_ID_MAX + 1];
 	switch (r) {
 	case R_BOOT:
 		req->op = API_PUT_BOOT_SOURCE;
@@ -181,24 +180,17 @@ int api_route(const char *method, const char *path, const char *body, size_t bod
 			ret = check_path_id(&c, id, req->drive.blk.id, "drive_id", BLK_ID_LEN, req);
 		break;
 	case R_NET:
-		ret = schema_net(&c, o, patch, iface);
+		req->op = put ? API_PUT_NET : API_PATCH_NET;
+		ret = schema_net(&c, o, patch, &req->net);
 		if (!ret && schema_check_id(&c, "the id in the path", id, IFACE_ID_MAX))
 			ret = -1;
-		else if (!ret && strcmp(id, iface))
+		else if (!ret && strcmp(id, req->net.net.id))
 			ret = schema_fail(&c, "iface_id '%s' in the body does not match '%s' in the path",
-				    iface, id);
-		else if (!ret)
-			ret = schema_fail(&c, patch ? "there is no network interface '%s': virtio-net is "
-					       "not supported by this build yet"
-					     : "virtio-net is not supported by this build yet; "
-					       "interface '%s' was not created",
-				    iface);
+				    req->net.net.id, id);
 		break;
 	case R_VSOCK:
-		ret = schema_vsock(&c, o);
-		if (!ret)
-			ret = schema_fail(&c, "virtio-vsock is not supported by this build yet; no vsock "
-				    "device was created");
+		req->op = API_PUT_VSOCK;
+		ret = schema_vsock(&c, o, &req->vsock);
 		break;
 	case R_ACTIONS:
 		ret = schema_action(&c, o, &req->op);
@@ -347,11 +339,11 @@ int api_parse_vm_config(const char *json, size_t len, struct api_request **reqs,
 				goto out;
 			}
 			if (l == 1) {
-				char iface[IFACE_ID_MAX + 1];
-				if (!schema_net(&c, item, false, iface))
-					schema_fail(&c, "virtio-net is not supported by this build yet; "
-					      "interface '%s' cannot be created", iface);
-				goto out;
+				memset(&r, 0, sizeof(r));
+				r.op = API_PUT_NET;
+				if (schema_net(&c, item, false, &r.net) || config_push(reqs, nr, &r))
+					goto out;
+				continue;
 			}
 			memset(&r, 0, sizeof(r));
 			r.op = API_PUT_DRIVE;
@@ -366,9 +358,10 @@ int api_parse_vm_config(const char *json, size_t len, struct api_request **reqs,
 		goto out;
 	if (o) {
 		struct jctx c = { "vsock", "", err, errlen };
-		if (!schema_vsock(&c, o))
-			schema_fail(&c, "virtio-vsock is not supported by this build yet");
-		goto out;
+		memset(&r, 0, sizeof(r));
+		r.op = API_PUT_VSOCK;
+		if (schema_vsock(&c, o, &r.vsock) || config_push(reqs, nr, &r))
+			goto out;
 	}
 	ret = 0;
 out:

@@ -362,21 +362,7 @@ int schema_drive(const struct jctx *c, const json_t *o, bool patch, struct api_d
 	return 0;
 }
 
-static int parse_mac(const char *s)
-{
-	for (int i = 0; i < 17; i++) {
-		if (i % 3 == 2) {
-			if (s[i] != ':')
-				return -1;
-		} else if (!isxdigit((unsigned char)s[i])) {
-			return -1;
-		}
-	}
-	return s[17] ? -1 : 0;
-}
-
-/* Validated in full, then refused: the device is not built yet. */
-int schema_net(const struct jctx *c, const json_t *o, bool patch, char *iface_id)
+int schema_net(const struct jctx *c, const json_t *o, bool patch, struct api_net *n)
 {
 	static const char *const put_fields[] = { "iface_id", "host_dev_name", "guest_mac", "mtu",
 						  "rx_rate_limiter", "tx_rate_limiter", NULL };
@@ -386,40 +372,61 @@ int schema_net(const struct jctx *c, const json_t *o, bool patch, char *iface_id
 	uint64_t mtu;
 	int r;
 
+	memset(n, 0, sizeof(*n));
 	if (schema_check_fields(c, o, patch ? patch_fields : put_fields) ||
-	    get_string(c, o, "iface_id", true, iface_id, SCHEMA_IFACE_ID_MAX + 1) < 0 ||
-	    schema_check_id(c, "iface_id", iface_id, SCHEMA_IFACE_ID_MAX) ||
-	    parse_rate_limiter(c, o, "rx_rate_limiter", NULL, NULL) < 0 ||
-	    parse_rate_limiter(c, o, "tx_rate_limiter", NULL, NULL) < 0)
+	    get_string(c, o, "iface_id", true, n->net.id, sizeof(n->net.id)) < 0 ||
+	    schema_check_id(c, "iface_id", n->net.id, SCHEMA_IFACE_ID_MAX))
 		return -1;
+	r = parse_rate_limiter(c, o, "rx_rate_limiter", &n->net.rx_bw, &n->net.rx_ops);
+	if (r < 0)
+		return -1;
+	n->has_rx_rate_limiter = r;
+	r = parse_rate_limiter(c, o, "tx_rate_limiter", &n->net.tx_bw, &n->net.tx_ops);
+	if (r < 0)
+		return -1;
+	n->has_tx_rate_limiter = r;
 	if (patch)
 		return 0;
-	if (get_string(c, o, "host_dev_name", true, name, sizeof(name)) < 0 ||
-	    get_uint(c, o, "mtu", false, 68, 65535, &mtu) < 0)
+	if (get_string(c, o, "host_dev_name", true, name, sizeof(name)) < 0)
 		return -1;
+	r = get_uint(c, o, "mtu", false, 68, 65535, &mtu);
+	if (r < 0)
+		return -1;
+	n->net.mtu = r ? (uint16_t)mtu : 0;
 	if (!name[0])
 		return schema_fail(c, "host_dev_name must not be empty");
+	snprintf(n->net.tap, sizeof(n->net.tap), "%s", name);
 	r = get_string(c, o, "guest_mac", false, mac, sizeof(mac));
 	if (r < 0)
 		return -1;
-	if (r && parse_mac(mac))
-		return schema_fail(c, "guest_mac '%s' is not a MAC address like 06:00:ac:10:00:02", mac);
+	if (r && net_parse_mac(mac, n->net.mac))
+		return schema_fail(c, "guest_mac '%s' is not a unicast MAC address like "
+			     "06:00:ac:10:00:02", mac);
+	n->net.has_mac = r;
 	return 0;
 }
 
-int schema_vsock(const struct jctx *c, const json_t *o)
+int schema_vsock(const struct jctx *c, const json_t *o, struct api_vsock *v)
 {
 	static const char *const fields[] = { "guest_cid", "uds_path", "vsock_id", NULL };
-	char path[UDS_PATH_MAX + 1], id[API_ID_MAX + 1];
+	char path[UDS_PATH_MAX + 1];
 	uint64_t cid;
 
+	memset(v, 0, sizeof(*v));
 	if (schema_check_fields(c, o, fields) ||
-	    get_uint(c, o, "guest_cid", true, 3, UINT32_MAX, &cid) < 0 ||
+	    get_uint(c, o, "guest_cid", true, VSOCK_MIN_GUEST_CID, VSOCK_MAX_GUEST_CID, &cid) < 0 ||
 	    get_string(c, o, "uds_path", true, path, sizeof(path)) < 0 ||
-	    get_string(c, o, "vsock_id", false, id, sizeof(id)) < 0)
+	    get_string(c, o, "vsock_id", false, v->id, sizeof(v->id)) < 0)
 		return -1;
 	if (!path[0])
 		return schema_fail(c, "uds_path must not be empty");
+	/* Guest connections to host port P go to "<uds_path>_P": room for
+	 * that too in a sockaddr_un. */
+	if (strlen(path) + 11 >= sizeof(v->cfg.uds_path))
+		return schema_fail(c, "uds_path is longer than %zu bytes (it must leave room for "
+				   "'_<port>' in a unix socket path)", sizeof(v->cfg.uds_path) - 12);
+	v->cfg.guest_cid = cid;
+	memcpy(v->cfg.uds_path, path, strlen(path) + 1);
 	return 0;
 }
 

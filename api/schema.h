@@ -43,9 +43,9 @@ int schema_boot_source(const struct jctx *c, const json_t *o, struct api_boot_so
 int schema_machine_config(const struct jctx *c, const json_t *o, bool patch,
 			  struct api_machine_config *m);
 int schema_drive(const struct jctx *c, const json_t *o, bool patch, struct api_drive *d);
-/* Validated in full; iface_id gets the body's id (SCHEMA_IFACE_ID_MAX + 1). */
-int schema_net(const struct jctx *c, const json_t *o, bool patch, char *iface_id);
-int schema_vsock(const struct jctx *c, const json_t *o);
+/* Validated in full into n (n->net.id is the body's iface_id). */
+int schema_net(const struct jctx *c, const json_t *o, bool patch, struct api_net *n);
+int schema_vsock(const struct jctx *c, const json_t *o, struct api_vsock *v);
 int schema_logger(const struct jctx *c, const json_t *o, struct api_logger *l);
 int schema_metrics(const struct jctx *c, const json_t *o, char *path);
 int schema_action(const struct jctx *c, const json_t *o, enum api_op *op);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "vmm/log.h"
 #include "vmm/seccomp.h"
 #include "snapshot/snapshot.h"
+#include "virtio/tap.h"
 
 #ifndef MOTE_VERSION
 #define MOTE_VERSION "0.1.0"
@@ -52,6 +54,7 @@ struct controller {
 	char initrd_path[API_PATH_MAX];
 	char cmdline[API_CMDLINE_MAX];
 	enum api_cache_type cache_type[BLK_MAX_DRIVES];
+	char vsock_id[API_ID_MAX + 1];
 
 	struct vm vm;
 	bool vm_created;
@@ -202,6 +205,33 @@ static json_t *json_drive(unsigned i)
 			 "io_engine", "Async", "socket");
 }
 
+static json_t *json_rate_limiter(const struct token_bucket_config *bw,
+				  const struct token_bucket_config *ops)
+{
+	if (!bw->size && !ops->size)
+		return json_null();
+	return json_pack("{s:o, s:o}", "bandwidth", json_token_bucket(bw), "ops",
+			 json_token_bucket(ops));
+}
+
+static json_t *json_net(unsigned i)
+{
+	const struct net_config *n = &ctl.cfg.nets[i];
+	char mac[18];
+
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
+		 n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+	json_t *o = json_pack("{s:s, s:s, s:o, s:o}", "iface_id", n->id, "host_dev_name", n->tap,
+			      "rx_rate_limiter", json_rate_limiter(&n->rx_bw, &n->rx_ops),
+			      "tx_rate_limiter", json_rate_limiter(&n->tx_bw, &n->tx_ops));
+	/* Derived MACs exist from InstanceStart on. */
+	if (o && n->has_mac)
+		json_object_set_new(o, "guest_mac", json_string(mac));
+	if (o && n->mtu)
+		json_object_set_new(o, "mtu", json_integer(n->mtu));
+	return o;
+}
+
 static json_t *json_logger(void)
 {
 	static const char *const names[] = { "Error", "Warning", "Info", "Debug" };
@@ -216,25 +246,40 @@ static json_t *json_logger(void)
 	return o;
 }
 
+static json_t *json_vsock(void)
+{
+	if (!ctl.cfg.has_vsock)
+		return json_null();
+	json_t *o = json_pack("{s:I, s:s}", "guest_cid", (json_int_t)ctl.cfg.vsock.guest_cid,
+			      "uds_path", ctl.cfg.vsock.uds_path);
+	if (o && ctl.vsock_id[0])
+		json_object_set_new(o, "vsock_id", json_string(ctl.vsock_id));
+	return o;
+}
+
 static json_t *json_vm_config(void)
 {
 	json_t *drives = json_array();
 
+	json_t *nets = json_array();
+
 	for (unsigned i = 0; i < ctl.cfg.nr_drives; i++)
 		json_array_append_new(drives, json_drive(i));
-	return json_pack("{s:n, s:o, s:o, s:n, s:o, s:o, s:o, s:n, s:[], s:n, s:n}", "balloon",
+	for (unsigned i = 0; i < ctl.cfg.nr_nets; i++)
+		json_array_append_new(nets, json_net(i));
+	return json_pack("{s:n, s:o, s:o, s:n, s:o, s:o, s:o, s:n, s:o, s:o, s:n}", "balloon",
 			 "drives", drives, "boot-source", json_boot_source(), "cpu-config",
 			 "logger", json_logger(), "machine-config", json_machine_config(),
 			 "metrics",
 			 ctl.metrics_path[0] ? json_pack("{s:s}", "metrics_path", ctl.metrics_path)
 					     : json_null(),
-			 "mmds-config", "network-interfaces", "vsock", "entropy");
+			 "mmds-config", "network-interfaces", nets, "vsock", json_vsock(), "entropy");
 }
 
 static json_t *json_metrics(void)
 {
 	struct timeval tv;
-	json_t *vcpus = json_array(), *blocks = json_array();
+	json_t *vcpus = json_array(), *blocks = json_array(), *nets = json_array();
 
 	gettimeofday(&tv, NULL);
 	if (ctl.vm_created) {
@@ -263,11 +308,28 @@ static json_t *json_metrics(void)
 					  (json_int_t)st->rate_limited));
 		}
 	}
-	return json_pack("{s:I, s:I, s:s, s:I, s:o, s:o}", "utc_timestamp_ms",
+	for (unsigned i = 0; ctl.vm_created && i < ctl.cfg.nr_nets; i++) {
+		if (!ctl.vm.net[i])
+			continue;
+		const struct net_stats *st = virtio_net_stats(ctl.vm.net[i]);
+		json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "iface_id",
+				      ctl.cfg.nets[i].id, "rx_frames", (json_int_t)st->rx_frames,
+				      "rx_bytes", (json_int_t)st->rx_bytes, "tx_frames",
+				      (json_int_t)st->tx_frames, "tx_bytes", (json_int_t)st->tx_bytes,
+				      "rx_dropped", (json_int_t)st->rx_dropped, "rx_no_buffers",
+				      (json_int_t)st->rx_no_buffers, "tx_dropped",
+				      (json_int_t)st->tx_dropped, "tx_errors", (json_int_t)st->tx_errors);
+		if (o) {
+			json_object_set_new(o, "rx_rate_limited", json_integer((json_int_t)st->rx_rate_limited));
+			json_object_set_new(o, "tx_rate_limited", json_integer((json_int_t)st->tx_rate_limited));
+		}
+		json_array_append_new(nets, o);
+	}
+	return json_pack("{s:I, s:I, s:s, s:I, s:o, s:o, s:o}", "utc_timestamp_ms",
 			 (json_int_t)tv.tv_sec * 1000 + tv.tv_usec / 1000, "uptime_us",
 			 (json_int_t)time_since_exec_us(), "state", state_name(ctl.state),
 			 "api_requests", (json_int_t)ctl.api_requests, "vcpus", vcpus, "block",
-			 blocks);
+			 blocks, "net", nets);
 }
 
 /* ---- requests ---------------------------------------------------------------- */
@@ -353,6 +415,104 @@ static void patch_drive(const struct api_drive *d, struct api_response *resp)
 		return;
 	}
 	respond_ok(resp); /* nothing asked to change */
+}
+
+/* PUT /vsock: one device; a second PUT replaces it (before boot). The
+ * socket itself is bound at InstanceStart, so only what can be checked
+ * now without side effects is: the path must not be some other file. */
+static void put_vsock(const struct api_vsock *v, struct api_response *resp)
+{
+	struct stat st;
+
+	if (refuse_after_start(resp, "vsock"))
+		return;
+	if (lstat(v->cfg.uds_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		api_response_error(resp, "vsock: uds_path '%s' exists and is not a socket",
+				   v->cfg.uds_path);
+		return;
+	}
+	ctl.cfg.vsock = v->cfg;
+	ctl.cfg.has_vsock = true;
+	memcpy(ctl.vsock_id, v->id, sizeof(ctl.vsock_id));
+	respond_ok(resp);
+}
+
+static int find_net(const char *id)
+{
+	for (unsigned i = 0; i < ctl.cfg.nr_nets; i++)
+		if (!strcmp(ctl.cfg.nets[i].id, id))
+			return (int)i;
+	return -1;
+}
+
+static void put_net(const struct api_net *n, struct api_response *resp)
+{
+	int at = find_net(n->net.id);
+	unsigned offloads;
+	char err[256];
+
+	if (refuse_after_start(resp, "network-interfaces"))
+		return;
+	for (unsigned i = 0; i < ctl.cfg.nr_nets; i++) {
+		const struct net_config *o = &ctl.cfg.nets[i];
+		if ((int)i == at)
+			continue;
+		if (!strcmp(o->tap, n->net.tap) ||
+		    (n->net.has_mac && o->has_mac && !memcmp(o->mac, n->net.mac, 6))) {
+			api_response_error(resp, "network-interfaces: interface '%s' already uses %s",
+					   o->id, strcmp(o->tap, n->net.tap) ? "this guest_mac"
+									   : "this host_dev_name");
+			return;
+		}
+	}
+	if (at < 0 && ctl.cfg.nr_nets == NET_MAX_IFACES) {
+		api_response_error(resp, "network-interfaces: at most %d interfaces per microVM",
+				   NET_MAX_IFACES);
+		return;
+	}
+	/* Attach once now, as Firecracker does, so a missing TAP is a 400. */
+	int fd = tap_open(n->net.tap, &offloads, err, sizeof(err));
+	if (fd < 0) {
+		api_response_error(resp, "network-interfaces: %s", err);
+		return;
+	}
+	close(fd);
+	if (at < 0)
+		at = (int)ctl.cfg.nr_nets++;
+	ctl.cfg.nets[at] = n->net;
+	respond_ok(resp);
+}
+
+static void patch_net(const struct api_net *n, struct api_response *resp)
+{
+	int at;
+
+	if (refuse_before_start(resp, "network-interfaces"))
+		return;
+	at = find_net(n->net.id);
+	if (at < 0 || !ctl.vm.net[at]) {
+		api_response_error(resp, "network-interfaces: there is no network interface '%s'",
+				   n->net.id);
+		return;
+	}
+	if (virtio_net_set_rate_limits(ctl.vm.net[at],
+				       n->has_rx_rate_limiter ? &n->net.rx_bw : NULL,
+				       n->has_rx_rate_limiter ? &n->net.rx_ops : NULL,
+				       n->has_tx_rate_limiter ? &n->net.tx_bw : NULL,
+				       n->has_tx_rate_limiter ? &n->net.tx_ops : NULL)) {
+		api_response_error(resp, "network-interfaces: a rate limiter needs a refill time");
+		return;
+	}
+	struct net_config *c = &ctl.cfg.nets[at];
+	if (n->has_rx_rate_limiter) {
+		c->rx_bw = n->net.rx_bw;
+		c->rx_ops = n->net.rx_ops;
+	}
+	if (n->has_tx_rate_limiter) {
+		c->tx_bw = n->net.tx_bw;
+		c->tx_ops = n->net.tx_ops;
+	}
+	respond_ok(resp);
 }
 
 static int open_output(const char *path)
@@ -630,6 +790,15 @@ void controller_handle(const struct api_request *req, struct api_response *resp)
 	case API_PATCH_DRIVE:
 		patch_drive(&req->drive, resp);
 		break;
+	case API_PUT_NET:
+		put_net(&req->net, resp);
+		break;
+	case API_PATCH_NET:
+		patch_net(&req->net, resp);
+		break;
+	case API_PUT_VSOCK:
+		put_vsock(&req->vsock, resp);
+		break;
 	case API_INSTANCE_START:
 		instance_start(resp);
 		break;
@@ -708,6 +877,13 @@ int controller_boot(void)
 	ctl.cfg.kernel_path = ctl.kernel_path;
 	ctl.cfg.initrd_path = ctl.initrd_path[0] ? ctl.initrd_path : NULL;
 	ctl.cfg.cmdline = ctl.cmdline;
+	for (unsigned i = 0; i < ctl.cfg.nr_nets; i++) {
+		struct net_config *n = &ctl.cfg.nets[i];
+		if (!n->has_mac) {
+			net_derive_mac(ctl.id, n->id, n->mac);
+			n->has_mac = true;
+		}
+	}
 	ret = vm_create(vm, &ctl.cfg);
 	if (ret) {
 		/* Nothing reached the event loop yet: InstanceStart can be retried. */

@@ -1,5 +1,5 @@
 /* virtio devices of a VM: each gets a virtio-mmio window in the MMIO hole
- * and an IOAPIC pin, in the order drives, then (later) net and vsock. */
+ * and an IOAPIC pin, in the order drives, network interfaces, then vsock. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -74,6 +74,33 @@ int vm_add_virtio_devices(struct vm *vm, struct event_loop *loop)
 			  (unsigned long long)virtio_blk_capacity(vm->blk[d]),
 			  dc->read_only ? ", read-only" : "", dc->is_root ? ", root" : "");
 	}
+	for (unsigned i = 0; i < vm->cfg.nr_nets; i++) {
+		const struct net_config *nc = &vm->cfg.nets[i];
+		char name[16];
+
+		snprintf(name, sizeof(name), "net%u", i);
+		ret = virtio_net_create(&vm->net[i], nc, loop, name, err, sizeof(err));
+		if (ret) {
+			log_error("%s", err);
+			return MOTE_EXIT_NOINPUT;
+		}
+		if (vm_attach_virtio(vm, virtio_net_device(vm->net[i]), loop))
+			return MOTE_EXIT_INTERNAL;
+		log_debug("%s: TAP '%s', MAC %02x:%02x:%02x:%02x:%02x:%02x", name, nc->tap,
+			  nc->mac[0], nc->mac[1], nc->mac[2], nc->mac[3], nc->mac[4], nc->mac[5]);
+	}
+	if (vm->cfg.has_vsock) {
+		ret = virtio_vsock_create(&vm->vsock, &vm->cfg.vsock, loop, "vsock0", err,
+					  sizeof(err));
+		if (ret) {
+			log_error("%s", err);
+			return MOTE_EXIT_NOINPUT;
+		}
+		if (vm_attach_virtio(vm, virtio_vsock_device(vm->vsock), loop))
+			return MOTE_EXIT_INTERNAL;
+		log_debug("vsock0: guest CID %llu, host socket '%s'",
+			  (unsigned long long)vm->cfg.vsock.guest_cid, vm->cfg.vsock.uds_path);
+	}
 	return 0;
 }
 
@@ -87,4 +114,10 @@ void vm_destroy_virtio_devices(struct vm *vm)
 		virtio_blk_destroy(vm->blk[d]);
 		vm->blk[d] = NULL;
 	}
+	for (unsigned i = 0; i < NET_MAX_IFACES; i++) {
+		virtio_net_destroy(vm->net[i]);
+		vm->net[i] = NULL;
+	}
+	virtio_vsock_destroy(vm->vsock);
+	vm->vsock = NULL;
 }

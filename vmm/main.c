@@ -62,6 +62,13 @@ static void usage(FILE *f)
 		"  --drive SPEC           attach a virtio-blk drive (repeatable, up to %d):\n"
 		"                         path=FILE[,ro][,id=ID][,root][,bw=BYTES_PER_S][,iops=N]\n"
 		"                         root adds root=/dev/vdX (in --drive order) to the cmdline\n"
+		"  --net SPEC             attach a virtio-net interface on a host TAP (repeatable,\n"
+		"                         up to %d): tap=NAME[,mac=MAC][,id=ID][,mtu=N]\n"
+		"                         [,rx-bw=BYTES_PER_S][,tx-bw=BYTES_PER_S][,rx-ops=N][,tx-ops=N]\n"
+		"                         (MAC default: derived from --id and the interface id)\n"
+		"  --vsock cid=N,uds=PATH attach a virtio-vsock device: guest CID N (3 and up);\n"
+		"                         host programs connect to PATH and send 'CONNECT <port>\\n',\n"
+		"                         guest connections to CID 2 port P go to PATH_P\n"
 		"  --boot-timer           enable the boot-timer device (write 123 at 0xc0000000)\n"
 		"                         and log exec->first KVM_RUN and exec->boot-timer times\n"
 		"  --demand SETTINGS      demand metrics (GET /demand): period-ms=N (1000),\n"
@@ -96,7 +103,7 @@ static void usage(FILE *f)
 		"69 KVM unavailable, 70 internal error, 80 guest crash (triple fault,\n"
 		"emulation failure), 128+N killed by signal N (159: a seccomp filter\n"
 		"stopped a forbidden syscall).\n",
-		DEFAULT_MEM_MIB, VM_MAX_VCPUS, BLK_MAX_DRIVES, DEFAULT_ID, API_DEFAULT_MAX_PAYLOAD);
+		DEFAULT_MEM_MIB, VM_MAX_VCPUS, BLK_MAX_DRIVES, NET_MAX_IFACES, DEFAULT_ID, API_DEFAULT_MAX_PAYLOAD);
 }
 
 static int parse_uint(const char *opt, const char *s, unsigned long min, unsigned long max,
@@ -118,7 +125,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_BOOT_PROTO,
 	OPT_CPU_TEMPLATE, OPT_BOOT_TIMER, OPT_LOG_LEVEL, OPT_DRIVE, OPT_NO_SECCOMP,
 	OPT_SECCOMP_DEBUG, OPT_PRINT_SECCOMP, OPT_API_SOCK, OPT_ID, OPT_CONFIG_FILE, OPT_NO_API,
-	OPT_MAX_PAYLOAD,
+	OPT_MAX_PAYLOAD, OPT_NET, OPT_VSOCK,
 	OPT_DEMAND,
 };
 
@@ -137,6 +144,9 @@ static const struct option long_opts[] = {
 	{ "cpu-template", required_argument, NULL, OPT_CPU_TEMPLATE },
 	{ "boot-timer", no_argument, NULL, OPT_BOOT_TIMER },
 	{ "drive", required_argument, NULL, OPT_DRIVE },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "demand", required_argument, NULL, OPT_DEMAND },
+	{ "vsock", required_argument, NULL, OPT_VSOCK },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
 	{ "seccomp-debug", no_argument, NULL, OPT_SECCOMP_DEBUG },
@@ -146,7 +156,6 @@ static const struct option long_opts[] = {
 	{ "config-file", required_argument, NULL, OPT_CONFIG_FILE },
 	{ "no-api", no_argument, NULL, OPT_NO_API },
 	{ "http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD },
-	{ "demand", required_argument, NULL, OPT_DEMAND },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -200,7 +209,7 @@ static int check_modes(const struct vm_config *cfg, const struct run_opts *o)
 	}
 	if (o->config_file && o->vm_opts) {
 		log_error("--config-file describes the whole VM: drop --kernel, --initrd, --cmdline, "
-			  "--mem-mib, --vcpus, --cpu-template and --drive");
+			  "--mem-mib, --vcpus, --cpu-template, --drive, --net and --vsock");
 		return MOTE_EXIT_USAGE;
 	}
 	if (o->no_api && !cfg->kernel_path && !o->config_file) {
@@ -321,6 +330,44 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct run_o
 			if (!dc->id[0])
 				snprintf(dc->id, sizeof(dc->id), "drive%u", cfg->nr_drives);
 			cfg->nr_drives++;
+			break;
+		}
+		case OPT_NET: {
+			char err[256];
+			o->vm_opts = true;
+			if (cfg->nr_nets == NET_MAX_IFACES) {
+				log_error("--net: at most %d network interfaces per VM", NET_MAX_IFACES);
+				return MOTE_EXIT_USAGE;
+			}
+			struct net_config *nc = &cfg->nets[cfg->nr_nets];
+			if (net_parse_arg(optarg, nc, err, sizeof(err))) {
+				log_error("%s", err);
+				return MOTE_EXIT_USAGE;
+			}
+			if (!nc->id[0])
+				snprintf(nc->id, sizeof(nc->id), "net%u", cfg->nr_nets);
+			for (unsigned i = 0; i < cfg->nr_nets; i++) {
+				if (!strcmp(cfg->nets[i].id, nc->id) || !strcmp(cfg->nets[i].tap, nc->tap)) {
+					log_error("--net: interface id '%s' and TAP '%s' must each be used "
+						  "once", nc->id, nc->tap);
+					return MOTE_EXIT_USAGE;
+				}
+			}
+			cfg->nr_nets++;
+			break;
+		}
+		case OPT_VSOCK: {
+			char err[256];
+			o->vm_opts = true;
+			if (cfg->has_vsock) {
+				log_error("--vsock: a VM has at most one vsock device");
+				return MOTE_EXIT_USAGE;
+			}
+			if (vsock_parse_arg(optarg, &cfg->vsock, err, sizeof(err))) {
+				log_error("%s", err);
+				return MOTE_EXIT_USAGE;
+			}
+			cfg->has_vsock = true;
 			break;
 		}
 		case OPT_DEMAND: {

@@ -19,12 +19,14 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
 #include <linux/filter.h>
 #include <linux/kvm.h>
+#include <linux/if_tun.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
 
@@ -57,11 +59,23 @@ static const struct seccomp_rule vmm_rules[] = {
 	ALLOW(epoll_wait, "event loop: loop_run waits for every fd of the VM"),
 	ALLOW(read, "event loop callbacks drain their fds: queue-notify ioeventfds, io_uring "
 		    "completion eventfds, rate-limit timerfds, exit and console eventfds, "
-		    "signalfd, stdin"),
+		    "signalfd, stdin; virtio-net reads frames from its TAP"),
 	ALLOW(write, "virtio and serial interrupts (irqfd), exit eventfd, log lines to stderr, "
 		     "the --seccomp-debug SIGSYS message"),
 	ALLOW(io_uring_enter, "virtio-blk submits requests (blk_backend_submit); at teardown "
 			      "blk_backend_drain waits for those in flight"),
+	ALLOW(writev, "virtio-net transmits a frame: header copy plus the guest's buffers "
+		      "(tap_writev); virtio-vsock writes guest stream data to host sockets"),
+	ALLOW(readv, "virtio-vsock reads host stream data straight into the guest's RX "
+		     "buffers"),
+	ALLOW(accept4, "virtio-vsock accepts host connections on its uds_path"),
+	ALLOW_ARG(socket, 0, AF_UNIX, "virtio-vsock: a guest connection to the host opens a "
+				      "unix socket (and only a unix socket)"),
+	ALLOW(connect, "virtio-vsock connects that socket to <uds_path>_<port>"),
+	ALLOW(shutdown, "virtio-vsock passes a guest SHUTDOWN on to the host socket"),
+	ALLOW(unlink, "virtio-vsock removes its uds_path socket file at teardown"),
+	ALLOW_IOCTL(TUNSETOFFLOAD, "virtio-net tells the TAP which offloads the guest "
+				   "negotiated (net_service, after DRIVER_OK)"),
 	ALLOW(timerfd_settime, "virtio-blk rate limiter arms its timer; blk_reset disarms it at "
 			       "teardown"),
 	ALLOW(epoll_ctl, "console pauses and resumes stdin (loop_add/loop_remove); teardown "
@@ -148,6 +162,8 @@ static const struct seccomp_rule vcpu_rules[] = {
 					     "pages"),
 	ALLOW(exit, "thread exit"),
 	ALLOW(exit_group, "the --seccomp-debug SIGSYS handler's _exit on this thread"),
+	ALLOW(close, "the guest resets its virtio-vsock device (status 0): vsock_reset closes "
+		     "every stream's host socket"),
 };
 
 /* The API thread's malloc comes from the main arena (main() sets

@@ -18,8 +18,10 @@
 #include "vmm/seccomp.h"
 #include "vmm/serial.h"
 #include "virtio/blk.h"
+#include "virtio/net.h"
 #include "virtio/mmio.h"
 #include "metrics/metrics.h"
+#include "virtio/vsock.h"
 
 #define VM_MAX_VCPUS MPTABLE_MAX_CPUS
 #define VM_MAX_VIRTIO 16
@@ -51,13 +53,17 @@ struct vm_config {
 	enum seccomp_mode seccomp; /* KILL (the zero value) unless --no-seccomp/--seccomp-debug */
 	unsigned nr_drives;
 	struct blk_config drives[BLK_MAX_DRIVES];
-	struct metrics_config metrics; /* --demand */
 	/* Restore: guest RAM is this snapshot memory file, mapped MAP_PRIVATE
 	 * (vm_create takes the fd over). */
 	bool mem_from_file;
 	int mem_file_fd;
 	/* KVM_MEM_LOG_DIRTY_PAGES on every RAM slot (diff snapshots). */
 	bool track_dirty_pages;
+	unsigned nr_nets;
+	struct net_config nets[NET_MAX_IFACES];
+	struct metrics_config metrics; /* --demand */
+	bool has_vsock;
+	struct vsock_config vsock;
 };
 
 struct vm;
@@ -109,6 +115,8 @@ struct vm {
 	unsigned nr_virtio;
 	struct virtio_mmio virtio[VM_MAX_VIRTIO];
 	struct virtio_blk *blk[BLK_MAX_DRIVES];
+	struct virtio_net *net[NET_MAX_IFACES];
+	struct virtio_vsock *vsock;
 
 	struct serial serial;
 	int serial_irqfd;         /* eventfd bound to COM1's GSI */

@@ -3,10 +3,12 @@
  *
  * The command line selects one scenario with a token "test=<name>":
  *   hello, smp, triple-fault, int3, ud2, spin, cpuid, wait-ctrl-alt-del, exit:<N>,
- *   and the virtio-blk scenarios blk-* (blk_tests.c).
+ *   the virtio-blk scenarios blk-* (blk_tests.c) and the virtio-net
+ *   scenarios net-* (net_tests.c).
  * Results are reported on COM1 and through the exit port (0xf4).
  */
 #include "guest.h"
+#include "vsock.h"
 
 /* Firecracker-style boot timer: one byte of 123 once guest code runs. */
 #define BOOT_TIMER_MMIO  0xc0000000u
@@ -298,6 +300,10 @@ int main(uint32_t start_info_paddr)
 		/* duty or touch ran */
 	} else if (blk_test_run(name, len, &code)) {
 		/* one of the blk-* scenarios ran */
+	} else if (net_test_run(name, len, &code)) {
+		/* one of the net-* scenarios ran */
+	} else if (vsock_test_run(name, len, &code)) {
+		/* vsock-echo or vsock-client ran */
 	} else if (len >= EXIT_PREFIX_LEN &&
 		   memcmp(name, EXIT_PREFIX, EXIT_PREFIX_LEN) == 0) {
 		code = main_test_exit(name + EXIT_PREFIX_LEN,

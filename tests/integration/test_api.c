@@ -369,8 +369,8 @@ static void test_bad_requests(void **state)
 		     "kernel_image_path must be a string, got a boolean");
 	expect_fault("PUT", "/actions", "{\"action_type\":\"Explode\"}", "action_type must be one of");
 	expect_fault("PUT", "/network-interfaces/eth0",
-		     "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\"}",
-		     "virtio-net is not supported by this build yet");
+		     "{\"iface_id\":\"eth0\",\"host_dev_name\":\"mote-absent0\"}",
+		     "network-interfaces: TAP 'mote-absent0' does not exist");
 	expect_fault("PUT", "/vsock", "{\"guest_cid\":3,\"uds_path\":\"/tmp/v.sock\"}",
 		     "virtio-vsock is not supported by this build yet");
 

@@ -274,31 +274,88 @@ static void test_drives(void **state)
 	    "unknown field 'is_read_only'");
 }
 
-static void test_network_and_vsock_are_refused_after_validation(void **state)
+/* The body becomes a typed request; whether the TAP exists and whether
+ * the VM runs is the controller's business. */
+static void test_network_interfaces_route(void **state)
+{
+	struct fixture *f = *state;
+	const struct net_config *n = &f->req.net.net;
+
+	expect_ok(f, "PUT", "/network-interfaces/eth0",
+		  "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\",\"guest_mac\":"
+		  "\"06:00:AC:10:00:02\",\"mtu\":9000,\"rx_rate_limiter\":{\"bandwidth\":"
+		  "{\"size\":1000,\"refill_time\":100}}}");
+	assert_int_equal(f->req.op, API_PUT_NET);
+	assert_string_equal(n->id, "eth0");
+	assert_string_equal(n->tap, "tap0");
+	assert_true(n->has_mac);
+	assert_memory_equal(n->mac, "\x06\x00\xac\x10\x00\x02", 6);
+	assert_int_equal(n->mtu, 9000);
+	assert_int_equal(n->rx_bw.size, 1000);
+	assert_int_equal(n->rx_bw.refill_time_ms, 100);
+	assert_int_equal(n->tx_bw.size, 0);
+	assert_true(f->req.net.has_rx_rate_limiter);
+	assert_false(f->req.net.has_tx_rate_limiter);
+
+	expect_ok(f, "PUT", "/network-interfaces/eth0",
+		  "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\"}");
+	assert_false(n->has_mac);
+	assert_int_equal(n->mtu, 0);
+
+	expect_ok(f, "PATCH", "/network-interfaces/eth0",
+		  "{\"iface_id\":\"eth0\",\"tx_rate_limiter\":{\"ops\":{\"size\":10,"
+		  "\"refill_time\":1000}}}");
+	assert_int_equal(f->req.op, API_PATCH_NET);
+	assert_false(f->req.net.has_rx_rate_limiter);
+	assert_true(f->req.net.has_tx_rate_limiter);
+	assert_int_equal(n->tx_ops.size, 10);
+	BAD(f, "PATCH", "/network-interfaces/eth0",
+	    "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap1\"}", "unknown field 'host_dev_name'");
+	BAD(f, "PUT", "/network-interfaces/eth0",
+	    "{\"iface_id\":\"eth0\",\"host_dev_name\":\"a-tap-name-too-long\"}",
+	    "host_dev_name");
+}
+
+static void test_network_refused_vsock_validated(void **state)
 {
 	struct fixture *f = *state;
 
-	BAD(f, "PUT", "/network-interfaces/eth0",
-	    "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\",\"guest_mac\":\"06:00:ac:10:00:02\"}",
-	    "network-interfaces", "not supported by this build yet");
 	BAD(f, "PUT", "/network-interfaces/eth0", "{\"iface_id\":\"eth0\"}",
 	    "missing required field 'host_dev_name'");
 	BAD(f, "PUT", "/network-interfaces/eth0",
 	    "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\",\"guest_mac\":\"06:00:ac\"}",
-	    "guest_mac '06:00:ac' is not a MAC address");
+	    "guest_mac '06:00:ac' is not a unicast MAC address");
+	BAD(f, "PUT", "/network-interfaces/eth0",
+	    "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\",\"guest_mac\":\"07:00:ac:10:00:02\"}",
+	    "not a unicast MAC address");
+	BAD(f, "PUT", "/network-interfaces/eth0",
+	    "{\"iface_id\":\"eth1\",\"host_dev_name\":\"tap0\"}", "does not match 'eth0'");
 	BAD(f, "PUT", "/network-interfaces/eth0",
 	    "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\",\"mtu\":20}",
 	    "mtu must be between 68 and 65535, got 20");
 	BAD(f, "PUT", "/network-interfaces/eth0",
 	    "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\",\"queues\":2}",
 	    "unknown field 'queues'");
-	BAD(f, "PATCH", "/network-interfaces/eth0", "{\"iface_id\":\"eth0\"}",
-	    "no network interface 'eth0'");
 
-	BAD(f, "PUT", "/vsock", "{\"guest_cid\":3,\"uds_path\":\"/tmp/v.sock\"}", "vsock",
-	    "not supported by this build yet");
+	expect_ok(f, "PUT", "/vsock", "{\"guest_cid\":3,\"uds_path\":\"/tmp/v.sock\"}");
+	assert_int_equal(f->req.op, API_PUT_VSOCK);
+	assert_int_equal(f->req.vsock.cfg.guest_cid, 3);
+	assert_string_equal(f->req.vsock.cfg.uds_path, "/tmp/v.sock");
+	assert_string_equal(f->req.vsock.id, "");
+	expect_ok(f, "PUT", "/vsock",
+		  "{\"vsock_id\":\"vs0\",\"guest_cid\":4294967294,\"uds_path\":\"/v\"}");
+	assert_int_equal(f->req.vsock.cfg.guest_cid, 4294967294ULL);
+	assert_string_equal(f->req.vsock.id, "vs0");
+	BAD(f, "PATCH", "/vsock", "{\"guest_cid\":3,\"uds_path\":\"/v\"}", "vsock");
 	BAD(f, "PUT", "/vsock", "{\"guest_cid\":2,\"uds_path\":\"/tmp/v.sock\"}",
 	    "guest_cid must be between 3 and");
+	BAD(f, "PUT", "/vsock", "{\"guest_cid\":4294967295,\"uds_path\":\"/tmp/v.sock\"}",
+	    "guest_cid must be between 3 and 4294967294");
+	BAD(f, "PUT", "/vsock", "{\"guest_cid\":3,\"uds_path\":\"\"}", "must not be empty");
+	BAD(f, "PUT", "/vsock",
+	    "{\"guest_cid\":3,\"uds_path\":\"/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+	    "uds_path is longer than 96 bytes");
 	BAD(f, "PUT", "/vsock", "{\"guest_cid\":3}", "missing required field 'uds_path'");
 	BAD(f, "PUT", "/vsock", "{\"guest_cid\":3,\"uds_path\":\"/x\",\"port\":1}",
 	    "unknown field 'port'");
@@ -413,12 +470,29 @@ static void test_config_file(void **state)
 	assert_non_null(strstr(err, "balloon is not supported"));
 	assert_int_equal(parse_config("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
 				      "\"vsock\":{\"guest_cid\":3,\"uds_path\":\"/v\"}}", &reqs, &nr,
+				      err), 0);
+	assert_int_equal(nr, 2);
+	assert_int_equal(reqs[1].op, API_PUT_VSOCK);
+	assert_string_equal(reqs[1].vsock.cfg.uds_path, "/v");
+	free(reqs);
+	assert_int_equal(parse_config("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
+				      "\"vsock\":{\"guest_cid\":1,\"uds_path\":\"/v\"}}", &reqs, &nr,
 				      err), -1);
-	assert_non_null(strstr(err, "vsock: virtio-vsock is not supported"));
+	assert_non_null(strstr(err, "vsock: guest_cid must be between 3"));
 	assert_int_equal(parse_config("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
 				      "\"network-interfaces\":[{\"iface_id\":\"eth0\","
-				      "\"host_dev_name\":\"tap0\"}]}", &reqs, &nr, err), -1);
-	assert_non_null(strstr(err, "network-interfaces[0]: virtio-net is not supported"));
+				      "\"host_dev_name\":\"tap0\"},{\"iface_id\":\"eth1\","
+				      "\"host_dev_name\":\"tap1\",\"guest_mac\":\"06:00:00:00:00:01\"}]}",
+				      &reqs, &nr, err), 0);
+	assert_int_equal(nr, 3);
+	assert_int_equal(reqs[1].op, API_PUT_NET);
+	assert_string_equal(reqs[2].net.net.tap, "tap1");
+	assert_true(reqs[2].net.net.has_mac);
+	free(reqs);
+	assert_int_equal(parse_config("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
+				      "\"network-interfaces\":[{\"iface_id\":\"eth0\"}]}",
+				      &reqs, &nr, err), -1);
+	assert_non_null(strstr(err, "network-interfaces[0]: missing required field 'host_dev_name'"));
 	assert_int_equal(parse_config("nope", &reqs, &nr, err), -1);
 	assert_non_null(strstr(err, "malformed JSON"));
 }
@@ -531,7 +605,8 @@ int main(void)
 		T(test_boot_source),
 		T(test_machine_config),
 		T(test_drives),
-		T(test_network_and_vsock_are_refused_after_validation),
+		T(test_network_interfaces_route),
+		T(test_network_refused_vsock_validated),
 		T(test_actions_and_vm_state),
 		T(test_logger_and_metrics),
 		T(test_config_file),
