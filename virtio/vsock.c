@@ -76,7 +76,8 @@ struct vsock_conn {
 	bool host_eof;          /* the host peer will send no more (SHUTDOWN sent) */
 	bool host_wr_shut;      /* we shut the socket's write side */
 	bool readable;          /* EPOLLIN seen, not yet read to EAGAIN */
-	bool credit_requested;
+	bool credit_requested;  /* we asked the guest for credit */
+	bool guest_waiting;     /* the guest asked us: tell it when fwd_cnt moves */
 	struct vsock_credit tx;     /* host -> guest */
 	struct vsock_rx_credit rx;  /* guest -> host */
 	/* guest -> host bytes the socket has not taken yet */
@@ -508,8 +509,14 @@ static int conn_flush(struct virtio_vsock *v, struct vsock_conn *c)
 
 static void conn_after_forward(struct virtio_vsock *v, struct vsock_conn *c)
 {
-	if (vsock_rx_wants_update(&c->rx))
+	/* A guest that asked for credit hears as soon as there is news, even
+	 * when the usual half-buffer rule would stay quiet (its packets may be
+	 * larger than what it thinks is free). */
+	if (vsock_rx_wants_update(&c->rx) ||
+	    (c->guest_waiting && c->rx.fwd_cnt != c->rx.last_fwd_sent)) {
 		c->pending |= PEND_CREDIT_UPDATE;
+		c->guest_waiting = false;
+	}
 	if ((c->guest_shut & VSOCK_SHUTDOWN_SEND) && !c->ring_len && !c->host_wr_shut) {
 		shutdown(c->fd, SHUT_WR);
 		c->host_wr_shut = true;
@@ -689,6 +696,7 @@ static void tx_handle(struct virtio_vsock *v, const struct virtq_chain *ch)
 		break;
 	case VSOCK_OP_CREDIT_REQUEST:
 		c->pending |= PEND_CREDIT_UPDATE;
+		c->guest_waiting = vsock_rx_held(&c->rx) > 0;
 		break;
 	case VSOCK_OP_CREDIT_UPDATE:
 		break; /* applied above; rx_run sends if credit opened */
@@ -731,23 +739,6 @@ static void host_refuse(struct virtio_vsock *v, int fd, const char *why)
 	if (write(fd, line, (size_t)n) < 0)
 		log_debug("%s: could not tell a host client why: %s", v->name, strerror(errno));
 	atomic_fetch_add(&v->stats.host_conns_refused, 1);
-}
-
-static void host_accept(struct virtio_vsock *v)
-{
-	for (int i = 0; i < 16; i++) {
-		int fd = vsock_uds_accept(v->listen_fd);
-		if (fd < 0)
-			return;
-		struct vsock_conn *c = v->nr_conns < VSOCK_MAX_CONNS ? conn_alloc(v, fd) : NULL;
-		if (!c) {
-			host_refuse(v, fd, "too many vsock connections");
-			close(fd);
-			continue;
-		}
-		c->state = CONN_LINE;
-		conn_sync_events(v, c);
-	}
 }
 
 static uint32_t alloc_local_port(struct virtio_vsock *v)
@@ -797,6 +788,26 @@ static void host_read_line(struct virtio_vsock *v, struct vsock_conn *c)
 		 * nothing is read from the socket before then. */
 		conn_sync_events(v, c);
 		return;
+	}
+}
+
+static void host_accept(struct virtio_vsock *v)
+{
+	for (int i = 0; i < 16; i++) {
+		int fd = vsock_uds_accept(v->listen_fd);
+		if (fd < 0)
+			return;
+		struct vsock_conn *c = v->nr_conns < VSOCK_MAX_CONNS ? conn_alloc(v, fd) : NULL;
+		if (!c) {
+			host_refuse(v, fd, "too many vsock connections");
+			close(fd);
+			continue;
+		}
+		c->state = CONN_LINE;
+		conn_sync_events(v, c);
+		/* Clients usually send the line with the connect: read it now
+		 * rather than on the next turn of the loop. */
+		host_read_line(v, c);
 	}
 }
 
@@ -1010,6 +1021,11 @@ int virtio_vsock_create(struct virtio_vsock **out, const struct vsock_config *cf
 err:
 	virtio_vsock_destroy(v);
 	return ret;
+}
+
+void virtio_vsock_poll(struct virtio_vsock *v)
+{
+	vsock_on_events(v->loop, v->epfd, EPOLLIN, v);
 }
 
 struct virtio_device *virtio_vsock_device(struct virtio_vsock *v)

@@ -62,6 +62,10 @@ unsigned virtio_vsock_nr_conns(struct virtio_vsock *v);
  * snapshot must (its streams' host ends are gone). 0, or -EAGAIN if the
  * guest has no event buffer posted, -ENODEV before the driver is up. */
 int virtio_vsock_transport_reset(struct virtio_vsock *v);
+/* Handles whatever the host sockets have ready, as the event loop does
+ * when the device's epoll fd fires (exposed for the unit tests, which
+ * run the device without a loop thread). */
+void virtio_vsock_poll(struct virtio_vsock *v);
 /* Closes the listener, removes the socket file and frees everything. */
 void virtio_vsock_destroy(struct virtio_vsock *v);
 
