@@ -276,6 +276,25 @@ static json_t *json_vm_config(void)
 			 "mmds-config", "network-interfaces", nets, "vsock", json_vsock(), "entropy");
 }
 
+/* The vsock device's counters, null without one. */
+static json_t *json_vsock_metrics(void)
+{
+	if (!ctl.vm_created || !ctl.vm.vsock)
+		return json_null();
+	const struct vsock_stats *st = virtio_vsock_stats(ctl.vm.vsock);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			 "conns_opened", (json_int_t)st->conns_opened, "conns_closed",
+			 (json_int_t)st->conns_closed, "host_conns_refused",
+			 (json_int_t)st->host_conns_refused, "guest_conns_refused",
+			 (json_int_t)st->guest_conns_refused, "rx_bytes", (json_int_t)st->rx_bytes,
+			 "tx_bytes", (json_int_t)st->tx_bytes, "rx_packets",
+			 (json_int_t)st->rx_packets, "tx_packets", (json_int_t)st->tx_packets,
+			 "bad_packets", (json_int_t)st->bad_packets, "credit_violations",
+			 (json_int_t)st->credit_violations, "rst_dropped",
+			 (json_int_t)st->rst_dropped, "open",
+			 (json_int_t)virtio_vsock_nr_conns(ctl.vm.vsock));
+}
+
 static json_t *json_metrics(void)
 {
 	struct timeval tv;
@@ -325,11 +344,11 @@ static json_t *json_metrics(void)
 		}
 		json_array_append_new(nets, o);
 	}
-	return json_pack("{s:I, s:I, s:s, s:I, s:o, s:o, s:o}", "utc_timestamp_ms",
+	return json_pack("{s:I, s:I, s:s, s:I, s:o, s:o, s:o, s:o}", "utc_timestamp_ms",
 			 (json_int_t)tv.tv_sec * 1000 + tv.tv_usec / 1000, "uptime_us",
 			 (json_int_t)time_since_exec_us(), "state", state_name(ctl.state),
 			 "api_requests", (json_int_t)ctl.api_requests, "vcpus", vcpus, "block",
-			 blocks, "net", nets);
+			 blocks, "net", nets, "vsock", json_vsock_metrics());
 }
 
 /* ---- requests ---------------------------------------------------------------- */

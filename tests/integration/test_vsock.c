@@ -576,8 +576,13 @@ static void test_api_and_config_file(void **state)
 	for (int i = 0; i < 200 && access(sock, F_OK); i++)
 		usleep(10000);
 	snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\",\"boot_args\":"
-		 "\"test=vsock-echo vconns=1\"}", guest_elf);
+		 "\"test=vsock-echo vconns=2\"}", guest_elf);
 	assert_int_equal(api_call(sock, "PUT", "/boot-source", body, out, sizeof(out)), 204);
+	char metrics[96];
+	uds_path(metrics, sizeof(metrics), "metrics");
+	unlink(metrics);
+	snprintf(body, sizeof(body), "{\"metrics_path\":\"%s\"}", metrics);
+	assert_int_equal(api_call(sock, "PUT", "/metrics", body, out, sizeof(out)), 204);
 	snprintf(body, sizeof(body), "{\"vsock_id\":\"vsock0\",\"guest_cid\":3,\"uds_path\":\"%s\"}",
 		 vm.uds);
 	assert_int_equal(api_call(sock, "PUT", "/vsock", body, out, sizeof(out)), 204);
@@ -591,6 +596,19 @@ static void test_api_and_config_file(void **state)
 	assert_int_equal(api_call(sock, "PUT", "/vsock", body, out, sizeof(out)), 400);
 	assert_non_null(strstr(out, "already started"));
 	vm_wait_marker(&vm, "listening on port");
+	echo_once(vm.uds);
+	/* FlushMetrics carries the device's counters. */
+	assert_int_equal(api_call(sock, "PUT", "/actions", "{\"action_type\":\"FlushMetrics\"}",
+				  out, sizeof(out)), 204);
+	FILE *mf = fopen(metrics, "r");
+	assert_non_null(mf);
+	size_t mlen = fread(out, 1, sizeof(out) - 1, mf);
+	out[mlen] = 0;
+	fclose(mf);
+	unlink(metrics);
+	if (!strstr(out, "\"vsock\":{\"conns_opened\":1,") || !strstr(out, "\"tx_bytes\":65536") ||
+	    !strstr(out, "\"rx_bytes\":65536") || !strstr(out, "\"bad_packets\":0"))
+		fail_msg("metrics line lacks the vsock counters: %s", out);
 	echo_once(vm.uds);
 	struct run_result r = vm_finish(&vm, 60);
 	unlink(sock);
