@@ -68,7 +68,8 @@ struct api_boot_source {
 /* PUT sets every field (absent optional ones to their defaults); PATCH
  * only those with has_* set. */
 struct api_machine_config {
-	bool has_vcpu_count, has_mem_size, has_cpu_template;
+	bool has_vcpu_count, has_mem_size, has_cpu_template, has_track_dirty_pages;
+	bool track_dirty_pages;          /* KVM dirty log on: Diff snapshots */
 	unsigned vcpu_count;
 	uint64_t mem_size_mib;
 	enum cpu_template cpu_template;

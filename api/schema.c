@@ -298,9 +298,9 @@ int schema_machine_config(const struct jctx *c, const json_t *o, bool patch,
 	r = get_bool(c, o, "track_dirty_pages", false, &b);
 	if (r < 0)
 		return -1;
-	if (r && b)
-		return schema_fail(c, "track_dirty_pages=true is not supported yet (it comes with "
-			     "snapshots)");
+	/* PUT resets it to false; PATCH leaves it. */
+	m->has_track_dirty_pages = r || !patch;
+	m->track_dirty_pages = r && b;
 	r = get_enum(c, o, "huge_pages", false, huge, false, &idx);
 	if (r < 0)
 		return -1;

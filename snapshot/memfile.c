@@ -109,7 +109,7 @@ static int write_all(int fd, const uint8_t *p, uint64_t len, uint64_t off)
 	return 0;
 }
 
-int memfile_write(int out, const struct guest_mem *mem, const uint8_t *only,
+int memfile_write(int out, const struct guest_mem *mem, const uint64_t *only, bool keep_zero,
 		  struct memfile_stats *stats)
 {
 	uint64_t npages = mem->size / PAGE;
@@ -117,10 +117,14 @@ int memfile_write(int out, const struct guest_mem *mem, const uint8_t *only,
 	int ret;
 
 	memset(stats, 0, sizeof(*stats));
-	if (!only) {
-		bm = calloc(1, (size_t)(npages + 7) / 8);
-		if (!bm)
-			return -ENOMEM;
+	bm = calloc(1, (size_t)(npages + 7) / 8);
+	if (!bm)
+		return -ENOMEM;
+	if (only) {
+		for (uint64_t p = 0; p < npages; p++)
+			if (only[p / 64] & (1ULL << (p % 64)))
+				bit_set(bm, p);
+	} else {
 		if (mem->fd >= 0) {
 			ret = mark_file_extents(mem->fd, mem->size, bm);
 			if (ret)
@@ -133,15 +137,14 @@ int memfile_write(int out, const struct guest_mem *mem, const uint8_t *only,
 			if (ret)
 				goto out;
 		}
-		only = bm;
 	}
 	uint64_t run_start = 0, run_len = 0;
 	for (uint64_t p = 0; p <= npages; p++) {
 		bool keep = false;
 
-		if (p < npages && bit_get(only, p)) {
+		if (p < npages && bit_get(bm, p)) {
 			stats->candidate_pages++;
-			keep = !page_is_zero(mem->base + p * PAGE);
+			keep = keep_zero || !page_is_zero(mem->base + p * PAGE);
 		}
 		if (keep && run_len && run_len * PAGE < WRITE_RUN_MAX) {
 			run_len++;
@@ -171,10 +174,11 @@ uint32_t memfile_footer_crc(const struct snap_mem_footer *f)
 	return snap_crc32(0, f, offsetof(struct snap_mem_footer, crc));
 }
 
-int memfile_write_footer(int out, uint64_t mem_bytes, uint64_t id, bool diff)
+int memfile_write_footer(int out, uint64_t mem_bytes, uint64_t id, uint64_t parent, bool diff)
 {
 	uint8_t page[SNAP_MEM_FOOTER_SIZE];
-	struct snap_mem_footer f = { .snapshot_id = id, .mem_bytes = mem_bytes, .diff = diff };
+	struct snap_mem_footer f = { .snapshot_id = id, .mem_bytes = mem_bytes,
+				     .parent_id = parent, .diff = diff };
 
 	memcpy(f.magic, SNAP_MEM_MAGIC, 8);
 	f.crc = memfile_footer_crc(&f);

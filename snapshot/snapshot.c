@@ -51,6 +51,9 @@ __attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, 
 
 /* ---- create ---------------------------------------------------------------- */
 
+/* The last snapshot this process wrote or restored: a diff's parent. */
+static uint64_t last_snapshot_id;
+
 static uint64_t snap_new_id(void)
 {
 	struct timespec rt, mono;
@@ -160,6 +163,7 @@ static int save_config(struct vm *vm, struct snap_writer *w, uint64_t id, const 
 	m->version = SNAP_SECTION_VERSION;
 	m->snapshot_id = id;
 	m->mem_bytes = vm->mem.size;
+	m->parent_id = diff ? last_snapshot_id : 0;
 	m->diff = diff;
 	snprintf(m->mem_path, sizeof(m->mem_path), "%s", mem_path);
 	return 0;
@@ -211,6 +215,7 @@ int snapshot_create(struct vm *vm, const struct snap_create_opts *o, char *err, 
 	size_t state_len;
 	int mem_fd = -1, st_fd = -1, ret;
 	uint64_t t0 = time_now_ns();
+	uint64_t *dirty = NULL;
 
 	if (strlen(o->state_path) >= SNAP_PATH_MAX || strlen(o->mem_path) >= SNAP_PATH_MAX)
 		return fail(err, errlen, -ENAMETOOLONG, "snapshot path too long");
@@ -218,9 +223,13 @@ int snapshot_create(struct vm *vm, const struct snap_create_opts *o, char *err, 
 	if (vm->nr_virtio != vm->cfg.nr_drives)
 		return fail(err, errlen, -EOPNOTSUPP, "snapshots of microVMs with devices other than "
 			    "drives are not supported by this build yet");
-	if (o->diff)
-		return fail(err, errlen, -EOPNOTSUPP, "Diff snapshots are not supported by this "
-			    "build yet; use snapshot_type Full");
+	if (o->diff && !vm->cfg.track_dirty_pages)
+		return fail(err, errlen, -EINVAL, "a Diff snapshot needs dirty page tracking: "
+			    "machine-config track_dirty_pages (or track_dirty_pages on "
+			    "snapshot/load)");
+	if (o->diff && !last_snapshot_id)
+		return fail(err, errlen, -EINVAL, "a Diff snapshot needs an earlier snapshot of "
+			    "this microVM to apply to; take a Full one first");
 	uint64_t id = snap_new_id();
 	snprintf(mem_tmp, sizeof(mem_tmp), "%s.tmp-%d", o->mem_path, (int)getpid());
 	snprintf(state_tmp, sizeof(state_tmp), "%s.tmp-%d", o->state_path, (int)getpid());
@@ -252,9 +261,20 @@ int snapshot_create(struct vm *vm, const struct snap_create_opts *o, char *err, 
 			   strerror(errno));
 		goto out;
 	}
-	ret = memfile_write(mem_fd, &vm->mem, NULL, &ms);
+	if (vm->cfg.track_dirty_pages) {
+		/* Every snapshot starts a new dirty round; a diff writes the
+		 * pages of the round that ends now, zero or not. */
+		dirty = malloc((vm->mem.size / 4096 + 63) / 64 * 8);
+		ret = dirty ? snap_collect_dirty(vm, dirty) : -ENOMEM;
+		if (ret) {
+			fail(err, errlen, ret, "reading the dirty page log: %s", strerror(-ret));
+			goto out;
+		}
+	}
+	ret = memfile_write(mem_fd, &vm->mem, o->diff ? dirty : NULL, o->diff, &ms);
 	if (!ret)
-		ret = memfile_write_footer(mem_fd, vm->mem.size, id, o->diff);
+		ret = memfile_write_footer(mem_fd, vm->mem.size, id,
+					   o->diff ? last_snapshot_id : 0, o->diff);
 	if (!ret && fsync(mem_fd) < 0)
 		ret = -errno;
 	if (ret) {
@@ -291,8 +311,9 @@ int snapshot_create(struct vm *vm, const struct snap_create_opts *o, char *err, 
 	}
 	fsync_dir_of(o->mem_path);
 	fsync_dir_of(o->state_path);
-	log_info("snapshot: state '%s' (%zu bytes), memory '%s' (%llu of %llu pages written) in "
-		 "%llu us", o->state_path, state_len, o->mem_path,
+	last_snapshot_id = id;
+	log_info("snapshot: %s state '%s' (%zu bytes), memory '%s' (%llu of %llu pages written) "
+		 "in %llu us", o->diff ? "diff" : "full", o->state_path, state_len, o->mem_path,
 		 (unsigned long long)ms.written_pages, (unsigned long long)(vm->mem.size / 4096),
 		 (unsigned long long)((time_now_ns() - t0) / 1000));
 	ret = 0;
@@ -306,6 +327,7 @@ out:
 		unlink(state_tmp);
 	}
 	snap_writer_free(&w);
+	free(dirty);
 	return ret;
 }
 
@@ -582,5 +604,8 @@ int snapshot_apply(struct vm *vm, const struct snap_image *img, char *err, size_
 		return fail(err, errlen, ret, "snapshot state file '%s': %s", img->state_path, why);
 	/* Devices last: blk may take requests queued before the snapshot,
 	 * and complete them into memory that is now in place. */
-	return restore_devices(vm, img, err, errlen);
+	ret = restore_devices(vm, img, err, errlen);
+	if (!ret)
+		last_snapshot_id = img->mem.snapshot_id;
+	return ret;
 }

@@ -29,6 +29,7 @@ struct snap_mem_footer {
 	char magic[8];
 	uint64_t snapshot_id;
 	uint64_t mem_bytes;
+	uint64_t parent_id;   /* diff: the snapshot it applies to */
 	uint32_t diff;        /* 1: only the pages written since the previous snapshot */
 	uint32_t crc;         /* CRC-32 of the fields above */
 };
@@ -57,6 +58,7 @@ struct snap_memory {
 	uint32_t magic, version;
 	uint64_t snapshot_id;
 	uint64_t mem_bytes;
+	uint64_t parent_id;
 	uint32_t diff, pad;
 	char mem_path[SNAP_PATH_MAX];
 };
@@ -95,6 +97,13 @@ int snapshot_open(struct snap_image *img, const char *state_path, const char *me
 		  char *err, size_t errlen);
 void snapshot_close(struct snap_image *img);
 
+/* Writes out_path = base memory file + diff memory file (the pages the
+ * diff holds replace the base's), atomically (temporary name, fsync,
+ * rename). The result is a full memory file for the diff's state file.
+ * Checks that diff is a diff of base. 0 or -errno with err. */
+int snapshot_merge(const char *base_path, const char *diff_path, const char *out_path,
+		   char *err, size_t errlen);
+
 /* Fills a vm_config (memory from the image's file, drives, vCPUs) that
  * vm_create and vm_add_virtio_devices turn into the same machine. The
  * config's strings point into img. Hands img's mem_fd to the config. */
@@ -111,6 +120,10 @@ int snap_restore_vcpus(struct vm *vm, const struct snap_state *st, char *err, si
 int snap_save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errlen);
 int snap_restore_vm(struct vm *vm, const struct snap_state *st, bool clock_realtime, char *err,
 		    size_t errlen);
+/* Diff snapshots: fills bm (a bit per page) with the pages written since
+ * the last call: KVM's dirty log of every slot and the monitor's own
+ * writes (guest_mem.dirty). Needs track_dirty_pages. */
+int snap_collect_dirty(struct vm *vm, uint64_t *bm);
 /* The size a vCPU section must have. */
 size_t snap_vcpu_state_size(void);
 

@@ -82,6 +82,9 @@ static int virtq_add_buf(struct virtq *q, struct virtq_chain *c, const struct vi
 		return -EFAULT;
 	}
 	bool writable = d->flags & VIRTQ_DESC_F_WRITE;
+	/* The device may write it: a diff snapshot must carry the page. */
+	if (writable)
+		guest_mem_mark_dirty(q->mem, hva, d->len);
 	if (!writable && c->writable_len)
 		return virtq_bad(why, "device-readable descriptor after a device-writable one");
 	if (c->nr_bufs == VIRTQ_MAX_CHAIN)
@@ -177,6 +180,7 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 	q->used_idx++;
 	/* Release: the element must be visible before the index moves. */
 	__atomic_store_n((uint16_t *)(q->used + USED_IDX_OFF), q->used_idx, __ATOMIC_RELEASE);
+	guest_mem_mark_dirty(q->mem, q->used, virtq_used_bytes(q->size));
 }
 
 bool virtq_should_signal(struct virtq *q)
@@ -209,6 +213,7 @@ bool virtq_enable_notify(struct virtq *q)
 		uint16_t flags = 0;
 		memcpy((void *)q->used, &flags, 2);
 	}
+	guest_mem_mark_dirty(q->mem, q->used, virtq_used_bytes(q->size));
 	/* Publish before re-checking, or a kick could be missed. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return virtq_has_avail(q);

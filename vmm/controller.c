@@ -173,7 +173,8 @@ static json_t *json_machine_config(void)
 {
 	json_t *o = json_pack("{s:i, s:I, s:b, s:b, s:s}", "vcpu_count", (int)ctl.cfg.nr_vcpus,
 			      "mem_size_mib", (json_int_t)(ctl.cfg.mem_bytes >> 20), "smt", 0,
-			      "track_dirty_pages", 0, "huge_pages", "None");
+			      "track_dirty_pages", (int)ctl.cfg.track_dirty_pages, "huge_pages",
+			      "None");
 
 	if (o && ctl.cfg.cpu_template == CPU_TEMPLATE_MINIMAL)
 		json_object_set_new(o, "cpu_template", json_string("Minimal"));
@@ -376,6 +377,8 @@ static void put_machine_config(const struct api_machine_config *m, struct api_re
 		ctl.cfg.mem_bytes = m->mem_size_mib << 20;
 	if (m->has_cpu_template)
 		ctl.cfg.cpu_template = m->cpu_template;
+	if (m->has_track_dirty_pages)
+		ctl.cfg.track_dirty_pages = m->track_dirty_pages;
 	respond_ok(resp);
 }
 

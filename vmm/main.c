@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "api/api.h"
+#include "snapshot/snapshot.h"
 #include "vmm/controller.h"
 #include "vmm/log.h"
 #include "vmm/seccomp.h"
@@ -40,6 +41,7 @@ struct run_opts {
 	const char *restore_state; /* --restore: a snapshot's state file */
 	const char *restore_mem;   /* --mem: its memory file */
 	bool resume;               /* --resume */
+	bool track_dirty_pages;    /* --track-dirty-pages */
 };
 
 static void usage(FILE *f)
@@ -91,6 +93,10 @@ static void usage(FILE *f)
 		"                         restore a snapshot (PUT /snapshot/create wrote it)\n"
 		"                         instead of booting; without --resume it stays paused\n"
 		"                         until PATCH /vm Resumed\n"
+		"  --track-dirty-pages    log the pages the guest writes (Diff snapshots)\n"
+		"       mote snapshot-merge BASE_MEM DIFF_MEM OUT_MEM\n"
+		"                         a Diff snapshot's memory file merged onto its base's:\n"
+		"                         OUT_MEM goes with the Diff's state file\n"
 		"  --http-api-max-payload-size N\n"
 		"                         largest request body in bytes (default %d)\n"
 		"  -h, --help             this text\n"
@@ -129,12 +135,13 @@ enum {
 	OPT_DEMAND,
 };
 
-enum { OPT_RESTORE = 512, OPT_MEM_FILE, OPT_RESUME };
+enum { OPT_RESTORE = 512, OPT_MEM_FILE, OPT_RESUME, OPT_TRACK_DIRTY };
 
 static const struct option long_opts[] = {
 	{ "restore", required_argument, NULL, OPT_RESTORE },
 	{ "mem", required_argument, NULL, OPT_MEM_FILE },
 	{ "resume", no_argument, NULL, OPT_RESUME },
+	{ "track-dirty-pages", no_argument, NULL, OPT_TRACK_DIRTY },
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
@@ -394,6 +401,10 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct run_o
 		case OPT_RESUME:
 			o->resume = true;
 			break;
+		case OPT_TRACK_DIRTY:
+			o->track_dirty_pages = true;
+			cfg->track_dirty_pages = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return MOTE_EXIT_OK;
@@ -551,6 +562,7 @@ static int run(const struct vm_config *cfg, const struct run_opts *o)
 	if (o->restore_state) {
 		struct controller_restore_opts ro = {
 			.state_path = o->restore_state, .mem_path = o->restore_mem, .resume = o->resume,
+			.track_dirty_pages = o->track_dirty_pages,
 		};
 		ret = controller_restore(&ro);
 		if (ret)
@@ -573,8 +585,26 @@ out:
 	return ret;
 }
 
+/* mote snapshot-merge BASE_MEM DIFF_MEM OUT_MEM */
+static int snapshot_merge_main(int argc, char **argv)
+{
+	char err[512];
+
+	if (argc != 4) {
+		log_error("usage: mote snapshot-merge BASE_MEM DIFF_MEM OUT_MEM");
+		return MOTE_EXIT_USAGE;
+	}
+	if (snapshot_merge(argv[1], argv[2], argv[3], err, sizeof(err))) {
+		log_error("snapshot-merge: %s", err);
+		return MOTE_EXIT_BAD_IMAGE;
+	}
+	return MOTE_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "snapshot-merge"))
+		return snapshot_merge_main(argc - 1, argv + 1);
 	struct vm_config cfg;
 	struct run_opts opts;
 	int ret = parse_args(argc, argv, &cfg, &opts);

@@ -1,6 +1,7 @@
 #include "vmm/mem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -92,8 +93,17 @@ int guest_mem_init_file(struct guest_mem *mem, int fd, uint64_t size)
 	return 0;
 }
 
+int guest_mem_track_dirty(struct guest_mem *mem)
+{
+	if (!mem->dirty)
+		mem->dirty = calloc((mem->size / 4096 + 63) / 64, sizeof(uint64_t));
+	return mem->dirty ? 0 : -ENOMEM;
+}
+
 void guest_mem_destroy(struct guest_mem *mem)
 {
+	free(mem->dirty);
+	mem->dirty = NULL;
 	if (mem->base)
 		munmap(mem->base, mem->size);
 	mem->base = NULL;

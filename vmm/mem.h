@@ -21,6 +21,11 @@ struct guest_mem {
 	uint64_t size;   /* total bytes of guest RAM */
 	int fd;          /* backing fd (memfd, or a snapshot's memory file); -1: a caller's buffer */
 	bool private_file; /* MAP_PRIVATE of a snapshot's memory file (restore) */
+	/* Diff snapshots: one bit per 4 KiB page (offset from base) that the
+	 * monitor itself may have written since the last snapshot: device
+	 * buffers, used rings. KVM's dirty log has what the vCPUs wrote. NULL
+	 * unless guest_mem_track_dirty() was called. */
+	uint64_t *dirty;
 	unsigned nr_regions;
 	struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
 };
@@ -38,6 +43,21 @@ int guest_mem_init_file(struct guest_mem *mem, int fd, uint64_t size);
 /* Lays out regions over an existing host buffer (used by tests and restore). */
 int guest_mem_init_from_buffer(struct guest_mem *mem, void *buf, uint64_t size);
 void guest_mem_destroy(struct guest_mem *mem);
+
+/* Starts recording the pages the monitor writes (see `dirty`). */
+int guest_mem_track_dirty(struct guest_mem *mem);
+/* Records [hva, hva+len) as written by the monitor; cheap no-op when not
+ * tracking. Any thread. */
+static inline void guest_mem_mark_dirty(const struct guest_mem *mem, const volatile void *hva,
+					uint64_t len)
+{
+	if (__builtin_expect(!mem->dirty, 1) || !len)
+		return;
+	uint64_t first = (uint64_t)((const volatile uint8_t *)hva - mem->base) >> 12;
+	uint64_t last = (uint64_t)((const volatile uint8_t *)hva - mem->base + len - 1) >> 12;
+	for (uint64_t p = first; p <= last && p < (mem->size >> 12); p++)
+		__atomic_fetch_or(&mem->dirty[p / 64], 1ULL << (p % 64), __ATOMIC_RELAXED);
+}
 
 /* Host address of [gpa, gpa+len) if it lies entirely within one RAM region;
  * NULL otherwise (out of range, crosses the MMIO hole, or overflows). */

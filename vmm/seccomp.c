@@ -125,6 +125,8 @@ static const struct seccomp_rule vmm_rules[] = {
 	ALLOW_IOCTL(KVM_GET_IRQCHIP, "snapshot/create: both PICs and the IOAPIC"),
 	ALLOW_IOCTL(KVM_GET_PIT2, "snapshot/create: the PIT"),
 	ALLOW_IOCTL(KVM_GET_CLOCK, "snapshot/create: kvmclock"),
+	ALLOW_IOCTL(KVM_GET_DIRTY_LOG, "snapshot/create with track_dirty_pages: the pages the "
+				       "vCPUs wrote since the last snapshot (Diff)"),
 	ALLOW(openat, "snapshot/create: creates the state and memory files (temporary names), "
 		      "opens their directories to fsync them and /proc/self/pagemap"),
 	ALLOW(lseek, "snapshot/create: SEEK_DATA/SEEK_HOLE find the guest pages that hold data"),

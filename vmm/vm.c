@@ -62,6 +62,8 @@ static int vm_setup_memory(struct vm *vm, const struct vm_config *cfg)
 	} else {
 		ret = guest_mem_init(&vm->mem, cfg->mem_bytes);
 	}
+	if (!ret && cfg->track_dirty_pages)
+		ret = guest_mem_track_dirty(&vm->mem);
 	if (ret) {
 		log_error("cannot map %llu MiB of guest memory: %s",
 			  (unsigned long long)(cfg->mem_bytes >> 20), strerror(-ret));

@@ -166,6 +166,8 @@ int blk_test_run(const char *name, size_t len, int *code);
 int demand_test_run(const char *name, size_t len, int *code);
 /* snap_tests.c: the snap-compute scenario; returns the exit code. */
 int snap_compute(void);
+/* snap_tests.c: snap-dirty, the diff-snapshot scenario (never returns). */
+int snap_dirty(void);
 /* net_tests.c: the same for the net-* scenarios. */
 int net_test_run(const char *name, size_t len, int *code);
 

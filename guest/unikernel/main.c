@@ -296,6 +296,8 @@ int main(uint32_t start_info_paddr)
 		code = main_test_ud2();
 	} else if (main_name_is(name, len, "snap-compute")) {
 		code = snap_compute();
+	} else if (main_name_is(name, len, "snap-dirty")) {
+		code = snap_dirty();
 	} else if (demand_test_run(name, len, &code)) {
 		/* duty or touch ran */
 	} else if (blk_test_run(name, len, &code)) {

@@ -145,3 +145,37 @@ int snap_compute(void)
 	serial_printf("TEST PASS snap-compute\n");
 	return GUEST_EXIT_PASS;
 }
+
+#define I8042_DATA_PORT   0x60
+#define I8042_STATUS_PORT 0x64
+
+/*
+ * snap-dirty: for diff snapshots. Prints the region it will write, waits
+ * for a byte in the i8042 (the host's SendCtrlAltDel, sent after its base
+ * snapshot) while writing no memory, then writes one word into each of
+ * dirtypages=<n> (16) pages and zeroes one more page it had filled before,
+ * prints "dirty: written" and spins with interrupts off (no more writes).
+ */
+int snap_dirty(void)
+{
+	uint64_t pages = cmdline_u64("dirtypages=", 16);
+	uint8_t *region = dma_alloc((pages + 1) * 4096, 4096);
+
+	if (!region)
+		return snap_fail("no memory for dirtypages", -ENOMEM);
+	memset(region + pages * 4096, 0xff, 4096);
+	serial_printf("dirty: ready region=%lx pages=%lu\n", (unsigned long)(uintptr_t)region,
+		      (unsigned long)(pages + 1));
+	cpu_cli();
+	while (!(io_in8(I8042_STATUS_PORT) & 1))
+		cpu_pause();
+	(void)io_in8(I8042_DATA_PORT);
+	for (uint64_t p = 0; p < pages; p++)
+		*(volatile uint64_t *)(region + p * 4096 + 8 * (p % 512)) =
+			(p + 1) * 0x0101010101010101ull;
+	memset(region + pages * 4096, 0, 4096);
+	serial_printf("dirty: written\n");
+	for (;;)
+		cpu_pause();
+	return GUEST_EXIT_FAIL;
+}

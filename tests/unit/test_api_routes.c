@@ -152,6 +152,9 @@ static void test_machine_config(void **state)
 	assert_true(f->req.machine.has_cpu_template); /* PUT resets it */
 	assert_int_equal(f->req.machine.cpu_template, CPU_TEMPLATE_HOST);
 
+	expect_ok(f, "PUT", "/machine-config",
+		  "{\"vcpu_count\":1,\"mem_size_mib\":64,\"track_dirty_pages\":true}");
+	assert_true(f->req.machine.has_track_dirty_pages && f->req.machine.track_dirty_pages);
 	expect_ok(f, "PATCH", "/machine-config", "{\"cpu_template\":\"Minimal\"}");
 	assert_int_equal(f->req.op, API_PATCH_MACHINE_CONFIG);
 	assert_false(f->req.machine.has_vcpu_count);
@@ -185,8 +188,8 @@ static void test_machine_config(void **state)
 	BAD(f, "PUT", "/machine-config", "{\"vcpu_count\":1,\"mem_size_mib\":64,\"smt\":1}",
 	    "smt must be a boolean");
 	BAD(f, "PUT", "/machine-config",
-	    "{\"vcpu_count\":1,\"mem_size_mib\":64,\"track_dirty_pages\":true}",
-	    "track_dirty_pages", "not supported yet");
+	    "{\"vcpu_count\":1,\"mem_size_mib\":64,\"track_dirty_pages\":1}",
+	    "track_dirty_pages must be a boolean");
 	BAD(f, "PUT", "/machine-config",
 	    "{\"vcpu_count\":1,\"mem_size_mib\":64,\"cpu_template\":\"T2\"}",
 	    "cpu_template 'T2' is not supported");

@@ -213,10 +213,10 @@ static void test_memfile_sparse_and_footer(void **state)
 	mem.base[4 * MIB] = 9;
 	mem.base[4 * MIB] = 0;
 	int fd = tmp_file(path);
-	assert_int_equal(memfile_write(fd, &mem, NULL, &ms), 0);
+	assert_int_equal(memfile_write(fd, &mem, NULL, false, &ms), 0);
 	assert_int_equal(ms.written_pages, 3);
 	assert_true(ms.candidate_pages >= 4 && ms.candidate_pages < 8 * MIB / 4096);
-	assert_int_equal(memfile_write_footer(fd, mem.size, 0x1234, false), 0);
+	assert_int_equal(memfile_write_footer(fd, mem.size, 0x1234, 0, false), 0);
 	struct stat sb;
 	assert_int_equal(fstat(fd, &sb), 0);
 	assert_int_equal(sb.st_size, 8 * MIB + SNAP_MEM_FOOTER_SIZE);
@@ -255,7 +255,7 @@ static void test_memfile_sparse_and_footer(void **state)
 	 * private write. */
 	char path2[64];
 	int out2 = tmp_file(path2);
-	assert_int_equal(memfile_write(out2, &back, NULL, &ms), 0);
+	assert_int_equal(memfile_write(out2, &back, NULL, false, &ms), 0);
 	assert_int_equal(ms.written_pages, 4);
 	assert_int_equal(pread(out2, page, 1, 0), 1);
 	assert_int_equal(page[0], 0x77);
