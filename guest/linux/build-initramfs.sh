@@ -26,7 +26,8 @@ file_is_static "$BUSYBOX" ||
 need_tool gzip gzip
 
 inputs() {
-    cat "$GUEST_LINUX_DIR/build-initramfs.sh" "$GUEST_LINUX_DIR/lib.sh"
+    cat "$GUEST_LINUX_DIR/build-initramfs.sh" "$GUEST_LINUX_DIR/lib.sh" \
+        "$GUEST_LINUX_DIR/vsock-tool.c"
     sha256sum <"$BUSYBOX"
 }
 want=$(inputs | sha256sum | cut -d' ' -f1)
@@ -84,6 +85,13 @@ EOF
 touch -d "@$SOURCE_DATE_EPOCH" "$STAGE/init"
 cp "$BUSYBOX" "$STAGE/busybox"
 touch -d "@$SOURCE_DATE_EPOCH" "$STAGE/busybox"
+# /bin/vsock-tool (AF_VSOCK echo/cat for virtio-vsock on real KVM): raw
+# syscalls, no libc, ~10 KiB, so it costs the image next to nothing.
+need_tool "${CC:-gcc}" gcc
+"${CC:-gcc}" -Os -ffreestanding -static -nostdlib -fno-stack-protector -fno-pie -no-pie \
+    -fno-asynchronous-unwind-tables -Wl,--build-id=none -o "$STAGE/vsock-tool" \
+    "$GUEST_LINUX_DIR/vsock-tool.c" || die "compiling vsock-tool.c failed"
+touch -d "@$SOURCE_DATE_EPOCH" "$STAGE/vsock-tool"
 
 {
     for d in /bin /sbin /usr /usr/bin /usr/sbin /dev /proc /sys /mnt /tmp /root /etc; do
@@ -93,6 +101,7 @@ touch -d "@$SOURCE_DATE_EPOCH" "$STAGE/busybox"
     echo "nod /dev/null 0666 0 0 c 1 3"
     echo "file /init $STAGE/init 0755 0 0"
     echo "file /bin/busybox $STAGE/busybox 0755 0 0"
+    echo "file /bin/vsock-tool $STAGE/vsock-tool 0755 0 0"
     busybox_applets "$BUSYBOX" | while read -r applet; do
         echo "slink /$applet /bin/busybox 0777 0 0"
     done
