@@ -33,7 +33,7 @@ LINUX_DIR := $(BUILD)/linux
 
 .PHONY: all mote guest linux deps demo test unit asan-unit integration bench bench-api clean format
 
-all: mote guest jailer
+all: mote guest jailer agent
 
 mote: $(BUILD)/mote
 
@@ -46,6 +46,7 @@ $(patsubst %.c,$(1)/obj/%.o,$(2))
 endef
 
 include jailer/jailer.mk
+include agent/agent.mk
 include tests/fuzz/fuzz.mk
 
 $(BUILD)/obj/%.o: %.c
@@ -98,6 +99,7 @@ integration: all linux $(addprefix $(BUILD)/tests/,$(INTEG_TESTS))
 	MOTE_BIN=$(abspath $(BUILD))/mote MOTE_GUEST=$(abspath $(GUEST_ELF)) \
 		MOTE_LINUX_DIR=$(abspath $(LINUX_DIR)) \
 		MOTE_JAILER=$(abspath $(BUILD))/mote-jailer \
+		MOTE_AGENT=$(abspath $(BUILD))/mote-agent \
 		MOTE_JAIL_PROBE=$(abspath $(BUILD))/tests/jail_probe \
 		./scripts/run-tests.sh integration $(addprefix $(BUILD)/tests/,$(INTEG_TESTS))
 
