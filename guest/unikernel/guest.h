@@ -171,7 +171,7 @@ int snap_dirty(void);
 /* net_tests.c: the same for the net-* scenarios. */
 int net_test_run(const char *name, size_t len, int *code);
 
-/* main.c */
+/* cmdline.c */
 extern const char *guest_cmdline;
 extern uint32_t boot_start_info_paddr;     /* start.S */
 __attribute__((noreturn)) void guest_exit(int code);
@@ -179,6 +179,7 @@ int cmdline_next(const char **cursor, const char *key, const char **val,
 		 size_t *len);
 int cmdline_find(const char *key, const char **val, size_t *len);
 uint64_t cmdline_u64(const char *key, uint64_t def);
+/* main.c (or another program's main), called by start.S */
 int main(uint32_t start_info_paddr);
 
 #endif /* MOTE_GUEST_H */
