@@ -14,7 +14,7 @@ FUZZ_ARGS    := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 FUZZ_VIRTQ_SRCS := tests/fuzz/fuzz_virtq.c vmm/mem.c virtio/queue.c
 # The API's request path (HTTP parsing, routing, JSON validation) with a
 # stub VMM; links the Debian http_parser and jansson libraries.
-FUZZ_API_SRCS := tests/fuzz/fuzz_api.c api/server.c api/routes.c api/schema.c \
+FUZZ_API_SRCS := tests/fuzz/fuzz_api.c api/server.c api/routes.c api/schema.c virtio/net_config.c \
 	api/schema_snapshot.c vmm/log.c \
 	vmm/caps.c vmm/seccomp.c
 FUZZ_API_LIBS := -lhttp_parser -ljansson -lseccomp -lpthread
