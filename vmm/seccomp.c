@@ -106,7 +106,8 @@ static const struct seccomp_rule vmm_rules[] = {
 					     "working-set sampler zaps sampled guest pages "
 					     "(metrics/wss.c)"),
 	ALLOW(pread64, "demand metrics: each vCPU's schedstat and KVM statistics fds, "
-		       "/proc/self/pagemap for the working set (metrics/)"),
+		       "/proc/self/pagemap for the working set (metrics/); snapshot/create of a "
+		       "restored VM: /proc/self/pagemap finds the pages it copied on write"),
 	ALLOW(mincore, "demand metrics: resident guest memory (metrics/wss.c)"),
 	/* PUT /snapshot/create on a paused VM (snapshot/): reads every vCPU's
 	 * and the VM's KVM state, writes both files and renames them. */
@@ -136,8 +137,8 @@ static const struct seccomp_rule vmm_rules[] = {
 		     "and after the renames"),
 	ALLOW(rename, "snapshot/create: temporary names to final ones, memory file first"),
 	ALLOW(unlink, "snapshot/create: removes its temporary files when it fails"),
-	ALLOW(pread64, "snapshot/create of a restored VM: /proc/self/pagemap finds the pages it "
-		       "copied on write"),
+	/* pread64 (snapshot/create of a restored VM reads /proc/self/pagemap)
+	 * is listed once, with the demand metrics' use, above. */
 };
 
 static const struct seccomp_rule vcpu_rules[] = {
