@@ -73,7 +73,6 @@ static const struct seccomp_rule vmm_rules[] = {
 				      "unix socket (and only a unix socket)"),
 	ALLOW(connect, "virtio-vsock connects that socket to <uds_path>_<port>"),
 	ALLOW(shutdown, "virtio-vsock passes a guest SHUTDOWN on to the host socket"),
-	ALLOW(unlink, "virtio-vsock removes its uds_path socket file at teardown"),
 	ALLOW_IOCTL(TUNSETOFFLOAD, "virtio-net tells the TAP which offloads the guest "
 				   "negotiated (net_service, after DRIVER_OK)"),
 	ALLOW(timerfd_settime, "virtio-blk rate limiter arms its timer; blk_reset disarms it at "
@@ -136,7 +135,8 @@ static const struct seccomp_rule vmm_rules[] = {
 	ALLOW(fsync, "snapshot/create: both files and their directories reach the disk before "
 		     "and after the renames"),
 	ALLOW(rename, "snapshot/create: temporary names to final ones, memory file first"),
-	ALLOW(unlink, "snapshot/create: removes its temporary files when it fails"),
+	ALLOW(unlink, "snapshot/create: removes its temporary files when it fails; virtio-vsock "
+		      "removes its uds_path socket file at teardown"),
 	/* pread64 (snapshot/create of a restored VM reads /proc/self/pagemap)
 	 * is listed once, with the demand metrics' use, above. */
 };
