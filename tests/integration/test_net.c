@@ -415,6 +415,144 @@ static void test_config_file_interface(void **state)
 	harness_free(&r);
 }
 
+/* One API request with curl over the unix socket; returns the HTTP status. */
+static int api_call(const char *sock, const char *method, const char *path, const char *body,
+		    char *out, size_t cap)
+{
+	char url[256];
+	int po[2];
+
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	if (pipe2(po, O_CLOEXEC))
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(po[1], 1);
+		if (body)
+			execlp("curl", "curl", "-s", "--max-time", "30", "--unix-socket", sock, "-X",
+			       method, "-o", "-", "-w", "\n%{http_code}", "-H",
+			       "Content-Type: application/json", "--data-binary", body, url, (char *)NULL);
+		else
+			execlp("curl", "curl", "-s", "--max-time", "30", "--unix-socket", sock, "-X",
+			       method, "-o", "-", "-w", "\n%{http_code}", url, (char *)NULL);
+		_exit(127);
+	}
+	close(po[1]);
+	size_t len = 0;
+	ssize_t got;
+	while (len + 1 < cap && (got = read(po[0], out + len, cap - 1 - len)) > 0)
+		len += (size_t)got;
+	close(po[0]);
+	waitpid(pid, NULL, 0);
+	out[len] = '\0';
+	char *nl = strrchr(out, '\n');
+	if (!nl)
+		return 0;
+	*nl = '\0';
+	return atoi(nl + 1);
+}
+
+static void api_expect(const char *sock, int code, const char *method, const char *path,
+		       const char *body, const char *needle, char *reply, size_t cap)
+{
+	int st = api_call(sock, method, path, body, reply, cap);
+
+	if (st != code || (needle && !strstr(reply, needle)))
+		fail_msg("%s %s: got %d '%s', expected %d with '%s'", method, path, st, reply, code,
+			 needle ? needle : "");
+}
+
+#define API_EXPECT(code, method, path, body, needle) \
+	api_expect(sock, code, method, path, body, needle, reply, sizeof(reply))
+
+static char *slurp(const char *path)
+{
+	static char buf[1 << 16];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* The API path: PUT before boot (TAP checked, duplicates refused), the
+ * derived MAC in GET /vm/config, net counters in FlushMetrics, and a PATCH
+ * of the TX limiter that takes effect on the running VM. */
+static void test_api_interface_metrics_and_patch(void **state)
+{
+	char sock[64], metrics[64], body[512], reply[16384];
+	double fps, mbps;
+	struct harness_proc p;
+
+	(void)state;
+	drain_socket();
+	snprintf(sock, sizeof(sock), "/tmp/mote-net-api-%d.sock", (int)getpid());
+	snprintf(metrics, sizeof(metrics), "/tmp/mote-net-metrics-%d.json", (int)getpid());
+	unlink(sock);
+	unlink(metrics);
+	char *argv[] = { (char *)mote_bin, "--api-sock", sock, "--id", "netvm", NULL };
+	harness_spawn(&p, argv);
+	for (int i = 0; i < 200 && access(sock, F_OK); i++)
+		usleep(50 * 1000);
+	snprintf(body, sizeof(body),
+		 "{\"kernel_image_path\":\"%s\",\"boot_args\":\"test=net-reflect frames=1000000\"}",
+		 guest_elf);
+	API_EXPECT(204, "PUT", "/boot-source", body, NULL);
+	API_EXPECT(204, "PUT", "/network-interfaces/eth0",
+		   "{\"iface_id\":\"eth0\",\"host_dev_name\":\"" TAP "\"}", NULL);
+	API_EXPECT(400, "PUT", "/network-interfaces/eth1",
+		   "{\"iface_id\":\"eth1\",\"host_dev_name\":\"" TAP "\"}",
+		   "interface 'eth0' already uses this host_dev_name");
+	API_EXPECT(400, "PATCH", "/network-interfaces/eth0",
+		   "{\"iface_id\":\"eth0\",\"rx_rate_limiter\":{}}", "not running");
+	snprintf(body, sizeof(body), "{\"metrics_path\":\"%s\"}", metrics);
+	API_EXPECT(204, "PUT", "/metrics", body, NULL);
+	API_EXPECT(204, "PUT", "/actions", "{\"action_type\":\"InstanceStart\"}", NULL);
+	API_EXPECT(400, "PUT", "/network-interfaces/eth0",
+		   "{\"iface_id\":\"eth0\",\"host_dev_name\":\"" TAP "\"}", "already started");
+	assert_true(wait_ready(&p, "net-reflect: ready"));
+	reflect_frames(&p, 300, &fps, &mbps);
+
+	API_EXPECT(200, "GET", "/vm/config", NULL,
+		   "\"network-interfaces\":[{\"iface_id\":\"eth0\",\"host_dev_name\":\"" TAP "\"");
+	assert_non_null(strstr(reply, "\"guest_mac\":\"06:"));
+	API_EXPECT(204, "PUT", "/actions", "{\"action_type\":\"FlushMetrics\"}", NULL);
+	const char *m = slurp(metrics);
+	if (!strstr(m, "\"net\":[{\"iface_id\":\"eth0\",\"rx_frames\":300,") ||
+	    !strstr(m, "\"tx_frames\":300,"))
+		fail_msg("metrics line lacks the net counters: %s", m);
+
+	/* 20 frames a second from now on: 50 frames need about 1.5 s. */
+	API_EXPECT(204, "PATCH", "/network-interfaces/eth0",
+		   "{\"iface_id\":\"eth0\",\"tx_rate_limiter\":{\"ops\":{\"size\":20,"
+		   "\"refill_time\":1000}}}", NULL);
+	API_EXPECT(400, "PATCH", "/network-interfaces/eth7",
+		   "{\"iface_id\":\"eth7\",\"rx_rate_limiter\":{}}", "no network interface 'eth7'");
+	double t0 = harness_now_ms();
+	reflect_frames(&p, 50, &fps, &mbps);
+	double limited_ms = harness_now_ms() - t0;
+	API_EXPECT(200, "GET", "/vm/config", NULL, "\"tx_rate_limiter\":{\"bandwidth\":null,\"ops\":{\"size\":20");
+	API_EXPECT(204, "PUT", "/actions", "{\"action_type\":\"FlushMetrics\"}", NULL);
+	m = slurp(metrics);
+	const char *rl = strstr(m, "\"tx_rate_limited\":");
+	while (rl && strstr(rl + 1, "\"tx_rate_limited\":"))
+		rl = strstr(rl + 1, "\"tx_rate_limited\":");
+	assert_non_null(rl);
+	long limited = strtol(rl + strlen("\"tx_rate_limited\":"), NULL, 10);
+	printf("API: 300 frames, then 50 under a 20 frames/s TX limit in %.0f ms (%ld waits)\n",
+	       limited_ms, limited);
+	assert_true(limited_ms > 1200);
+	assert_true(limited > 0);
+	kill(p.pid, SIGTERM);
+	struct run_result r = harness_proc_finish(&p, 30);
+	unlink(metrics);
+	unlink(sock);
+	assert_output_contains(&r, err, "net0: rx 350 frames");
+	harness_free(&r);
+}
+
 static void test_net_arg_errors(void **state)
 {
 	(void)state;
@@ -445,6 +583,7 @@ int main(void)
 		cmocka_unit_test(test_generator_frames_arrive_intact),
 		cmocka_unit_test(test_no_rx_buffers_drops_are_bounded),
 		cmocka_unit_test(test_config_file_interface),
+		cmocka_unit_test(test_api_interface_metrics_and_patch),
 		cmocka_unit_test(test_net_arg_errors),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
