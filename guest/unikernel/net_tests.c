@@ -14,6 +14,8 @@
  *                frame length, then byte i of the frame = NET_PATTERN(i).
  *   net-norx     posts no RX buffers for norx_ms=<ms> (2000), then posts
  *                them and counts what arrives for rx_ms=<ms> (1000).
+ *   net-hostile  sends chains the device must refuse, then breaks the TX
+ *                ring; passes when the device says DEVICE_NEEDS_RESET.
  *
  * Other tokens: netmrg=0|1 (1), netbuf=<bytes per RX buffer> (2048),
  * netbufs=<n> (128).
@@ -310,6 +312,67 @@ static int net_norx(void)
 	return GUEST_EXIT_PASS;
 }
 
+/* Breaks the rules on purpose: a chain shorter than the header, a frame
+ * past 64 KiB, a header with DATA_VALID (the device's flag), then one good
+ * frame; then an available-ring entry naming a descriptor beyond the
+ * queue. The monitor must drop and count the first three, send the good
+ * one, and answer the broken ring with DEVICE_NEEDS_RESET. */
+static int net_hostile(void)
+{
+	uint32_t big = NET_HDR_LEN + 65551;
+	uint8_t *mem;
+	uint64_t addr[2];
+	uint32_t len[2], status = 0;
+	int err;
+
+	if ((err = net_setup()))
+		return err;
+	mem = dma_alloc(big + 4096, 4096);
+	if (!mem)
+		return net_fail("out of memory");
+	memset(mem, 0, big + 4096);
+	addr[0] = (uint64_t)(uintptr_t)mem;
+	len[0] = 8;
+	net_tx_chain(&net, addr, len, 1, NULL);
+	len[0] = big;
+	net_tx_chain(&net, addr, len, 1, NULL);
+	uint8_t *h = mem + big;                 /* 12-byte header, then a frame */
+	h[0] = 2;                               /* VIRTIO_NET_HDR_F_DATA_VALID */
+	addr[0] = (uint64_t)(uintptr_t)h;
+	len[0] = NET_HDR_LEN;
+	addr[1] = (uint64_t)(uintptr_t)(h + 64);
+	len[1] = 60;
+	net_tx_chain(&net, addr, len, 2, NULL);
+	uint8_t *g = h + 256;                   /* the good one */
+	memset(g + NET_HDR_LEN, 0xff, 6);
+	memcpy(g + NET_HDR_LEN + 6, net.mac, 6);
+	g[NET_HDR_LEN + 12] = NET_GEN_TYPE_HI;
+	g[NET_HDR_LEN + 13] = NET_GEN_TYPE_LO;
+	memcpy(g + NET_HDR_LEN + 14, "GOOD", 4);
+	addr[0] = (uint64_t)(uintptr_t)g;
+	len[0] = NET_HDR_LEN + 60;
+	net_tx_chain(&net, addr, len, 1, NULL);
+	net_kick(&net, &net.tx);
+	if ((err = net_drain_tx()))
+		return err;
+	serial_printf("net-hostile: 4 frames handed back\n");
+	/* A head beyond the queue. */
+	net.tx.vq.avail->ring[net.tx.vq.avail_shadow & (net.tx.vq.size - 1)] = 0xffff;
+	net.tx.vq.avail_shadow++;
+	net_kick(&net, &net.tx);
+	virtio_write32(net.vdev, VIRTIO_MMIO_QUEUE_NOTIFY, 1);
+	for (unsigned w = 0; w < 300 && !(status & VIRTIO_STATUS_NEEDS_RESET); w++) {
+		status = virtio_read32(net.vdev, VIRTIO_MMIO_STATUS);
+		if (!(status & VIRTIO_STATUS_NEEDS_RESET))
+			net_wait(&net);
+	}
+	serial_printf("net-hostile: device status 0x%x\n", status);
+	if (!(status & VIRTIO_STATUS_NEEDS_RESET))
+		return net_fail("no DEVICE_NEEDS_RESET after a broken ring");
+	serial_printf("TEST PASS net-hostile\n");
+	return GUEST_EXIT_PASS;
+}
+
 int net_test_run(const char *name, size_t len, int *code)
 {
 	static const struct {
@@ -319,6 +382,7 @@ int net_test_run(const char *name, size_t len, int *code)
 		{ "net-reflect", net_reflect },
 		{ "net-gen", net_gen },
 		{ "net-norx", net_norx },
+		{ "net-hostile", net_hostile },
 	};
 
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {

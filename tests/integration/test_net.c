@@ -553,6 +553,39 @@ static void test_api_interface_metrics_and_patch(void **state)
 	harness_free(&r);
 }
 
+/* A guest that breaks the rules: three bad frames dropped and counted, the
+ * good one sent, a broken ring answered with DEVICE_NEEDS_RESET; the
+ * monitor carries on and exits with the guest's status. */
+static void test_hostile_guest(void **state)
+{
+	static uint8_t in[FRAME_MAX + 64];
+	struct harness_proc p;
+	unsigned good = 0, other = 0;
+
+	(void)state;
+	drain_socket();
+	char *argv[] = { (char *)mote_bin, "--kernel", (char *)guest_elf, "--net", "tap=" TAP,
+			 "--cmdline", "test=net-hostile", NULL };
+	harness_spawn(&p, argv);
+	assert_true(wait_ready(&p, "net-hostile: 4 frames handed back"));
+	ssize_t n;
+	while ((n = recv_frame(in, sizeof(in), 500)) >= 0) {
+		if (n == 60 && !memcmp(in + 14, "GOOD", 4))
+			good++;
+		else
+			other++;
+	}
+	struct run_result r = harness_proc_finish(&p, 60);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "TEST PASS net-hostile");
+	assert_output_contains(&r, err, "guest error, device needs reset");
+	assert_output_contains(&r, err, "tx 1 frames 60 bytes");
+	assert_output_contains(&r, err, "tx_dropped 3,");
+	assert_int_equal(good, 1);
+	assert_int_equal(other, 0);
+	harness_free(&r);
+}
+
 static void test_net_arg_errors(void **state)
 {
 	(void)state;
@@ -584,6 +617,7 @@ int main(void)
 		cmocka_unit_test(test_no_rx_buffers_drops_are_bounded),
 		cmocka_unit_test(test_config_file_interface),
 		cmocka_unit_test(test_api_interface_metrics_and_patch),
+		cmocka_unit_test(test_hostile_guest),
 		cmocka_unit_test(test_net_arg_errors),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
