@@ -1,5 +1,7 @@
 /* virtio-vsock device: three queues (0 rx, 1 tx, 2 event), one table of
  * streams, each bridged to a unix socket. See vsock.h for the protocol.
+ * This file has the queues, the packets to and from the guest and the
+ * device ops; vsock_conn.c the streams and the host sockets.
  *
  * Threads: everything runs under vdev.lock, on the event loop thread
  * (queue kicks, socket events) or on a vCPU thread (activate, reset).
@@ -18,7 +20,7 @@
  *    that sends more is reset). The TX queue itself never waits.
  *  - host -> guest: a socket is read only while the guest has credit for
  *    its stream and an RX buffer is posted, directly into that buffer. */
-#include "virtio/vsock.h"
+#include "virtio/vsock_conn.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -33,197 +35,9 @@
 #include "virtio/vsock_uds.h"
 #include "vmm/log.h"
 
-#define VSOCK_QUEUE_SIZE 256
-#define VSOCK_RXQ 0
-#define VSOCK_TXQ 1
-#define VSOCK_EVQ 2
-#define VSOCK_HDR_SIZE ((uint32_t)sizeof(struct vsock_hdr))
-/* RST answers to packets that belong to no stream, waiting for an RX
- * buffer. Bounded: when full, further answers are dropped and counted
- * (the guest's own timeouts then apply). */
-#define VSOCK_REPLY_MAX 64
-/* First local port handed to host-initiated streams (as Firecracker). */
-#define VSOCK_LOCAL_PORT_BASE (1u << 30)
-#define VSOCK_EPOLL_BATCH 32
-/* Packets one stream may take in a row before the next gets its turn. */
-#define VSOCK_RX_BURST 4
-#define VSOCK_LISTENER_TAG UINT64_MAX
-
-/* Control packets a stream owes the guest, sent as RX buffers allow. */
-#define PEND_RST            0x01
-#define PEND_REQUEST        0x02
-#define PEND_RESPONSE       0x04
-#define PEND_CREDIT_UPDATE  0x08
-#define PEND_CREDIT_REQUEST 0x10
-
-enum conn_state {
-	CONN_FREE,
-	CONN_LINE,        /* host client accepted, reading its CONNECT line */
-	CONN_REQUEST,     /* REQUEST owed or sent to the guest, awaiting RESPONSE */
-	CONN_ESTABLISHED,
-	CONN_CLOSING,     /* socket closed, RST owed to the guest */
-};
-
-struct vsock_conn {
-	enum conn_state state;
-	uint32_t gen;           /* tags epoll events: stale ones are ignored */
-	int fd;
-	uint32_t events;        /* what the socket is registered for; 0: not in the set */
-	uint32_t local_port;    /* the host side's port */
-	uint32_t peer_port;     /* the guest side's port */
-	unsigned pending;       /* PEND_* */
-	uint32_t guest_shut;    /* VSOCK_SHUTDOWN_* the guest sent */
-	bool host_eof;          /* the host peer will send no more (SHUTDOWN sent) */
-	bool host_wr_shut;      /* we shut the socket's write side */
-	bool readable;          /* EPOLLIN seen, not yet read to EAGAIN */
-	bool credit_requested;  /* we asked the guest for credit */
-	bool guest_waiting;     /* the guest asked us: tell it when fwd_cnt moves */
-	struct vsock_credit tx;     /* host -> guest */
-	struct vsock_rx_credit rx;  /* guest -> host */
-	/* guest -> host bytes the socket has not taken yet */
-	uint8_t *ring;          /* VSOCK_CONN_BUF bytes, allocated on first use, kept */
-	uint32_t ring_head, ring_len;
-	/* CONNECT line being read */
-	char line[VSOCK_CONNECT_LINE_MAX];
-	uint32_t line_len;
-};
-
-struct vsock_reply {
-	uint32_t src_port, dst_port;
-};
-
-struct virtio_vsock {
-	struct virtio_device vdev; /* first: container_of by cast */
-	struct vsock_config cfg;
-	char name[16];
-	struct event_loop *loop;
-	int epfd;
-	int listen_fd;
-	bool active;
-	uint64_t config_cid;       /* config space: le64 guest_cid */
-
-	/* All stream state, in one place (snapshots reset it, see
-	 * virtio_vsock_transport_reset). */
-	struct vsock_conn conns[VSOCK_MAX_CONNS];
-	unsigned nr_conns;
-	unsigned rr;               /* round-robin start for RX service */
-	uint32_t next_local_port;
-	struct vsock_reply replies[VSOCK_REPLY_MAX];
-	unsigned nr_replies;
-
-	struct virtq_chain chain;  /* scratch for virtq_pop */
-	struct iovec iov[VIRTQ_MAX_CHAIN];
-	struct vsock_stats stats;
-	bool warned;
-};
-
 static struct virtio_vsock *to_vsock(struct virtio_device *dev)
 {
 	return (struct virtio_vsock *)dev;
-}
-
-/* ---- connection table ------------------------------------------------------ */
-
-static uint64_t conn_tag(const struct virtio_vsock *v, const struct vsock_conn *c)
-{
-	return (uint64_t)(c - v->conns) | ((uint64_t)c->gen << 32);
-}
-
-static struct vsock_conn *conn_find(struct virtio_vsock *v, uint32_t local, uint32_t peer)
-{
-	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
-		struct vsock_conn *c = &v->conns[i];
-		if (c->state != CONN_FREE && c->state != CONN_LINE && c->local_port == local &&
-		    c->peer_port == peer)
-			return c;
-	}
-	return NULL;
-}
-
-static struct vsock_conn *conn_alloc(struct virtio_vsock *v, int fd)
-{
-	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
-		struct vsock_conn *c = &v->conns[i];
-		if (c->state != CONN_FREE)
-			continue;
-		uint8_t *ring = c->ring;
-		uint32_t gen = c->gen;
-		memset(c, 0, sizeof(*c));
-		c->ring = ring;
-		c->gen = gen;
-		c->fd = fd;
-		c->rx.buf_alloc = VSOCK_CONN_BUF;
-		v->nr_conns++;
-		return c;
-	}
-	return NULL;
-}
-
-/* Closes the socket; the slot stays until an owed RST is delivered. No
- * memory is freed (see the top of the file). */
-static void conn_close_fd(struct vsock_conn *c)
-{
-	if (c->fd >= 0)
-		close(c->fd); /* also leaves the epoll set */
-	c->fd = -1;
-	c->events = 0;
-}
-
-static void conn_free(struct virtio_vsock *v, struct vsock_conn *c)
-{
-	conn_close_fd(c);
-	if (c->state != CONN_LINE)
-		atomic_fetch_add(&v->stats.conns_closed, 1);
-	c->state = CONN_FREE;
-	c->gen++;
-	c->ring_head = c->ring_len = 0;
-	v->nr_conns--;
-}
-
-/* Ends a stream; tell_guest: owe it a RST (the guest knows the stream). */
-static void conn_reset(struct virtio_vsock *v, struct vsock_conn *c, bool tell_guest)
-{
-	if (!tell_guest || !v->active || c->state == CONN_LINE) {
-		conn_free(v, c);
-		return;
-	}
-	conn_close_fd(c);
-	c->state = CONN_CLOSING;
-	c->pending = PEND_RST;
-}
-
-static bool conn_can_read_host(const struct vsock_conn *c)
-{
-	return c->state == CONN_ESTABLISHED && !c->host_eof &&
-	       !(c->guest_shut & VSOCK_SHUTDOWN_RCV);
-}
-
-/* Puts the socket in the epoll set for what the stream can use now. */
-static void conn_sync_events(struct virtio_vsock *v, struct vsock_conn *c)
-{
-	uint32_t want = 0;
-
-	if (c->fd < 0)
-		return;
-	if (c->state == CONN_LINE)
-		want = EPOLLIN;
-	if (c->state == CONN_ESTABLISHED) {
-		/* Once readable, the device reads when it can: no need to hear
-		 * about it again until a read says EAGAIN. */
-		if (!c->readable && conn_can_read_host(c))
-			want |= EPOLLIN;
-		if (c->ring_len)
-			want |= EPOLLOUT;
-	}
-	if (want == c->events)
-		return;
-	struct epoll_event ev = { .events = want, .data.u64 = conn_tag(v, c) };
-	int op = !c->events ? EPOLL_CTL_ADD : !want ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
-	if (epoll_ctl(v->epfd, op, c->fd, &ev) < 0) {
-		log_warn("%s: epoll_ctl on a stream socket: %s", v->name, strerror(errno));
-		return;
-	}
-	c->events = want;
 }
 
 /* ---- packets to the guest (RX queue) ------------------------------------------ */
@@ -285,30 +99,13 @@ static void rx_push(struct virtio_vsock *v, const struct vsock_hdr *h, uint32_t 
 	atomic_fetch_add(&v->stats.rx_packets, 1);
 }
 
-static uint32_t conn_credit(const struct vsock_conn *c)
-{
-	return vsock_peer_credit(&c->tx);
-}
-
 static bool conn_wants_rx(const struct vsock_conn *c)
 {
 	if (c->state == CONN_FREE || c->state == CONN_LINE)
 		return false;
 	if (c->pending)
 		return true;
-	return c->readable && conn_can_read_host(c) && conn_credit(c) > 0;
-}
-
-/* Both directions finished: RST (the guest's cue that the stream is gone)
- * and close. */
-static void conn_check_done(struct virtio_vsock *v, struct vsock_conn *c)
-{
-	if (c->state != CONN_ESTABLISHED)
-		return;
-	bool g2h_done = (c->guest_shut & VSOCK_SHUTDOWN_SEND) && !c->ring_len;
-	bool h2g_done = c->host_eof || (c->guest_shut & VSOCK_SHUTDOWN_RCV);
-	if (g2h_done && h2g_done)
-		conn_reset(v, c, true);
+	return c->readable && vsock_conn_can_read_host(c) && vsock_conn_credit(c) > 0;
 }
 
 /* Reads host data straight into the popped RX chain. Returns the payload
@@ -347,7 +144,7 @@ static int rx_serve_one(struct virtio_vsock *v, struct vsock_conn *c)
 	if (c->pending & PEND_RST) {
 		conn_hdr(v, c, &h, VSOCK_OP_RST);
 		rx_push(v, &h, 0);
-		conn_free(v, c);
+		vsock_conn_free(v, c);
 		return 1;
 	}
 	static const struct { unsigned bit; uint16_t op; } ctl[] = {
@@ -365,13 +162,13 @@ static int rx_serve_one(struct virtio_vsock *v, struct vsock_conn *c)
 		return 1;
 	}
 
-	uint32_t room = conn_credit(c);
+	uint32_t room = vsock_conn_credit(c);
 	uint64_t buf_room = v->chain.writable_len - VSOCK_HDR_SIZE;
 	if (room > buf_room)
 		room = (uint32_t)buf_room;
 	if (room > VSOCK_MAX_PAYLOAD)
 		room = VSOCK_MAX_PAYLOAD;
-	if (!c->readable || !conn_can_read_host(c) || room == 0) {
+	if (!c->readable || !vsock_conn_can_read_host(c) || room == 0) {
 		virtq_unpop(&v->vdev.queues[VSOCK_RXQ]);
 		return 0;
 	}
@@ -387,7 +184,7 @@ static int rx_serve_one(struct virtio_vsock *v, struct vsock_conn *c)
 	if (got == -EAGAIN || got == -EINTR) {
 		virtq_unpop(&v->vdev.queues[VSOCK_RXQ]);
 		c->readable = false;
-		conn_sync_events(v, c);
+		vsock_conn_sync_events(v, c);
 		return 0;
 	}
 	if (got == 0) {
@@ -398,20 +195,20 @@ static int rx_serve_one(struct virtio_vsock *v, struct vsock_conn *c)
 		conn_hdr(v, c, &h, VSOCK_OP_SHUTDOWN);
 		h.flags = VSOCK_SHUTDOWN_SEND;
 		rx_push(v, &h, 0);
-		conn_sync_events(v, c);
-		conn_check_done(v, c);
+		vsock_conn_sync_events(v, c);
+		vsock_conn_check_done(v, c);
 		return 1;
 	}
 	/* The host peer is gone (ECONNRESET and the like). */
 	conn_hdr(v, c, &h, VSOCK_OP_RST);
 	rx_push(v, &h, 0);
-	conn_free(v, c);
+	vsock_conn_free(v, c);
 	return 1;
 }
 
 /* Sends what is owed to the guest while RX buffers last: RST answers
  * first, then the streams in turn, a few packets each. */
-static void rx_run(struct virtio_vsock *v)
+void vsock_rx_run(struct virtio_vsock *v)
 {
 	bool pushed = false, more = true;
 
@@ -433,8 +230,8 @@ static void rx_run(struct virtio_vsock *v)
 			struct vsock_conn *c = &v->conns[(v->rr + k) % VSOCK_MAX_CONNS];
 
 			/* A stream with data but no credit asks for some, once. */
-			if (c->state == CONN_ESTABLISHED && c->readable && conn_can_read_host(c) &&
-			    !conn_credit(c) && !c->credit_requested) {
+			if (c->state == CONN_ESTABLISHED && c->readable && vsock_conn_can_read_host(c) &&
+			    !vsock_conn_credit(c) && !c->credit_requested) {
 				c->pending |= PEND_CREDIT_REQUEST;
 				c->credit_requested = true;
 			}
@@ -468,115 +265,6 @@ static void reply_rst(struct virtio_vsock *v, const struct vsock_hdr *g)
 
 /* ---- packets from the guest (TX queue) ------------------------------------------ */
 
-static void ring_push(struct vsock_conn *c, const struct virtq_chain *ch, uint64_t off,
-		      uint32_t len)
-{
-	while (len) {
-		uint32_t tail = (c->ring_head + c->ring_len) % VSOCK_CONN_BUF;
-		uint32_t n = VSOCK_CONN_BUF - tail;
-		if (n > len)
-			n = len;
-		virtq_chain_read(ch, off, c->ring + tail, n);
-		c->ring_len += n;
-		off += n;
-		len -= n;
-	}
-}
-
-/* Writes what the ring holds to the socket. 0 or -errno (peer gone). */
-static int conn_flush(struct virtio_vsock *v, struct vsock_conn *c)
-{
-	while (c->ring_len) {
-		uint32_t first = VSOCK_CONN_BUF - c->ring_head;
-		struct iovec iov[2] = { { c->ring + c->ring_head, c->ring_len } };
-		int n = 1;
-		if (first < c->ring_len) {
-			iov[0].iov_len = first;
-			iov[1] = (struct iovec){ c->ring, c->ring_len - first };
-			n = 2;
-		}
-		ssize_t w = writev(c->fd, iov, n);
-		if (w < 0)
-			return errno == EAGAIN ? 0 : -errno;
-		c->ring_head = (c->ring_head + (uint32_t)w) % VSOCK_CONN_BUF;
-		c->ring_len -= (uint32_t)w;
-		c->rx.fwd_cnt += (uint32_t)w;
-		atomic_fetch_add(&v->stats.tx_bytes, (uint64_t)w);
-	}
-	c->ring_head = 0;
-	return 0;
-}
-
-static void conn_after_forward(struct virtio_vsock *v, struct vsock_conn *c)
-{
-	/* A guest that asked for credit hears as soon as there is news, even
-	 * when the usual half-buffer rule would stay quiet (its packets may be
-	 * larger than what it thinks is free). */
-	if (vsock_rx_wants_update(&c->rx) ||
-	    (c->guest_waiting && c->rx.fwd_cnt != c->rx.last_fwd_sent)) {
-		c->pending |= PEND_CREDIT_UPDATE;
-		c->guest_waiting = false;
-	}
-	if ((c->guest_shut & VSOCK_SHUTDOWN_SEND) && !c->ring_len && !c->host_wr_shut) {
-		shutdown(c->fd, SHUT_WR);
-		c->host_wr_shut = true;
-	}
-	conn_sync_events(v, c);
-	conn_check_done(v, c);
-}
-
-/* RW payload at offset VSOCK_HDR_SIZE of the chain, to the host socket. */
-static void tx_forward(struct virtio_vsock *v, struct vsock_conn *c, const struct virtq_chain *ch,
-		       uint32_t len)
-{
-	uint64_t off = VSOCK_HDR_SIZE;
-
-	c->rx.rx_cnt += len;
-	if (!c->ring_len) {
-		/* Straight from guest memory when the socket takes it. */
-		uint64_t skip = off;
-		uint32_t left = len;
-		int n = 0;
-		for (unsigned i = 0; i < ch->nr_readable && left; i++) {
-			const struct virtq_buf *b = &ch->bufs[i];
-			if (skip >= b->len) {
-				skip -= b->len;
-				continue;
-			}
-			uint32_t take = b->len - (uint32_t)skip;
-			if (take > left)
-				take = left;
-			v->iov[n++] = (struct iovec){ b->hva + skip, take };
-			left -= take;
-			skip = 0;
-		}
-		ssize_t w = n ? writev(c->fd, v->iov, n) : 0;
-		if (w < 0 && errno != EAGAIN) {
-			conn_reset(v, c, true);
-			return;
-		}
-		if (w > 0) {
-			c->rx.fwd_cnt += (uint32_t)w;
-			atomic_fetch_add(&v->stats.tx_bytes, (uint64_t)w);
-			off += (uint64_t)w;
-			len -= (uint32_t)w;
-		}
-	}
-	if (len) {
-		if (!c->ring) {
-			c->ring = malloc(VSOCK_CONN_BUF);
-			if (!c->ring) {
-				log_warn("%s: out of memory for a stream buffer", v->name);
-				conn_reset(v, c, true);
-				return;
-			}
-		}
-		/* vsock_rx_fits() held: held bytes (the ring) stay within it. */
-		ring_push(c, ch, off, len);
-	}
-	conn_after_forward(v, c);
-}
-
 /* The guest connects to host port h->dst_port: forward to uds_path_P. */
 static void tx_guest_connect(struct virtio_vsock *v, const struct vsock_hdr *h)
 {
@@ -593,14 +281,14 @@ static void tx_guest_connect(struct virtio_vsock *v, const struct vsock_hdr *h)
 		reply_rst(v, h);
 		return;
 	}
-	struct vsock_conn *c = conn_alloc(v, fd);
+	struct vsock_conn *c = vsock_conn_alloc(v, fd);
 	c->state = CONN_ESTABLISHED;
 	c->local_port = h->dst_port;
 	c->peer_port = h->src_port;
 	vsock_credit_update(&c->tx, h->buf_alloc, h->fwd_cnt);
 	c->pending = PEND_RESPONSE;
 	atomic_fetch_add(&v->stats.conns_opened, 1);
-	conn_sync_events(v, c);
+	vsock_conn_sync_events(v, c);
 }
 
 static void tx_bad_packet(struct virtio_vsock *v, const char *why)
@@ -630,7 +318,7 @@ static void tx_handle(struct virtio_vsock *v, const struct virtq_chain *ch)
 		return;
 	}
 	atomic_fetch_add(&v->stats.tx_packets, 1);
-	struct vsock_conn *c = conn_find(v, h.dst_port, h.src_port);
+	struct vsock_conn *c = vsock_conn_find(v, h.dst_port, h.src_port);
 	if (!c) {
 		if (h.op == VSOCK_OP_REQUEST)
 			tx_guest_connect(v, &h);
@@ -641,7 +329,7 @@ static void tx_handle(struct virtio_vsock *v, const struct virtq_chain *ch)
 	if (c->state == CONN_CLOSING)
 		return; /* our RST is on its way */
 	if (h.op == VSOCK_OP_RST) {
-		conn_reset(v, c, false);
+		vsock_conn_reset(v, c, false);
 		return;
 	}
 	uint32_t old_alloc = c->tx.peer_buf_alloc, old_fwd = c->tx.peer_fwd_cnt;
@@ -655,33 +343,33 @@ static void tx_handle(struct virtio_vsock *v, const struct virtq_chain *ch)
 		int n = snprintf(ok, sizeof(ok), "OK %u\n", c->local_port);
 
 		if (c->state != CONN_REQUEST) {
-			conn_reset(v, c, true);
+			vsock_conn_reset(v, c, true);
 			break;
 		}
 		c->pending &= ~(unsigned)PEND_REQUEST;
 		if (write(c->fd, ok, (size_t)n) != n) {
-			conn_reset(v, c, true);
+			vsock_conn_reset(v, c, true);
 			break;
 		}
 		c->state = CONN_ESTABLISHED;
 		atomic_fetch_add(&v->stats.conns_opened, 1);
-		conn_sync_events(v, c);
+		vsock_conn_sync_events(v, c);
 		break;
 	}
 	case VSOCK_OP_REQUEST:
 		/* A second REQUEST on a live stream: the guest lost track. */
-		conn_reset(v, c, true);
+		vsock_conn_reset(v, c, true);
 		break;
 	case VSOCK_OP_SHUTDOWN:
 		c->guest_shut |= h.flags & (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND);
 		if (c->state == CONN_ESTABLISHED)
-			conn_after_forward(v, c);
+			vsock_conn_after_forward(v, c);
 		else
-			conn_reset(v, c, true);
+			vsock_conn_reset(v, c, true);
 		break;
 	case VSOCK_OP_RW:
 		if (c->state != CONN_ESTABLISHED || (c->guest_shut & VSOCK_SHUTDOWN_SEND)) {
-			conn_reset(v, c, true);
+			vsock_conn_reset(v, c, true);
 			break;
 		}
 		if (!vsock_rx_fits(&c->rx, h.len)) {
@@ -689,17 +377,17 @@ static void tx_handle(struct virtio_vsock *v, const struct virtq_chain *ch)
 			 * buffering without bound. */
 			atomic_fetch_add(&v->stats.credit_violations, 1);
 			tx_bad_packet(v, "stream data beyond the credit the device gave");
-			conn_reset(v, c, true);
+			vsock_conn_reset(v, c, true);
 			break;
 		}
-		tx_forward(v, c, ch, h.len);
+		vsock_conn_forward(v, c, ch, h.len);
 		break;
 	case VSOCK_OP_CREDIT_REQUEST:
 		c->pending |= PEND_CREDIT_UPDATE;
 		c->guest_waiting = vsock_rx_held(&c->rx) > 0;
 		break;
 	case VSOCK_OP_CREDIT_UPDATE:
-		break; /* applied above; rx_run sends if credit opened */
+		break; /* applied above; vsock_rx_run sends if credit opened */
 	}
 }
 
@@ -726,141 +414,6 @@ static void tx_run(struct virtio_vsock *v)
 	}
 	if (pushed)
 		virtio_device_notify_used(&v->vdev, VSOCK_TXQ);
-}
-
-/* ---- host sockets ------------------------------------------------------------ */
-
-static void host_refuse(struct virtio_vsock *v, int fd, const char *why)
-{
-	char line[128];
-	int n = snprintf(line, sizeof(line), "ERR %s\n", why);
-
-	/* Best effort: a fresh socket's buffer takes one short line. */
-	if (write(fd, line, (size_t)n) < 0)
-		log_debug("%s: could not tell a host client why: %s", v->name, strerror(errno));
-	atomic_fetch_add(&v->stats.host_conns_refused, 1);
-}
-
-static uint32_t alloc_local_port(struct virtio_vsock *v)
-{
-	for (;;) {
-		uint32_t p = v->next_local_port++;
-		if (v->next_local_port < VSOCK_LOCAL_PORT_BASE || v->next_local_port == UINT32_MAX)
-			v->next_local_port = VSOCK_LOCAL_PORT_BASE;
-		bool used = false;
-		for (unsigned i = 0; i < VSOCK_MAX_CONNS && !used; i++)
-			used = v->conns[i].state != CONN_FREE && v->conns[i].local_port == p;
-		if (!used)
-			return p;
-	}
-}
-
-/* Reads the CONNECT line a byte at a time: what follows the newline is
- * stream data and stays in the socket for the guest. */
-static void host_read_line(struct virtio_vsock *v, struct vsock_conn *c)
-{
-	while (c->line_len < sizeof(c->line)) {
-		char ch;
-		ssize_t n = read(c->fd, &ch, 1);
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n <= 0) {
-			conn_free(v, c); /* the client left before asking */
-			return;
-		}
-		c->line[c->line_len++] = ch;
-		uint32_t port;
-		size_t used;
-		const char *err = NULL;
-		int r = vsock_parse_connect(c->line, c->line_len, &port, &used, &err);
-		if (r < 0) {
-			host_refuse(v, c->fd, err);
-			conn_free(v, c);
-			return;
-		}
-		if (r == 0)
-			continue;
-		c->state = CONN_REQUEST;
-		c->local_port = alloc_local_port(v);
-		c->peer_port = port;
-		c->pending = PEND_REQUEST;
-		/* Until the guest's RESPONSE, the guest's credit is unknown:
-		 * nothing is read from the socket before then. */
-		conn_sync_events(v, c);
-		return;
-	}
-}
-
-static void host_accept(struct virtio_vsock *v)
-{
-	for (int i = 0; i < 16; i++) {
-		int fd = vsock_uds_accept(v->listen_fd);
-		if (fd < 0)
-			return;
-		struct vsock_conn *c = v->nr_conns < VSOCK_MAX_CONNS ? conn_alloc(v, fd) : NULL;
-		if (!c) {
-			host_refuse(v, fd, "too many vsock connections");
-			close(fd);
-			continue;
-		}
-		c->state = CONN_LINE;
-		conn_sync_events(v, c);
-		/* Clients usually send the line with the connect: read it now
-		 * rather than on the next turn of the loop. */
-		host_read_line(v, c);
-	}
-}
-
-static void host_event(struct virtio_vsock *v, struct vsock_conn *c, uint32_t events)
-{
-	if (c->state == CONN_LINE) {
-		host_read_line(v, c);
-		return;
-	}
-	if (c->state != CONN_ESTABLISHED)
-		return;
-	if (events & EPOLLERR) {
-		conn_reset(v, c, true);
-		return;
-	}
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
-		c->readable = conn_can_read_host(c);
-	if (c->ring_len && (events & (EPOLLOUT | EPOLLHUP))) {
-		if (conn_flush(v, c)) {
-			conn_reset(v, c, true);
-			return;
-		}
-		conn_after_forward(v, c);
-		if (c->state != CONN_ESTABLISHED)
-			return;
-	}
-	conn_sync_events(v, c);
-}
-
-static void vsock_on_events(struct event_loop *loop, int fd, uint32_t events, void *opaque)
-{
-	struct virtio_vsock *v = opaque;
-	struct epoll_event evs[VSOCK_EPOLL_BATCH];
-
-	(void)loop;
-	(void)fd;
-	(void)events;
-	pthread_mutex_lock(&v->vdev.lock);
-	int n = epoll_wait(v->epfd, evs, VSOCK_EPOLL_BATCH, 0);
-	for (int i = 0; i < n; i++) {
-		uint64_t tag = evs[i].data.u64;
-		if (tag == VSOCK_LISTENER_TAG) {
-			host_accept(v);
-			continue;
-		}
-		struct vsock_conn *c = &v->conns[(uint32_t)tag % VSOCK_MAX_CONNS];
-		/* The stream may have ended earlier in this batch. */
-		if (c->state == CONN_FREE || c->gen != (uint32_t)(tag >> 32))
-			continue;
-		host_event(v, c, evs[i].events);
-	}
-	rx_run(v);
-	pthread_mutex_unlock(&v->vdev.lock);
 }
 
 /* ---- device ops ----------------------------------------------------------------- */
@@ -893,7 +446,7 @@ static void vsock_queue_notify(struct virtio_device *dev, unsigned q)
 	if (q == VSOCK_TXQ)
 		tx_run(v);
 	if (q == VSOCK_TXQ || q == VSOCK_RXQ)
-		rx_run(v);
+		vsock_rx_run(v);
 }
 
 /* Every stream ends without a word to the guest (its driver is gone or is
@@ -908,7 +461,7 @@ static void vsock_close_all(struct virtio_vsock *v)
 		 * guest: they may stay. */
 		if (c->state == CONN_LINE)
 			continue;
-		conn_free(v, c);
+		vsock_conn_free(v, c);
 	}
 	v->nr_replies = 0;
 }
@@ -1011,7 +564,7 @@ int virtio_vsock_create(struct virtio_vsock **out, const struct vsock_config *cf
 		snprintf(err, errlen, "vsock: epoll_ctl: %s", strerror(errno));
 		goto err;
 	}
-	ret = loop_add(loop, v->epfd, EPOLLIN, vsock_on_events, v);
+	ret = loop_add(loop, v->epfd, EPOLLIN, vsock_host_on_events, v);
 	if (ret) {
 		snprintf(err, errlen, "vsock: event loop: %s", strerror(-ret));
 		goto err;
@@ -1025,7 +578,7 @@ err:
 
 void virtio_vsock_poll(struct virtio_vsock *v)
 {
-	vsock_on_events(v->loop, v->epfd, EPOLLIN, v);
+	vsock_host_on_events(v->loop, v->epfd, EPOLLIN, v);
 }
 
 struct virtio_device *virtio_vsock_device(struct virtio_vsock *v)
@@ -1054,7 +607,7 @@ void virtio_vsock_destroy(struct virtio_vsock *v)
 		loop_remove(v->loop, v->epfd);
 	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
 		if (v->conns[i].state != CONN_FREE)
-			conn_free(v, &v->conns[i]);
+			vsock_conn_free(v, &v->conns[i]);
 		free(v->conns[i].ring);
 	}
 	if (v->listen_fd >= 0) {

@@ -17,7 +17,8 @@
  *
  *   virtio/vsock_proto.c  header checks, credit arithmetic, CONNECT line
  *   virtio/vsock_uds.c    the unix sockets (listen, accept, connect)
- *   virtio/vsock.c        the device: queues and connection state */
+ *   virtio/vsock_conn.c   the streams: table, guest -> host data, host sockets
+ *   virtio/vsock.c        the device: queues, packets, ops, life cycle */
 #ifndef MOTE_VIRTIO_VSOCK_H
 #define MOTE_VIRTIO_VSOCK_H
 
