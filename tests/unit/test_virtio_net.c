@@ -774,6 +774,37 @@ static void test_tx_rate_limited_then_released(void **state)
 	assert_int_equal(used_pop(f, TXQ, &id, &len), 1);
 }
 
+static void test_rx_rate_limited_then_released(void **state)
+{
+	struct fixture *f = *state;
+	struct token_bucket_config bw = { .size = 100, .refill_time_ms = 100000 };
+	struct token_bucket_config none = { 0 };
+	uint32_t id, len;
+
+	bring_up(f, BIT(VIRTIO_NET_F_MAC));
+	assert_int_equal(virtio_net_set_rate_limits(f->net, &bw, &none, NULL, NULL), 0);
+	post_rx(f, 0, 2048, NULL);
+	post_rx(f, 1, 2048, NULL);
+	host_send(f, 60, 1);
+	host_send(f, 60, 2);
+	wr(f, REG_QUEUE_NOTIFY, RXQ);
+	/* 100 bytes of budget: one frame in, the next one held. */
+	assert_int_equal(used_pop(f, RXQ, &id, &len), 1);
+	assert_int_equal(used_pop(f, RXQ, &id, &len), 0);
+	assert_int_equal(stats(f)->rx_rate_limited, 1);
+	assert_int_equal(stats(f)->rx_dropped, 0);
+	/* Lifted: the held frame is the next one delivered. */
+	assert_int_equal(virtio_net_set_rate_limits(f->net, &none, &none, NULL, NULL), 0);
+	wr(f, REG_QUEUE_NOTIFY, RXQ);
+	assert_int_equal(used_pop(f, RXQ, &id, &len), 1);
+	assert_int_equal(id, 1);
+	assert_int_equal(len, 72);
+	assert_int_equal(stats(f)->rx_frames, 2);
+	/* A limiter without a refill time is refused. */
+	struct token_bucket_config bad = { .size = 10 };
+	assert_int_equal(virtio_net_set_rate_limits(f->net, &bad, &none, NULL, NULL), -EINVAL);
+}
+
 static void test_reset_drops_the_held_frame(void **state)
 {
 	struct fixture *f = *state;
@@ -822,6 +853,7 @@ int main(void)
 		T(test_rx_device_readable_buffer_needs_reset),
 		T(test_runt_from_backend_is_dropped),
 		T(test_tx_rate_limited_then_released),
+		T(test_rx_rate_limited_then_released),
 		T(test_reset_drops_the_held_frame),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
