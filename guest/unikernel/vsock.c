@@ -17,8 +17,13 @@
  * sends one pattern buffer over and over (the pattern's period, 256,
  * divides every chunk).
  *
+ * The same driver serves programs through a small stream API (vsock.h,
+ * "app" mode: the function runtime in guest/fn/): the program gets each
+ * received payload in place, in its RX buffer, and gives the buffer back
+ * when it is done with it.
+ *
  * Flow control (5.10.6.3): each stream advertises vbufalloc=B bytes
- * (default 64 KiB). A received buffer counts against it until echoed; an
+ * (default 64 KiB; an app may set its own per stream). A received buffer counts against it until echoed; an
  * echo waits for the host's credit, and a stream whose host reader
  * stalls holds only its own buffers.
  */
@@ -86,6 +91,8 @@ struct conn {
 	int shut_sent;
 	int credit_asked;
 	uint64_t rx_bytes;
+	uint32_t buf_alloc;    /* what we advertise (vs.buf_alloc unless the app sets it) */
+	void *app_data;
 	/* RX buffers waiting for the host's credit, in order */
 	uint16_t pend[RXQ_MAX];
 	uint32_t pend_head, pend_len;
@@ -107,6 +114,9 @@ struct vs {
 	uint32_t nr_tx_free;
 	uint32_t ev_buf[EVQ_SIZE];
 	struct conn conns[MAX_CONNS];
+	const struct vsock_app *app;      /* app mode */
+	uint32_t app_next_port;
+	uint32_t data_inflight;           /* TXO_DATA packets not yet used */
 	/* scenario state */
 	int echo;
 	uint32_t listen_port;
@@ -251,7 +261,7 @@ static void hdr_fill(struct vsock_hdr *h, struct conn *c, uint16_t op, uint32_t 
 	h->type = TYPE_STREAM;
 	h->op = op;
 	h->flags = 0;
-	h->buf_alloc = vs.buf_alloc;
+	h->buf_alloc = c->buf_alloc;
 	h->fwd_cnt = c->fwd_cnt;
 }
 
@@ -273,7 +283,8 @@ static int send_ctrl_ports(uint32_t src_port, uint32_t dst_port, uint16_t op, ui
 		return -ENOMEM;
 	}
 	struct vsock_hdr *h = &vs.ctrl[slot];
-	struct conn tmp = { .local_port = src_port, .peer_port = dst_port };
+	struct conn tmp = { .local_port = src_port, .peer_port = dst_port,
+			    .buf_alloc = vs.buf_alloc };
 	hdr_fill(h, c ? c : &tmp, op, 0);
 	h->flags = flags;
 	vs.ctrl_busy[slot] = 1;
@@ -312,6 +323,7 @@ static struct conn *conn_new(uint32_t local, uint32_t peer)
 			c->used = 1;
 			c->local_port = local;
 			c->peer_port = peer;
+			c->buf_alloc = vs.buf_alloc;
 			return c;
 		}
 	}
@@ -327,6 +339,8 @@ static uint32_t conn_credit(const struct conn *c)
 
 static void conn_drop(struct conn *c)
 {
+	if (vs.app && vs.app->closed)
+		vs.app->closed((struct vsock_conn *)c);
 	while (c->pend_len) {
 		rx_post(c->pend[c->pend_head]);
 		c->pend_head = (c->pend_head + 1) % RXQ_MAX;
@@ -408,10 +422,16 @@ static void handle_rx(uint16_t b, uint32_t len)
 	}
 	switch (h->op) {
 	case OP_REQUEST:
-		if (!c && vs.echo && h->dst_port == vs.listen_port &&
+		if (!c && (vs.echo || vs.app) && h->dst_port == vs.listen_port &&
 		    (c = conn_new(h->dst_port, h->src_port))) {
 			c->peer_buf_alloc = h->buf_alloc;
 			c->peer_fwd_cnt = h->fwd_cnt;
+			if (vs.app && !vs.app->accept((struct vsock_conn *)c)) {
+				c->used = 0;
+				send_ctrl_ports(h->dst_port, h->src_port, OP_RST, 0, NULL);
+				rx_post(b);
+				return;
+			}
 			c->established = 1;
 			vs.opened++;
 			send_ctrl(c, OP_RESPONSE, 0);
@@ -432,6 +452,11 @@ static void handle_rx(uint16_t b, uint32_t len)
 			return;
 		}
 		c->rx_bytes += h->len;
+		if (vs.app && h->len) {
+			/* The app owns the buffer until vsock_release(). */
+			vs.app->data((struct vsock_conn *)c, b, rx_buf(b) + HDR_SIZE, h->len);
+			return;
+		}
 		if (!vs.echo) {
 			client_take(c, b, h->len);
 			return;
@@ -450,6 +475,8 @@ static void handle_rx(uint16_t b, uint32_t len)
 			c->peer_shut |= h->flags & (SHUT_RCV | SHUT_SEND);
 			if (vs.echo)
 				conn_flush(c);
+			if (vs.app && vs.app->shutdown)
+				vs.app->shutdown((struct vsock_conn *)c);
 		}
 		rx_post(b);
 		return;
@@ -488,6 +515,7 @@ static void handle_tx_done(uint32_t id)
 		break;
 	case TXO_DATA:
 		vs.ctrl_busy[vs.tx_ref[id]] = 0;
+		vs.data_inflight--;
 		tx_put(vs.q[VQ_TX].desc[id].next); /* the pattern descriptor */
 		break;
 	default:
@@ -537,12 +565,14 @@ static int vs_poll(void)
 
 /* ---- set-up ---------------------------------------------------------------------- */
 
+static int vs_start(void);
+
+/* Finds the device, reads the tokens, allocates the buffers, starts it. */
 static int vs_open(void)
 {
 	static struct virtio_dev devs[VIRTIO_MAX_DEVICES];
 	int n = virtio_discover(devs, VIRTIO_MAX_DEVICES);
 	struct virtio_dev *d = NULL;
-	uint32_t status;
 
 	for (int i = 0; i < n; i++)
 		if (devs[i].device_id == VIRTIO_ID_VSOCK)
@@ -560,9 +590,27 @@ static int vs_open(void)
 		serial_printf("vsock: vbuf must be 300..65580 and vnbufs a power of 2, 4..256\n");
 		return -EINVAL;
 	}
+	vs.bufs = dma_alloc((size_t)vs.bufsz * vs.nbufs, 4096);
+	vs.ctrl = dma_alloc(CTRL_SLOTS * sizeof(struct vsock_hdr), 64);
+	vs.pattern = dma_alloc(CLIENT_CHUNK, 4096);
+	if (!vs.bufs || !vs.ctrl || !vs.pattern)
+		return -ENOMEM;
+	return vs_start();
+}
+
+/* Device initialisation (3.1.1) with fresh rings, every buffer posted and
+ * no stream: at start and again after a reset. */
+static int vs_start(void)
+{
+	struct virtio_dev *d = vs.d;
+	uint32_t status;
 
 	if (virtio_reset(d))
 		return -ETIMEDOUT;
+	memset(vs.conns, 0, sizeof(vs.conns));
+	memset(vs.ctrl_busy, 0, sizeof(vs.ctrl_busy));
+	memset(vs.tx_owner, 0, sizeof(vs.tx_owner));
+	vs.nr_tx_free = 0;
 	status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
 	virtio_write32(d, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
 	virtio_write32(d, VIRTIO_MMIO_STATUS, status);
@@ -588,12 +636,6 @@ static int vs_open(void)
 		return -EIO;
 	}
 	vs.cid = virtio_config64(d, 0);
-
-	vs.bufs = dma_alloc((size_t)vs.bufsz * vs.nbufs, 4096);
-	vs.ctrl = dma_alloc(CTRL_SLOTS * sizeof(struct vsock_hdr), 64);
-	vs.pattern = dma_alloc(CLIENT_CHUNK, 4096);
-	if (!vs.bufs || !vs.ctrl || !vs.pattern)
-		return -ENOMEM;
 	for (uint32_t i = 0; i < TXQ_SIZE; i++)
 		tx_put((uint16_t)(TXQ_SIZE - 1 - i));
 	for (uint32_t b = 0; b < vs.nbufs; b++)
@@ -624,6 +666,7 @@ static int vs_open(void)
 static int vsock_echo(void)
 {
 	uint32_t want = (uint32_t)cmdline_u64("vconns=", 1);
+	int reset = cmdline_u64("vreset=", 0) != 0;
 
 	vs.echo = 1;
 	vs.listen_port = (uint32_t)cmdline_u64("vport=", DEFAULT_PORT);
@@ -634,6 +677,16 @@ static int vsock_echo(void)
 	while (vs.closed < want) {
 		if (!vs_poll())
 			vs_wait();
+		/* vreset=1: once a stream has echoed something, reset the
+		 * device under it (the monitor must drop every stream and close
+		 * their host sockets) and start again; streams closed by the
+		 * reset do not count. */
+		if (reset && vs.echoed) {
+			reset = 0;
+			if (vs_start())
+				return GUEST_EXIT_FAIL;
+			serial_printf("vsock-echo: device reset with streams open, restarted\n");
+		}
 	}
 	serial_printf("vsock-echo: %u streams opened, %u closed, %lu bytes echoed, "
 		      "%u bad packets\n",
@@ -652,17 +705,18 @@ static uint32_t pattern_sum(uint64_t n)
 	return s;
 }
 
-/* Sends up to the host's credit, a chunk per packet: header slot plus
- * the pattern buffer. Returns bytes queued. */
-static uint32_t client_send(struct conn *c, uint64_t left)
+/* Sends up to the host's credit, one packet of at most chunk bytes:
+ * header slot plus the data (which must stay put until the packet is
+ * used). Returns bytes queued. */
+static uint32_t send_data(struct conn *c, const void *data, uint64_t left, uint32_t chunk)
 {
 	uint32_t n = conn_credit(c);
 	int slot = -1, d0, d1;
 
 	if (n > left)
 		n = (uint32_t)left;
-	if (n > CLIENT_CHUNK)
-		n = CLIENT_CHUNK;
+	if (n > chunk)
+		n = chunk;
 	if (!n)
 		return 0;
 	for (int i = 0; i < CTRL_SLOTS; i++)
@@ -684,13 +738,20 @@ static uint32_t client_send(struct conn *c, uint64_t left)
 	a->len = HDR_SIZE;
 	a->flags = VIRTQ_DESC_F_NEXT;
 	a->next = (uint16_t)d1;
-	b->addr = (uint64_t)(uintptr_t)vs.pattern;
+	b->addr = (uint64_t)(uintptr_t)data;
 	b->len = n;
 	b->flags = 0;
 	b->next = 0;
 	vq_add(VQ_TX, (uint16_t)d0);
+	vs.data_inflight++;
 	c->tx_cnt += n;
 	return n;
+}
+
+/* The client's packets: the pattern, a chunk at a time. */
+static uint32_t client_send(struct conn *c, uint64_t left)
+{
+	return send_data(c, vs.pattern, left, CLIENT_CHUNK);
 }
 
 static int vsock_client(void)
@@ -773,4 +834,129 @@ int vsock_test_run(const char *name, size_t len, int *code)
 		return 1;
 	}
 	return 0;
+}
+
+/* ---- the stream API (vsock.h) ------------------------------------------------------- */
+
+#define APP_FIRST_LOCAL_PORT 50000
+#define APP_CHUNK 65536         /* the device's largest packet payload */
+
+static struct conn *conn_of(struct vsock_conn *c)
+{
+	return (struct conn *)c;
+}
+
+int vsock_app_open(const struct vsock_app *app, uint32_t listen_port)
+{
+	vs.app = app;
+	vs.listen_port = listen_port;
+	vs.app_next_port = APP_FIRST_LOCAL_PORT;
+	return vs_open();
+}
+
+int vsock_poll(void)
+{
+	return vs_poll();
+}
+
+void vsock_wait(void)
+{
+	vs_wait();
+}
+
+struct vsock_conn *vsock_connect(uint32_t port)
+{
+	struct conn *c = conn_new(vs.app_next_port++, port);
+
+	if (!c)
+		return NULL;
+	if (send_ctrl(c, OP_REQUEST, 0)) {
+		c->used = 0;
+		return NULL;
+	}
+	return (struct vsock_conn *)c;
+}
+
+int vsock_established(struct vsock_conn *c)
+{
+	return conn_of(c)->established;
+}
+
+uint32_t vsock_peer_shut(struct vsock_conn *c)
+{
+	return conn_of(c)->peer_shut;
+}
+
+uint32_t vsock_send(struct vsock_conn *vc, const void *data, uint32_t len)
+{
+	struct conn *c = conn_of(vc);
+	uint32_t done = 0, n;
+
+	while (done < len &&
+	       (n = send_data(c, (const uint8_t *)data + done, len - done, APP_CHUNK)))
+		done += n;
+	if (done < len && !conn_credit(c) && !c->credit_asked) {
+		send_ctrl(c, OP_CREDIT_REQUEST, 0);
+		c->credit_asked = 1;
+	}
+	return done;
+}
+
+uint32_t vsock_tx_inflight(void)
+{
+	return vs.data_inflight;
+}
+
+void vsock_release(struct vsock_conn *vc, uint16_t buf, uint32_t len)
+{
+	if (vc)
+		conn_of(vc)->fwd_cnt += len;
+	rx_post(buf);
+}
+
+void vsock_set_buf_alloc(struct vsock_conn *vc, uint32_t buf_alloc, int tell)
+{
+	struct conn *c = conn_of(vc);
+
+	c->buf_alloc = buf_alloc;
+	if (tell)
+		send_ctrl(c, OP_CREDIT_UPDATE, 0);
+}
+
+void vsock_credit_update(struct vsock_conn *vc)
+{
+	send_ctrl(conn_of(vc), OP_CREDIT_UPDATE, 0);
+}
+
+void vsock_shutdown(struct vsock_conn *vc)
+{
+	struct conn *c = conn_of(vc);
+
+	if (!c->shut_sent) {
+		send_ctrl(c, OP_SHUTDOWN, SHUT_RCV | SHUT_SEND);
+		c->shut_sent = 1;
+	}
+}
+
+void vsock_reset(struct vsock_conn *vc)
+{
+	struct conn *c = conn_of(vc);
+
+	send_ctrl(c, OP_RST, 0);
+	conn_drop(c);
+}
+
+void vsock_set_app_data(struct vsock_conn *c, void *data)
+{
+	conn_of(c)->app_data = data;
+}
+
+void *vsock_app_data(struct vsock_conn *c)
+{
+	return conn_of(c)->app_data;
+}
+
+uint32_t vsock_transport_resets(void)
+{
+	return vs.resets;
 }

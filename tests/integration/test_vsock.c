@@ -639,6 +639,38 @@ static void test_api_and_config_file(void **state)
 	harness_free(&r);
 }
 
+/* The guest resets its device (status 0, on a vCPU thread, under that
+ * thread's seccomp filter) while a stream is open: the monitor drops the
+ * stream and closes its host socket, and the re-initialised device works. */
+static void test_guest_reset_closes_streams(void **state)
+{
+	struct vm_run vm;
+	char buf[8];
+	(void)state;
+
+	vm_start(&vm, "reset", "test=vsock-echo vconns=1 vreset=1");
+	vm_wait_marker(&vm, "listening on port");
+	int a = vsock_dial(vm.uds, ECHO_PORT);
+	assert_int_equal(write(a, "ping", 4), 4);
+	size_t got = 0;
+	while (got < 4) {
+		struct pollfd p = { a, POLLIN, 0 };
+		assert_int_equal(poll(&p, 1, 30000), 1);
+		ssize_t n = read(a, buf + got, sizeof(buf) - got);
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	assert_memory_equal(buf, "ping", 4);
+	assert_true(wait_eof(a, 30000));
+	close(a);
+	vm_wait_marker(&vm, "device reset with streams open");
+	echo_once(vm.uds);
+	struct run_result r = vm_finish(&vm, 60);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "TEST PASS vsock-echo");
+	harness_free(&r);
+}
+
 int main(void)
 {
 	mote_bin = harness_env("MOTE_BIN");
@@ -653,6 +685,7 @@ int main(void)
 		cmocka_unit_test(test_bad_connect_lines_and_unknown_port),
 		cmocka_unit_test(test_cli_errors),
 		cmocka_unit_test(test_api_and_config_file),
+		cmocka_unit_test(test_guest_reset_closes_streams),
 	};
 	return cmocka_run_group_tests_name("integration: virtio-vsock", tests, NULL, NULL);
 }
