@@ -48,6 +48,7 @@ endef
 include jailer/jailer.mk
 include agent/agent.mk
 include tests/fuzz/fuzz.mk
+include guest/fn/fn.mk
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -101,6 +102,7 @@ integration: all linux $(addprefix $(BUILD)/tests/,$(INTEG_TESTS))
 		MOTE_JAILER=$(abspath $(BUILD))/mote-jailer \
 		MOTE_AGENT=$(abspath $(BUILD))/mote-agent \
 		MOTE_JAIL_PROBE=$(abspath $(BUILD))/tests/jail_probe \
+		MOTE_FN_DIR=$(abspath $(BUILD))/fn \
 		./scripts/run-tests.sh integration $(addprefix $(BUILD)/tests/,$(INTEG_TESTS))
 
 # Every stage runs even if an earlier one failed; the tally decides.

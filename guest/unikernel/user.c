@@ -48,16 +48,18 @@ static uint64_t user_gdt[10] __attribute__((aligned(16))) = {
 
 static int user_ready;
 static user_call_fn user_call_handler;
+static user_fault_fn user_fault_handler;
+static user_irq_fn user_irq_hook;
+/* RFLAGS user code starts with: bit 1 (reserved, 1), IF as set. */
+uint64_t user_rflags = 0x2;
 /* user_run's CPL0 stack pointer, for USER_CALL_EXIT to return there. */
 uint64_t user_kernel_rsp;
 
-void user_resume_kernel(uint64_t value) __attribute__((noreturn));
-
 /*
  * user_run(fn, arg, stack_top): saves the callee-saved registers and rsp,
- * then iretq to user_trampoline at CPL3 with IF=0 and IOPL 0 (port I/O
- * at CPL3 raises #GP). user_resume_kernel(value) restores them and
- * returns value from user_run.
+ * then iretq to user_trampoline at CPL3 with IOPL 0 (port I/O, cli, sti
+ * and hlt at CPL3 raise #GP) and IF=0 unless user_set_interrupts(1).
+ * user_resume_kernel(value) restores them and returns value from user_run.
  */
 __asm__(
 	".text\n"
@@ -80,7 +82,7 @@ __asm__(
 	"	movl %eax, %es\n"
 	"	pushq $0x2b\n"                /* ss: USER_SEL_UDATA */
 	"	pushq %rdx\n"                 /* rsp */
-	"	pushq $0x2\n"                 /* rflags: IF=0, IOPL=0 */
+	"	pushq user_rflags(%rip)\n"    /* rflags: IOPL=0, IF as set */
 	"	pushq $0x33\n"                /* cs: USER_SEL_UCODE */
 	"	leaq user_trampoline(%rip), %rax\n"
 	"	pushq %rax\n"
@@ -154,12 +156,43 @@ void user_set_call_handler(user_call_fn fn)
 	user_call_handler = fn;
 }
 
+void user_set_fault_handler(user_fault_fn fn)
+{
+	user_fault_handler = fn;
+}
+
+void user_set_irq_hook(user_irq_fn fn)
+{
+	user_irq_hook = fn;
+}
+
+void user_set_interrupts(int on)
+{
+	user_rflags = on ? 0x202 : 0x2;
+}
+
 int user_handle_exception(struct exc_frame *f)
 {
 	const uint8_t *insn = (const uint8_t *)(uintptr_t)f->rip;
 
-	if (f->vector != VECTOR_UD || (f->cs & 3) != 3 || insn[0] != 0x0f || insn[1] != 0x0b)
+	if ((f->cs & 3) != 3)
 		return 0;
+	if (f->vector >= 32) {
+		/* An interrupt while user code ran (user_set_interrupts). */
+		irq_dispatch(f->vector);
+		if (user_irq_hook) {
+			uint64_t stop = user_irq_hook();
+			if (stop)
+				user_resume_kernel(stop);
+		}
+		return 1;
+	}
+	/* The CPU decoded the ud2 at rip, so reading it here cannot fault. */
+	if (f->vector != VECTOR_UD || insn[0] != 0x0f || insn[1] != 0x0b) {
+		if (user_fault_handler)
+			user_resume_kernel(user_fault_handler(f));
+		return 0;
+	}
 	if (f->rax == USER_CALL_EXIT)
 		user_resume_kernel(f->rdi);
 	f->rax = f->rax >= USER_CALL_FIRST_FREE && user_call_handler

@@ -16,7 +16,8 @@
  * order) but mote's guest does not need it.
  *
  * Only the boot CPU runs user code (one TSS). User code runs with
- * interrupts off; a user call may enable them while it waits (sleep).
+ * interrupts off unless user_set_interrupts(1); a user call may enable
+ * them while it waits (sleep).
  */
 #ifndef MOTE_GUEST_USER_H
 #define MOTE_GUEST_USER_H
@@ -56,7 +57,29 @@ void user_set_call_handler(user_call_fn fn);
  * returns what fn returned (or passed to USER_CALL_EXIT). */
 uint64_t user_run(uint64_t (*fn)(uint64_t), uint64_t arg, void *stack_top);
 
-/* From idt.c for an exception: 1 if it was a user call it handled. */
+/*
+ * Supervising user code (the function runtime, guest/fn/):
+ *  - a fault handler sees every exception raised at CPL3 that is not a
+ *    user call (#PF, #GP, #DE, a stray #UD, ...); user_run then returns
+ *    what it returned. Without one, such an exception stops the guest as
+ *    any exception does.
+ *  - with interrupts on, user code can be interrupted (a deadline timer);
+ *    after the interrupt was handled (irq_dispatch), the irq hook may
+ *    stop the user code: a nonzero value is what user_run returns.
+ * Both return to user_run's caller with interrupts off.
+ */
+typedef uint64_t (*user_fault_fn)(const struct exc_frame *frame);
+typedef uint64_t (*user_irq_fn)(void);
+void user_set_fault_handler(user_fault_fn fn);
+void user_set_irq_hook(user_irq_fn fn);
+/* Whether user_run runs user code with interrupts enabled (default off). */
+void user_set_interrupts(int on);
+/* From a user call handler or a hook (CPL0, on the user-entry stack):
+ * abandons the user code; user_run returns value. */
+__attribute__((noreturn)) void user_resume_kernel(uint64_t value);
+
+/* From idt.c for an exception or interrupt: 1 if it handled it (a user
+ * call, an interrupt that arrived at CPL3). */
 int user_handle_exception(struct exc_frame *frame);
 
 /* User side: a call into CPL0. */
