@@ -68,6 +68,12 @@ int net_open(struct net_dev *n, struct virtio_dev *vdevs, int nvdev, const struc
 	n->vdev = d;
 	if (o->mrg)
 		want |= VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF);
+	/* The reflector passes headers through untouched, so whatever
+	 * offload a received frame uses goes straight back out. */
+	if (o->offloads)
+		want |= VIRTIO_BIT(VIRTIO_NET_F_CSUM) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) |
+			VIRTIO_BIT(VIRTIO_NET_F_HOST_TSO4) | VIRTIO_BIT(VIRTIO_NET_F_HOST_TSO6) |
+			VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO6);
 	if (virtio_reset(d))
 		return -ETIMEDOUT;
 	status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;

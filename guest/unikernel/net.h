@@ -15,6 +15,12 @@
 
 #define VIRTIO_ID_NET 1
 
+#define VIRTIO_NET_F_CSUM       0
+#define VIRTIO_NET_F_GUEST_CSUM 1
+#define VIRTIO_NET_F_GUEST_TSO4 7
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_HOST_TSO4  11
+#define VIRTIO_NET_F_HOST_TSO6  12
 #define VIRTIO_NET_F_MTU       3
 #define VIRTIO_NET_F_MAC       5
 #define VIRTIO_NET_F_MRG_RXBUF 15
@@ -50,6 +56,7 @@ struct net_dev {
 
 struct net_opts {
 	int mrg;                     /* netmrg=0|1 (1) */
+	int offloads;                /* netoff=1: checksum and TSO both ways (0) */
 	uint32_t buf_size;           /* netbuf=<bytes> (2048) */
 	uint32_t nbufs;              /* netbufs=<n> (128) */
 };

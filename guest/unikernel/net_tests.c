@@ -18,7 +18,8 @@
  *                ring; passes when the device says DEVICE_NEEDS_RESET.
  *
  * Other tokens: netmrg=0|1 (1), netbuf=<bytes per RX buffer> (2048),
- * netbufs=<n> (128).
+ * netbufs=<n> (128), netoff=1 (also negotiate CSUM, GUEST_CSUM and TSO4/6
+ * both ways; the reflector passes the header through unchanged).
  */
 #include "net.h"
 
@@ -52,6 +53,7 @@ static int net_setup(void)
 {
 	struct net_opts o = {
 		.mrg = (int)cmdline_u64("netmrg=", 1),
+		.offloads = (int)cmdline_u64("netoff=", 0),
 		.buf_size = (uint32_t)cmdline_u64("netbuf=", 2048),
 		.nbufs = (uint32_t)cmdline_u64("netbufs=", 128),
 	};
@@ -147,6 +149,8 @@ static int net_reflect(void)
 				continue;
 			}
 			net_swap_macs(b + NET_HDR_LEN);
+			/* DATA_VALID is the device's to set: not on TX. */
+			b[0] &= 1;
 			net_tx_chain(&net, addr, len, nb, ids);
 			done++;
 		}

@@ -276,6 +276,129 @@ static void run_reflect(const char *guest_opts, uint32_t frames)
 	harness_free(&r);
 }
 
+/* ---- offloads --------------------------------------------------------------- */
+
+struct vnet_hdr {
+	uint8_t flags, gso_type;
+	uint16_t hdr_len, gso_size, csum_start, csum_offset;
+};
+
+/* An IPv4/TCP frame of `len` bytes (Ethernet header included). */
+static void make_tcp_frame(uint8_t *f, uint32_t len, uint32_t seed)
+{
+	memcpy(f, "\x06\x00\x00\x00\x00\x01\x02\xaa\xbb\xcc\xdd\xee\x08\x00", 14);
+	uint8_t *ip = f + 14, *tcp = ip + 20;
+	uint16_t tot = htons((uint16_t)(len - 14));
+	memset(ip, 0, 40);
+	ip[0] = 0x45;
+	memcpy(ip + 2, &tot, 2);
+	ip[8] = 64;
+	ip[9] = 6; /* TCP */
+	memcpy(ip + 12, "\xac\x10\x00\x01\xac\x10\x00\x02", 8);
+	uint32_t sum = 0;
+	for (int i = 0; i < 20; i += 2)
+		sum += (uint32_t)ip[i] << 8 | ip[i + 1];
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	uint16_t csum = htons((uint16_t)~sum);
+	memcpy(ip + 10, &csum, 2);
+	tcp[0] = 0x30; tcp[1] = 0x39; /* 12345 */
+	tcp[2] = 0x00; tcp[3] = 0x50; /* 80 */
+	tcp[12] = 5 << 4;
+	tcp[13] = 0x18; /* PSH|ACK */
+	tcp[14] = 0xff; tcp[15] = 0xff;
+	uint32_t x = seed;
+	for (uint32_t i = 54; i < len; i++) {
+		x = x * 1103515245u + 12345u;
+		f[i] = (uint8_t)(x >> 16);
+	}
+}
+
+/* Sends one 9000-byte TCP frame as TSO (gso_size 1448) through a packet
+ * socket that speaks virtio-net headers, and collects what comes back. */
+static void tso_roundtrip(const char *guest_cmdline, unsigned *frames, unsigned *gso_frames,
+			  bool *intact)
+{
+	static uint8_t out[10 + FRAME_MAX], in[10 + FRAME_MAX + 64], sent[FRAME_MAX];
+	const uint32_t len = 9000;
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(0x0800) };
+	int one = 1, s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(0x0800));
+	struct harness_proc p;
+
+	assert_true(s >= 0);
+	assert_int_equal(setsockopt(s, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)), 0);
+	sll.sll_ifindex = (int)if_nametoindex(TAP);
+	assert_int_equal(bind(s, (struct sockaddr *)&sll, sizeof(sll)), 0);
+	char *argv[] = { (char *)mote_bin, "--kernel", (char *)guest_elf, "--net", "tap=" TAP,
+			 "--cmdline", (char *)guest_cmdline, NULL };
+	harness_spawn(&p, argv);
+	assert_true(wait_ready(&p, "net-reflect: ready"));
+	struct vnet_hdr h = { .flags = 1, .gso_type = 1 /* TCPV4 */, .hdr_len = 54,
+			      .gso_size = 1448, .csum_start = 34, .csum_offset = 16 };
+	memcpy(out, &h, sizeof(h));
+	make_tcp_frame(out + 10, len, 7);
+	memcpy(sent, out + 10, len);
+	assert_int_equal(send(s, out, 10 + len, 0), (ssize_t)(10 + len));
+	*frames = *gso_frames = 0;
+	*intact = false;
+	for (;;) {
+		struct sockaddr_ll from;
+		socklen_t fl = sizeof(from);
+		struct pollfd pf = { s, POLLIN, 0 };
+		if (poll(&pf, 1, 3000) <= 0)
+			break;
+		ssize_t n = recvfrom(s, in, sizeof(in), 0, (struct sockaddr *)&from, &fl);
+		if (n < 10 || from.sll_pkttype == PACKET_OUTGOING)
+			continue;
+		struct vnet_hdr rh;
+		memcpy(&rh, in, sizeof(rh));
+		(*frames)++;
+		if (rh.gso_type == 1 && rh.gso_size == 1448)
+			(*gso_frames)++;
+		if ((size_t)n == 10 + len && !memcmp(in + 10, sent + 6, 6) &&
+		    !memcmp(in + 16, sent, 6) && !memcmp(in + 22, sent + 12, len - 12))
+			*intact = true;
+	}
+	close(s);
+	kill(p.pid, SIGTERM);
+	struct run_result r = harness_proc_finish(&p, 30);
+	if (r.status != 128 + SIGTERM)
+		harness_dump(&r);
+	assert_int_equal(r.status, 128 + SIGTERM);
+	harness_free(&r);
+}
+
+/* With checksum and TSO offloads negotiated, a 9000-byte TSO frame goes
+ * host -> guest -> host as one frame with its GSO header: the TAP was
+ * told (TUNSETOFFLOAD) it may hand the guest unsegmented frames. */
+static void test_tso_frame_passes_whole_with_offloads(void **state)
+{
+	unsigned frames, gso;
+	bool intact;
+
+	(void)state;
+	tso_roundtrip("test=net-reflect frames=1000 netoff=1", &frames, &gso, &intact);
+	printf("offloads on: %u frame(s) back, %u with TSO, intact %d\n", frames, gso, intact);
+	assert_int_equal(frames, 1);
+	assert_int_equal(gso, 1);
+	assert_true(intact);
+}
+
+/* Without offloads the kernel segments before mote reads: the guest sees
+ * and returns MSS-sized frames only. */
+static void test_tso_frame_is_segmented_without_offloads(void **state)
+{
+	unsigned frames, gso;
+	bool intact;
+
+	(void)state;
+	tso_roundtrip("test=net-reflect frames=1000 netoff=0", &frames, &gso, &intact);
+	printf("offloads off: %u frame(s) back, %u with TSO\n", frames, gso);
+	assert_int_equal(frames, (9000 - 54 + 1447) / 1448);
+	assert_int_equal(gso, 0);
+	assert_false(intact);
+}
+
 /* ---- tests ------------------------------------------------------------------- */
 
 /* The issue's number: 10,000 frames of 60 B to 9 KiB, through 2 KiB
@@ -618,6 +741,8 @@ int main(void)
 		cmocka_unit_test(test_config_file_interface),
 		cmocka_unit_test(test_api_interface_metrics_and_patch),
 		cmocka_unit_test(test_hostile_guest),
+		cmocka_unit_test(test_tso_frame_passes_whole_with_offloads),
+		cmocka_unit_test(test_tso_frame_is_segmented_without_offloads),
 		cmocka_unit_test(test_net_arg_errors),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
