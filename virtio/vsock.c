@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -159,6 +160,10 @@ static int rx_serve_one(struct virtio_vsock *v, struct vsock_conn *c)
 		c->pending &= ~ctl[i].bit;
 		conn_hdr(v, c, &h, ctl[i].op);
 		rx_push(v, &h, 0);
+		if (ctl[i].bit == PEND_REQUEST) {
+			c->deadline_ns = time_now_ns() + VSOCK_RESPONSE_TIMEOUT_MS * 1000000ULL;
+			vsock_timer_arm(v);
+		}
 		return 1;
 	}
 
@@ -533,7 +538,7 @@ int virtio_vsock_create(struct virtio_vsock **out, const struct vsock_config *cf
 		return -ENOMEM;
 	v->cfg = *cfg;
 	v->loop = loop;
-	v->epfd = v->listen_fd = -1;
+	v->epfd = v->listen_fd = v->timerfd = -1;
 	v->config_cid = cfg->guest_cid;
 	v->next_local_port = VSOCK_LOCAL_PORT_BASE;
 	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
@@ -558,8 +563,11 @@ int virtio_vsock_create(struct virtio_vsock **out, const struct vsock_config *cf
 		ret = v->listen_fd;
 		goto err;
 	}
+	v->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = VSOCK_LISTENER_TAG };
-	if (epoll_ctl(v->epfd, EPOLL_CTL_ADD, v->listen_fd, &ev) < 0) {
+	struct epoll_event tev = { .events = EPOLLIN, .data.u64 = VSOCK_TIMER_TAG };
+	if (v->timerfd < 0 || epoll_ctl(v->epfd, EPOLL_CTL_ADD, v->listen_fd, &ev) < 0 ||
+	    epoll_ctl(v->epfd, EPOLL_CTL_ADD, v->timerfd, &tev) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "vsock: epoll_ctl: %s", strerror(errno));
 		goto err;
@@ -614,6 +622,8 @@ void virtio_vsock_destroy(struct virtio_vsock *v)
 		close(v->listen_fd);
 		unlink(v->cfg.uds_path);
 	}
+	if (v->timerfd >= 0)
+		close(v->timerfd);
 	if (v->epfd >= 0)
 		close(v->epfd);
 	pthread_mutex_destroy(&v->vdev.lock);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -304,6 +305,7 @@ static void host_read_line(struct virtio_vsock *v, struct vsock_conn *c)
 		c->local_port = alloc_local_port(v);
 		c->peer_port = port;
 		c->pending = PEND_REQUEST;
+		c->deadline_ns = 0; /* set when the REQUEST reaches the guest */
 		/* Until the guest's RESPONSE, the guest's credit is unknown:
 		 * nothing is read from the socket before then. */
 		vsock_conn_sync_events(v, c);
@@ -324,6 +326,8 @@ static void host_accept(struct virtio_vsock *v)
 			continue;
 		}
 		c->state = CONN_LINE;
+		c->deadline_ns = time_now_ns() + VSOCK_LINE_TIMEOUT_MS * 1000000ULL;
+		vsock_timer_arm(v);
 		vsock_conn_sync_events(v, c);
 		/* Clients usually send the line with the connect: read it now
 		 * rather than on the next turn of the loop. */
@@ -357,6 +361,51 @@ static void host_event(struct virtio_vsock *v, struct vsock_conn *c, uint32_t ev
 	vsock_conn_sync_events(v, c);
 }
 
+void vsock_timer_arm(struct virtio_vsock *v)
+{
+	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+
+	if (v->timer_armed || v->timerfd < 0)
+		return;
+	if (timerfd_settime(v->timerfd, 0, &its, NULL) == 0)
+		v->timer_armed = true;
+}
+
+/* Once a second while streams wait on a host client's line or a guest's
+ * answer: those past their deadline end, so neither side can hold a slot
+ * forever by saying nothing. */
+static void host_check_deadlines(struct virtio_vsock *v)
+{
+	uint64_t now = time_now_ns(), expired;
+	bool waiting = false;
+
+	if (read(v->timerfd, &expired, sizeof(expired)) < 0)
+		return;
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vsock_conn *c = &v->conns[i];
+		bool line = c->state == CONN_LINE;
+		if ((!line && c->state != CONN_REQUEST) || !c->deadline_ns)
+			continue;
+		if (c->deadline_ns > now) {
+			waiting = true;
+			continue;
+		}
+		if (line) {
+			host_refuse(v, c->fd, "timed out waiting for 'CONNECT <port>\\n'");
+			vsock_conn_free(v, c);
+		} else {
+			log_debug("%s: the guest did not answer a connection to port %u", v->name,
+				  c->peer_port);
+			vsock_conn_reset(v, c, true);
+		}
+	}
+	if (!waiting) {
+		struct itimerspec off = { 0 };
+		timerfd_settime(v->timerfd, 0, &off, NULL);
+		v->timer_armed = false;
+	}
+}
+
 void vsock_host_on_events(struct event_loop *loop, int fd, uint32_t events, void *opaque)
 {
 	struct virtio_vsock *v = opaque;
@@ -371,6 +420,10 @@ void vsock_host_on_events(struct event_loop *loop, int fd, uint32_t events, void
 		uint64_t tag = evs[i].data.u64;
 		if (tag == VSOCK_LISTENER_TAG) {
 			host_accept(v);
+			continue;
+		}
+		if (tag == VSOCK_TIMER_TAG) {
+			host_check_deadlines(v);
 			continue;
 		}
 		struct vsock_conn *c = &v->conns[(uint32_t)tag % VSOCK_MAX_CONNS];

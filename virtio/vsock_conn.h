@@ -27,6 +27,12 @@
 /* Packets one stream may take in a row before the next gets its turn. */
 #define VSOCK_RX_BURST 4
 #define VSOCK_LISTENER_TAG UINT64_MAX
+#define VSOCK_TIMER_TAG (UINT64_MAX - 1)
+/* A host client that does not finish its CONNECT line, or a guest that
+ * does not answer a delivered REQUEST, holds a stream slot at most this
+ * long (checked once a second while any such stream exists). */
+#define VSOCK_LINE_TIMEOUT_MS 5000
+#define VSOCK_RESPONSE_TIMEOUT_MS 10000
 
 /* Control packets a stream owes the guest, sent as RX buffers allow. */
 #define PEND_RST            0x01
@@ -65,6 +71,10 @@ struct vsock_conn {
 	/* CONNECT line being read */
 	char line[VSOCK_CONNECT_LINE_MAX];
 	uint32_t line_len;
+	/* CONN_LINE: the line must be complete by then; CONN_REQUEST: the
+	 * guest must answer by then (0 until the REQUEST is delivered: a guest
+	 * still booting is not late). CLOCK_MONOTONIC ns. */
+	uint64_t deadline_ns;
 };
 
 struct vsock_reply {
@@ -78,6 +88,8 @@ struct virtio_vsock {
 	struct event_loop *loop;
 	int epfd;
 	int listen_fd;
+	int timerfd;               /* deadlines of CONN_LINE / CONN_REQUEST streams */
+	bool timer_armed;
 	bool active;
 	uint64_t config_cid;       /* config space: le64 guest_cid */
 
@@ -116,6 +128,8 @@ void vsock_conn_after_forward(struct virtio_vsock *v, struct vsock_conn *c);
 /* RW payload (len bytes after the header of chain ch) to the host socket. */
 void vsock_conn_forward(struct virtio_vsock *v, struct vsock_conn *c,
 			const struct virtq_chain *ch, uint32_t len);
+/* Starts the once-a-second deadline check if it is not running. */
+void vsock_timer_arm(struct virtio_vsock *v);
 /* The device's epoll fd is readable (an event loop callback). */
 void vsock_host_on_events(struct event_loop *loop, int fd, uint32_t events, void *opaque);
 

@@ -383,6 +383,11 @@ static void test_bad_connect_lines_and_unknown_port(void **state)
 	memset(longline, '1', sizeof(longline));
 	memcpy(longline, "CONNECT ", 8);
 	expect_refusal(vm.uds, longline, sizeof(longline), "too long");
+	/* Half a line and silence: the slot is given back after 5 s. */
+	double t0 = harness_now_ms();
+	expect_refusal(vm.uds, "CONN", 4, "timed out");
+	double waited = harness_now_ms() - t0;
+	assert_true(waited >= 4000 && waited < 15000);
 	/* A port nobody listens on in the guest: the guest answers RST, the
 	 * monitor closes the socket without an OK. */
 	expect_refusal(vm.uds, "CONNECT 5001\n", 13, NULL);
