@@ -51,6 +51,7 @@ struct virtio_net {
 	/* Under vdev.lock. */
 	bool offloads_dirty;        /* activated: the loop thread sets TUNSETOFFLOAD */
 	uint32_t tap_events;        /* EPOLLIN while the TAP is polled, else 0 */
+	bool tap_gone;              /* the host took the TAP away: no longer in the loop */
 	bool rx_stalled;            /* no guest buffers: TAP not polled until an RX kick */
 	bool rx_limited, tx_limited;
 	uint64_t rl_deadline_ns;    /* when the rate-limit timer fires, 0 if unarmed */
@@ -199,8 +200,21 @@ static void net_tap_poll(struct virtio_net *n, bool on)
 {
 	uint32_t ev = on ? EPOLLIN : 0;
 
-	if (ev != n->tap_events && !loop_modify(n->loop, n->tap_fd, ev))
+	if (!n->tap_gone && ev != n->tap_events && !loop_modify(n->loop, n->tap_fd, ev))
 		n->tap_events = ev;
+}
+
+/* A TAP that fails for good (deleted on the host: EBADFD, or always
+ * EPOLLERR, which epoll reports even unasked) would wake the loop forever:
+ * take it out. The guest keeps a device whose frames go nowhere. */
+static void net_tap_lost(struct virtio_net *n, int err)
+{
+	if (n->tap_gone)
+		return;
+	log_warn("%s: TAP '%s' failed (%s): no more frames on this interface", n->name,
+		 n->cfg.tap, err ? strerror(err) : "error condition");
+	loop_remove(n->loop, n->tap_fd);
+	n->tap_gone = true;
 }
 
 static void net_wake(struct virtio_net *n)
@@ -299,15 +313,14 @@ static void net_rx_process(struct virtio_net *n)
 	struct virtq *q = &n->vdev.queues[NET_RXQ];
 	bool pushed = false;
 
-	for (unsigned budget = NET_BUDGET; budget && net_live(n) && !n->rx_limited; budget--) {
+	for (unsigned budget = NET_BUDGET; budget && net_live(n) && !n->rx_limited && !n->tap_gone;
+	     budget--) {
 		if (!n->pending_len) {
 			ssize_t r = tap_read(n->tap_fd, n->rxbuf, NET_RX_BUF);
 			if (r == -EAGAIN || r == -EINTR)
 				break;
 			if (r < 0) {
-				if (!n->tap_error_logged)
-					log_warn("%s: TAP read: %s", n->name, strerror((int)-r));
-				n->tap_error_logged = true;
+				net_tap_lost(n, (int)-r);
 				break;
 			}
 			if ((size_t)r < NET_HDR_LEN + NET_ETH_HLEN ||
@@ -449,9 +462,10 @@ static void net_on_tap(struct event_loop *loop, int fd, uint32_t events, void *o
 
 	(void)loop;
 	(void)fd;
-	(void)events;
 	pthread_mutex_lock(&n->vdev.lock);
-	if (net_live(n))
+	if (events & (EPOLLERR | EPOLLHUP))
+		net_tap_lost(n, 0);
+	else if (net_live(n))
 		net_rx_process(n);
 	else
 		net_tap_poll(n, false);
@@ -685,7 +699,7 @@ void virtio_net_destroy(struct virtio_net *n)
 	for (int i = 0; i < 3; i++) {
 		if (fds[i] < 0)
 			continue;
-		if (n->loop)
+		if (n->loop && !(i == 0 && n->tap_gone))
 			loop_remove(n->loop, fds[i]);
 		close(fds[i]);
 	}
