@@ -126,6 +126,64 @@ void demand_vcpu_init(struct demand_vcpu *v, unsigned window, double alpha)
 	demand_ewma_init(&v->ewma, alpha);
 }
 
+static void hist_push(struct demand_vcpu *v, const struct demand_counters *c)
+{
+	unsigned n = v->window.cap + 1;
+
+	v->hist[v->hist_head] = *c;
+	v->hist_head = (v->hist_head + 1) % n;
+	if (v->hist_len < n)
+		v->hist_len++;
+}
+
+struct demand_interval demand_vcpu_window(const struct demand_vcpu *v)
+{
+	struct demand_interval iv = { 0 };
+	unsigned n = v->window.cap + 1;
+
+	if (v->hist_len < 2)
+		return iv;
+	const struct demand_counters *newest = &v->hist[(v->hist_head + n - 1) % n];
+	const struct demand_counters *oldest = &v->hist[(v->hist_head + n - v->hist_len) % n];
+	if (demand_interval_between(oldest, newest, &iv))
+		memset(&iv, 0, sizeof(iv));
+	return iv;
+}
+
+/* The EWMA smooths the raw deltas (Period, Used, Ready, unclamped) and
+ * takes the ratios of the averages, for the same reason the window uses
+ * the raw counters: Ready counted an interval late then cancels out. */
+static void ewma_components(struct demand_vcpu *v, const struct demand_counters *cur)
+{
+	const struct demand_counters *p = &v->ewma_prev;
+	double period = (double)(cur->t_ns - p->t_ns);
+	double run = (double)(cur->run_ns - p->run_ns), poll = (double)(cur->poll_ns - p->poll_ns);
+	double used = run > poll ? run - poll : 0, ready = (double)(cur->ready_ns - p->ready_ns);
+	double a = v->ewma.alpha;
+
+	v->ewma_prev = *cur;
+	if (!v->ewma.primed) {
+		v->ew_period = period, v->ew_used = used, v->ew_ready = ready;
+		v->ewma.primed = true;
+	} else {
+		v->ew_period += a * (period - v->ew_period);
+		v->ew_used += a * (used - v->ew_used);
+		v->ew_ready += a * (ready - v->ew_ready);
+	}
+	struct demand_interval iv = { 0 };
+	if (v->ew_period >= 1) {
+		double u = v->ew_used < v->ew_period ? v->ew_used : v->ew_period;
+		double r = v->ew_ready < v->ew_period - u ? v->ew_ready : v->ew_period - u;
+		iv.period_ns = (uint64_t)v->ew_period;
+		iv.used_ns = (uint64_t)u;
+		iv.ready_ns = (uint64_t)r;
+		iv.wait_ns = iv.period_ns > iv.used_ns + iv.ready_ns
+				     ? iv.period_ns - iv.used_ns - iv.ready_ns
+				     : 0;
+	}
+	v->ewma.avg = demand_ratios_of(&iv);
+}
+
 int demand_vcpu_update(struct demand_vcpu *v, const struct demand_counters *cur)
 {
 	struct demand_interval iv;
@@ -133,6 +191,9 @@ int demand_vcpu_update(struct demand_vcpu *v, const struct demand_counters *cur)
 	if (!v->have_prev) {
 		v->prev = *cur;
 		v->have_prev = true;
+		v->ewma_prev = *cur;
+		v->hist_len = 0;
+		hist_push(v, cur);
 		return -EAGAIN;
 	}
 	int ret = demand_interval_between(&v->prev, cur, &iv);
@@ -140,13 +201,17 @@ int demand_vcpu_update(struct demand_vcpu *v, const struct demand_counters *cur)
 		return ret; /* keep the older baseline: the next interval covers it */
 	v->prev = *cur;
 	if (ret) {
+		/* A new baseline: the window restarts from it. */
 		v->nr_resets++;
+		v->ewma_prev = *cur;
+		v->hist_len = 0;
+		hist_push(v, cur);
 		return ret;
 	}
-	struct demand_ratios r = demand_ratios_of(&iv);
+	hist_push(v, cur);
 	v->last = iv;
 	demand_window_push(&v->window, &iv);
-	demand_ewma_push(&v->ewma, &r);
+	ewma_components(v, cur);
 	v->nr_intervals++;
 	return 0;
 }

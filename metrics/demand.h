@@ -64,9 +64,20 @@ struct demand_window {
 struct demand_vcpu {
 	bool have_prev;
 	struct demand_counters prev;
+	/* The raw readings of the window (window + 1 of them), oldest first
+	 * at hist_head - hist_len: the window is computed from the counters
+	 * themselves, not by summing clamped intervals. Ready time a thread
+	 * is still waiting at a reading is only counted once it runs, so an
+	 * interval can see Ready that belongs to the one before; clamping
+	 * each interval would turn that into Wait and bias demand low under
+	 * heavy contention. */
+	struct demand_counters hist[DEMAND_WINDOW_MAX + 1];
+	unsigned hist_head, hist_len;
 	struct demand_interval last;
 	struct demand_window window;
-	struct demand_ewma ewma;
+	struct demand_ewma ewma;        /* avg: ratios of the smoothed components */
+	struct demand_counters ewma_prev;
+	double ew_period, ew_used, ew_ready;
 	uint64_t nr_intervals;
 	uint64_t nr_resets;  /* counters that went backwards: baseline taken again */
 };
@@ -99,6 +110,10 @@ struct demand_ratios demand_ratios_sum(const struct demand_ratios *per_vcpu, uns
 
 void demand_ewma_init(struct demand_ewma *e, double alpha);
 void demand_ewma_push(struct demand_ewma *e, const struct demand_ratios *r);
+
+/* The moving window from the oldest to the newest reading in it (all
+ * zero before two readings). */
+struct demand_interval demand_vcpu_window(const struct demand_vcpu *v);
 
 /* window: intervals in the moving window (1..DEMAND_WINDOW_MAX);
  * alpha: EWMA weight of the newest interval. */

@@ -368,7 +368,7 @@ json_t *vm_metrics_json(const struct vm_metrics *m)
 
 	for (unsigned i = 0; i < n; i++) {
 		const struct vcpu_metrics *v = &m->vcpu[i];
-		struct demand_interval w = demand_window_sum(&v->est.window);
+		struct demand_interval w = demand_vcpu_window(&v->est);
 		last[i] = demand_ratios_of(&v->est.last);
 		win[i] = demand_ratios_of(&w);
 		ewma[i] = v->est.ewma.avg;

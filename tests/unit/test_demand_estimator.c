@@ -183,6 +183,53 @@ static void test_window_weights_by_length(void **state)
 	assert_near(r.demand, 0.1, 1e-12);
 }
 
+/* Ready time still pending at a reading is counted in the next interval.
+ * Clamping that interval must not turn it into Wait in the window. */
+static void test_window_from_raw_counters(void **state)
+{
+	(void)state;
+	struct demand_vcpu v;
+	struct demand_counters c = ctr(0, 0, 0);
+
+	demand_vcpu_init(&v, 4, 0.5);
+	demand_vcpu_update(&v, &c);
+	/* True: 10 used, 80 ready, 10 wait per 100; at the first reading 30
+	 * of the ready time is still pending (shows as wait). */
+	c = ctr(100 * MS, 10 * MS, 50 * MS);
+	assert_int_equal(demand_vcpu_update(&v, &c), 0);
+	assert_int_equal(v.last.wait_ns, 40 * MS);
+	c = ctr(200 * MS, 20 * MS, 160 * MS); /* 110 counted: clamped to 90 */
+	assert_int_equal(demand_vcpu_update(&v, &c), 0);
+	assert_int_equal(v.last.ready_ns, 90 * MS);
+	assert_int_equal(v.last.wait_ns, 0);
+	struct demand_interval w = demand_vcpu_window(&v);
+	assert_int_equal(w.period_ns, 200 * MS);
+	assert_int_equal(w.used_ns, 20 * MS);
+	assert_int_equal(w.wait_ns, 20 * MS);
+	assert_near(demand_ratios_of(&w).demand, 0.5, 1e-12);
+	/* So does the EWMA, which smooths the raw deltas: ready (50 + 110) / 2. */
+	assert_near(v.ewma.avg.demand, 0.5, 1e-9);
+	assert_near(v.ewma.avg.ready, 0.8, 1e-9);
+	/* Summing the clamped intervals would have said 20 / 60. */
+	struct demand_interval sum = demand_window_sum(&v.window);
+	assert_near(demand_ratios_of(&sum).demand, 20.0 / 60.0, 1e-12);
+	/* The window slides: after 4 more intervals only they count. */
+	for (int i = 3; i <= 6; i++) {
+		c = ctr((uint64_t)i * 100 * MS, c.run_ns + 50 * MS, c.ready_ns);
+		assert_int_equal(demand_vcpu_update(&v, &c), 0);
+	}
+	w = demand_vcpu_window(&v);
+	assert_int_equal(w.period_ns, 400 * MS);
+	assert_int_equal(w.used_ns, 200 * MS);
+	/* A reset restarts it. */
+	c = ctr(700 * MS, 0, 0);
+	assert_int_equal(demand_vcpu_update(&v, &c), -ERANGE);
+	assert_int_equal(demand_vcpu_window(&v).period_ns, 0);
+	c = ctr(800 * MS, 30 * MS, 0);
+	assert_int_equal(demand_vcpu_update(&v, &c), 0);
+	assert_int_equal(demand_vcpu_window(&v).used_ns, 30 * MS);
+}
+
 static void test_ewma(void **state)
 {
 	(void)state;
@@ -293,7 +340,7 @@ static void run_table(unsigned nvm, unsigned ncpu, double want_usage, double wan
 	struct demand_ratios per[16];
 	for (unsigned i = 0; i < nvm; i++) {
 		assert_int_equal(est[i].nr_intervals, 20);
-		struct demand_interval w = demand_window_sum(&est[i].window);
+		struct demand_interval w = demand_vcpu_window(&est[i]);
 		struct demand_ratios r = demand_ratios_of(&w);
 		assert_near(r.usage, want_usage, tol);
 		assert_near(r.demand, want_demand, tol);
@@ -332,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_halt_polling_counts_as_wait),
 		cmocka_unit_test(test_window_slides),
 		cmocka_unit_test(test_window_weights_by_length),
+		cmocka_unit_test(test_window_from_raw_counters),
 		cmocka_unit_test(test_ewma),
 		cmocka_unit_test(test_vm_sum),
 		cmocka_unit_test(test_paper_table_10_vms_2_cpus),
