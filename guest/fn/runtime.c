@@ -17,11 +17,14 @@
  * under the handler's stack are not user-accessible, so a NULL
  * dereference or a stack overflow faults.
  *
- * Streams: any number of host connections may be open (up to MAX_FCONN),
- * each carrying requests one after the other; one of them is served at
- * a time (cur). Only cur gets receive credit, the others advertise a
- * zero buffer, so a waiting stream holds no RX buffers and the served
- * one can always make progress. After a snapshot restore the device
+ * Streams: up to MAX_FCONN host connections may be open, each carrying
+ * requests one after the other; one of them is served at a time (cur),
+ * first come first served, and between two requests the turn passes to
+ * a stream that has sent something. Only cur gets the credit for a whole
+ * request; the others advertise WAIT_CREDIT, enough to see that they
+ * want service, so waiting streams hold few RX buffers and the served
+ * one can always make progress (a waiting stream that holds too many
+ * anyway, bytes in flight when it lost its turn, is reset). After a snapshot restore the device
  * sends a transport reset: every stream is dropped and the runtime goes
  * on listening.
  *
@@ -59,9 +62,10 @@
 
 #define DEFAULT_DEADLINE_MS 3000
 #define USER_STACK_SIZE (128 * 1024)
-#define MAX_FCONN 8
+#define MAX_FCONN 32
 #define INBOX 256                /* RX buffers a stream can hold: the driver's maximum */
-#define HOLD_MAX 16              /* ... while it is not the one served */
+#define WAIT_HOLD_MAX 48         /* ... all streams but cur together */
+#define WAIT_CREDIT 4096         /* receive credit of a stream waiting for its turn */
 /* Receive credit of the served stream: a whole request plus the next
  * header without waiting for a credit update. */
 #define REQ_CREDIT (FN_MAX_REQUEST + 64 * 1024)
@@ -388,7 +392,7 @@ static int app_accept(struct vsock_conn *c)
 	f->seq = next_seq++;
 	f->state = ST_HDR;
 	vsock_set_app_data(c, f);
-	vsock_set_buf_alloc(c, cur ? 0 : REQ_CREDIT, 0);
+	vsock_set_buf_alloc(c, cur ? WAIT_CREDIT : REQ_CREDIT, 0);
 	if (!cur)
 		cur = f;
 	return 1;
@@ -406,12 +410,18 @@ static void app_data(struct vsock_conn *c, uint16_t b, const uint8_t *p, uint32_
 	rx_len[b] = len;
 	f->q[(f->qhead + f->qlen) % INBOX] = b;
 	f->qlen++;
-	/* Bytes in flight when the stream stopped being served: a stream
-	 * that keeps many buffers while it waits could starve the served
-	 * one, so it loses its connection instead. */
-	if (f != cur && f->qlen > HOLD_MAX) {
-		serial_printf("mote-fn: resetting a waiting stream that holds %u buffers\n", f->qlen);
-		vsock_reset(c);
+	/* Waiting streams that hold many buffers (bytes in flight when
+	 * they lost their turn, or tiny packets) could starve the served
+	 * one: the one that asks for more loses its connection instead. */
+	if (f != cur) {
+		uint32_t held = 0;
+		for (int i = 0; i < MAX_FCONN; i++)
+			if (fconns[i].vc && &fconns[i] != cur)
+				held += fconns[i].qlen;
+		if (held > WAIT_HOLD_MAX) {
+			serial_printf("mote-fn: resetting a waiting stream (%u buffers held)\n", held);
+			vsock_reset(c);
+		}
 	}
 }
 
@@ -444,22 +454,25 @@ static const struct vsock_app app = {
 
 /* ---- serving ------------------------------------------------------------ */
 
-/* The next stream to serve: the oldest one that still wants service. */
-static void pick_next(void)
+/* Passes the turn to the oldest other stream (that has sent something,
+ * if with_data); 1 if it did. */
+static int pick_next(int with_data)
 {
 	struct fconn *best = NULL;
 
 	for (int i = 0; i < MAX_FCONN; i++) {
 		struct fconn *f = &fconns[i];
-		if (f->vc && f != cur && f->state != ST_CLOSING && (!best || f->seq - best->seq > (1u << 31)))
+		if (f->vc && f != cur && f->state != ST_CLOSING && (!with_data || f->qlen) &&
+		    (!best || f->seq - best->seq > (1u << 31)))
 			best = f;
 	}
 	if (!best)
-		return;
+		return 0;
 	if (cur && cur->state != ST_CLOSING)
-		vsock_set_buf_alloc(cur->vc, 0, 1);
+		vsock_set_buf_alloc(cur->vc, WAIT_CREDIT, 1);
 	cur = best;
 	vsock_set_buf_alloc(cur->vc, REQ_CREDIT, 1);
+	return 1;
 }
 
 /* Takes up to want bytes from the front of f's inbox (one buffer at
@@ -655,10 +668,12 @@ static int serve(void)
 	int progress = 0;
 
 	if (!cur)
-		pick_next();
+		progress = pick_next(0);
+	else if (cur->state == ST_HDR && !cur->hdr_have && !cur->qlen)
+		progress = pick_next(1); /* cur is between requests */
 	f = cur;
 	if (!f)
-		return 0;
+		return progress;
 	switch (f->state) {
 	case ST_HDR:
 		while (f->qlen && f->hdr_have < REQ_HDR) {
@@ -711,9 +726,6 @@ static int serve(void)
 			return 1;
 		}
 		f->state = ST_HDR;
-		/* Between requests, another stream may have its turn. */
-		if (!f->qlen)
-			pick_next();
 		return 1;
 	}
 	case ST_CLOSING:
