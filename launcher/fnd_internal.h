@@ -1,0 +1,166 @@
+/* mote-fnd's internal types, shared by fnd.c (functions, instances,
+ * invocations), fnd_api.c (the HTTP handlers) and fnd_metrics.c. */
+#ifndef MOTE_LAUNCHER_FND_INTERNAL_H
+#define MOTE_LAUNCHER_FND_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "launcher/admit.h"
+#include "launcher/evloop.h"
+#include "launcher/fnd.h"
+#include "launcher/fnwire.h"
+#include "launcher/http.h"
+#include "launcher/inst_state.h"
+#include "launcher/proc.h"
+#include "launcher/spec.h"
+
+/* The state directory is checked short enough at start-up that every
+ * socket path under it fits a sockaddr_un. */
+#define FND_STATE_DIR_MAX 48
+#define FND_DIR_MAX 64                  /* <state>/run and the like */
+#define FND_PATH_MAX 512
+#define FND_INST_DIR_MAX 144            /* <state>/jail/mote/<fn>-<id>/root */
+
+enum start_kind { START_COLD, START_RESTORE, START_WARM, START_NR };
+
+enum snap_state {
+	SNAP_NONE,          /* no warm snapshot yet: the next start boots and makes one */
+	SNAP_BUILDING,      /* a template instance is booting to make it */
+	SNAP_READY,
+	SNAP_UNAVAILABLE,   /* this mote cannot snapshot the function's VM: every start boots */
+};
+
+/* Latency histogram (microseconds), Prometheus-style cumulative on output. */
+#define HIST_BUCKETS 16
+struct hist {
+	uint64_t count, sum_us;
+	uint64_t bucket[HIST_BUCKETS + 1]; /* last: +Inf */
+};
+extern const uint64_t hist_bounds_us[HIST_BUCKETS];
+void hist_add(struct hist *h, uint64_t us);
+
+struct instance;
+struct invocation;
+
+struct function {
+	struct fnd *d;
+	struct fn_spec spec;
+	struct function *next;
+	char dir[FND_DIR_MAX + FN_NAME_MAX + 2]; /* <state>/fn/<name>: the warm snapshot */
+	char snap_state_path[FND_PATH_MAX], snap_mem_path[FND_PATH_MAX];
+	enum snap_state snap;
+	struct file_ident snap_image;   /* the image the snapshot was made from */
+	char snap_note[512];            /* why SNAP_UNAVAILABLE, or the last build failure */
+	char boot_error[1024];          /* the last cold boot that failed */
+	uint64_t boot_error_ns;
+	bool deleted, pumping;
+
+	struct instance *insts;         /* free slots first, busy and starting last */
+	unsigned nr_insts, nr_starting, nr_inflight;
+	struct invocation *q_head, *q_tail;
+	unsigned nr_queued;
+
+	uint64_t starts[START_NR], start_failures, invocations, errors, rejected;
+	uint64_t by_status[8];          /* runtime status of completed invocations */
+	struct hist start_hist[2];      /* cold, restore: spawn -> ready */
+	struct hist total_hist, handler_hist, queue_hist;
+};
+
+struct instance {
+	struct function *fn;
+	uint64_t id;
+	pid_t pid;
+	enum inst_state state;
+	enum start_kind kind;           /* START_COLD or START_RESTORE */
+	bool is_template;               /* booted to make the warm snapshot */
+	bool first_pending;             /* its first invocation reports kind */
+	char name[FN_NAME_MAX + 24];    /* <fn>-<id>: jail id, log name */
+	char dir[FND_INST_DIR_MAX];     /* where its sockets are (the jail root when jailed) */
+	char top_dir[FND_INST_DIR_MAX]; /* what to remove once it is gone */
+	char log_path[FND_INST_DIR_MAX];
+	unsigned inflight;
+	uint64_t spawn_ns, ready_ns, last_used_ns;
+	struct ev_timer timer;          /* start deadline, then idle TTL */
+	/* cold boot: the listener on v.sock_53 and the runtime's stream */
+	struct ev_watch ready_lw, ready_cw;
+	char ready_buf[64];
+	size_t ready_len;
+	struct invocation *invs;        /* in flight on it */
+	bool failed_start;
+	char exit_note[256];
+	struct instance *prev, *next;   /* in fn->insts */
+	struct instance *hnext;         /* pid hash */
+};
+
+struct invocation {
+	struct fnd *d;
+	struct http_req *req;           /* NULL: an internal probe (scale/check) */
+	struct function *fn;
+	struct instance *inst;
+	enum start_kind start;
+	uint64_t t_arrive, t_dispatch, t_connected, t_done;
+	struct ev_watch w;
+	int fd;
+	char prefix[64];
+	size_t prefix_len, sent;        /* prefix then body */
+	const char *body;
+	size_t body_len;
+	struct fn_reader rd;
+	struct ev_timer timer;          /* connect retry, then deadline */
+	unsigned retries;
+	bool queued, connected;
+	/* probes: who to tell */
+	void (*done_cb)(struct invocation *inv, int http_status, const char *msg);
+	void *done_opaque;
+	struct invocation *qprev, *qnext;   /* fn queue */
+	struct invocation *iprev, *inext;   /* inst->invs */
+};
+
+struct fnd {
+	struct fnd_config cfg;
+	struct evloop *loop;
+	struct http_server *http;
+	struct ev_watch sig_w;
+	struct function *fns;
+	struct instance **pid_hash;
+	size_t pid_hash_size;
+	uint64_t next_inst_id;
+	unsigned nr_insts, nr_inflight_socks, nr_boot_socks;
+	uint64_t mem_mib_live;
+	uint64_t free_mib;              /* MemAvailable, refreshed at most every 100 ms */
+	uint64_t free_mib_ns;
+	uint64_t rejected_host, rejected_fn, invocations, errors;
+	uint64_t started_ns;
+	bool stopping;
+	char run_dir[FND_DIR_MAX], jail_base[FND_DIR_MAX], log_dir[FND_DIR_MAX],
+		fn_dir[FND_DIR_MAX];
+	char mote_copy[FND_DIR_MAX + 16];   /* jailed: the monitor the jails link */
+};
+
+/* fnd.c */
+struct function *fnd_find(struct fnd *d, const char *name);
+int fnd_register(struct fnd *d, const struct fn_spec *spec, bool *created, char *err,
+		 size_t errlen);
+void fnd_delete(struct fnd *d, struct function *fn);
+/* Takes inv over: it is answered (or its done_cb called) exactly once. */
+void fnd_invoke(struct fnd *d, struct invocation *inv);
+struct invocation *inv_new(struct fnd *d, struct function *fn, struct http_req *req);
+/* Starts one instance now (scale): its probe reports through done_cb. */
+int fnd_start_probe(struct fnd *d, struct function *fn, struct invocation *probe, char *why,
+		    size_t whylen);
+/* Probes an existing ready instance (check). */
+void fnd_probe_instance(struct fnd *d, struct instance *inst, struct invocation *probe);
+void fnd_host_state(struct fnd *d, struct admit_host *h);
+unsigned fnd_fds_in_use(struct fnd *d);
+const char *start_kind_name(enum start_kind k);
+const char *snap_state_name(enum snap_state s);
+
+/* fnd_api.c */
+void fnd_http_handler(void *opaque, struct http_req *r);
+
+/* fnd_metrics.c */
+char *fnd_metrics_text(struct fnd *d, size_t *len);
+
+#endif

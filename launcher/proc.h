@@ -1,0 +1,44 @@
+/* Process and file helpers of mote-fnd: starting a monitor, removing an
+ * instance's directory, telling whether a function image changed. */
+#ifndef MOTE_LAUNCHER_PROC_H
+#define MOTE_LAUNCHER_PROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* Starts argv[0] (vfork + exec) in cwd (NULL: unchanged) with stdout and
+ * stderr appended to log_path and stdin on /dev/null, every signal
+ * unblocked, and SIGKILL should the daemon die (unless the jailer's
+ * change of uid clears it). 0 with *pid, or -errno (exec failures too). */
+int proc_spawn(char *const argv[], const char *cwd, const char *log_path, pid_t *pid);
+
+/* rm -rf path (no symlink is followed). 0 or -errno of the first failure. */
+int proc_rmtree(const char *path);
+
+/* mkdir -p with mode for every level made. */
+int proc_mkdirs(const char *path, mode_t mode);
+
+/* What identifies an image's content cheaply (size, mtime, inode) and
+ * surely (a 64-bit FNV-1a over the bytes). */
+struct file_ident {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	uint64_t hash;
+};
+
+/* stat only (hash left 0). */
+int file_ident_stat(const char *path, struct file_ident *id);
+/* stat + hash of the content. */
+int file_ident_full(const char *path, struct file_ident *id);
+/* Same size/mtime/inode. */
+bool file_ident_same_stat(const struct file_ident *a, const struct file_ident *b);
+
+/* The last `max` bytes of a file as a one-line string (newlines -> " | "),
+ * for error messages that quote a monitor's log. */
+void proc_log_tail(const char *path, char *out, size_t max);
+
+#endif
