@@ -33,7 +33,7 @@ LINUX_DIR := $(BUILD)/linux
 
 .PHONY: all mote guest linux deps demo test unit asan-unit integration bench bench-api clean format
 
-all: mote guest jailer agent
+all: mote guest jailer agent launcher
 
 mote: $(BUILD)/mote
 
@@ -49,6 +49,7 @@ include jailer/jailer.mk
 include agent/agent.mk
 include tests/fuzz/fuzz.mk
 include guest/fn/fn.mk
+include launcher/launcher.mk
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
