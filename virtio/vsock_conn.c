@@ -21,7 +21,8 @@
 
 static uint64_t conn_tag(const struct virtio_vsock *v, const struct vsock_conn *c)
 {
-	return (uint64_t)(c - v->conns) | ((uint64_t)c->gen << 32);
+	/* Bit 63 stays clear: the listener's and the timer's tags have it. */
+	return (uint64_t)(c - v->conns) | ((uint64_t)(c->gen & 0x7fffffffu) << 32);
 }
 
 struct vsock_conn *vsock_conn_find(struct virtio_vsock *v, uint32_t local, uint32_t peer)
@@ -428,7 +429,7 @@ void vsock_host_on_events(struct event_loop *loop, int fd, uint32_t events, void
 		}
 		struct vsock_conn *c = &v->conns[(uint32_t)tag % VSOCK_MAX_CONNS];
 		/* The stream may have ended earlier in this batch. */
-		if (c->state == CONN_FREE || c->gen != (uint32_t)(tag >> 32))
+		if (c->state == CONN_FREE || (c->gen & 0x7fffffffu) != (uint32_t)(tag >> 32))
 			continue;
 		host_event(v, c, evs[i].events);
 	}
