@@ -357,6 +357,20 @@ static json_t *io_json(const struct vm_metrics *m)
 				     (json_int_t)st->write_bytes, "rate_limited_events",
 				     (json_int_t)st->rate_limited));
 	}
+	/* Network: "read" is what the guest received (RX), "write" what it sent. */
+	for (unsigned i = 0; i < vm->cfg.nr_nets; i++) {
+		if (!vm->net[i])
+			continue;
+		const struct net_stats *st = virtio_net_stats(vm->net[i]);
+		uint64_t rx = st->rx_frames, tx = st->tx_frames;
+		json_array_append_new(
+			a, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "device", "net", "id",
+				     vm->cfg.nets[i].id, "ops", (json_int_t)(rx + tx), "read_ops",
+				     (json_int_t)rx, "write_ops", (json_int_t)tx, "read_bytes",
+				     (json_int_t)st->rx_bytes, "write_bytes", (json_int_t)st->tx_bytes,
+				     "rate_limited_events",
+				     (json_int_t)(st->rx_rate_limited + st->tx_rate_limited)));
+	}
 	return a;
 }
 
