@@ -285,6 +285,32 @@ int jail_fs_copy_in(const struct jail_fs *fs, const char *src, const char *dst, 
 	return ret;
 }
 
+int jail_fs_link_in(const struct jail_fs *fs, const char *src, const char *dst)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (jail_path(path, sizeof(path), fs, dst))
+		return jail_fail("linking into the jail", dst, -ENAMETOOLONG);
+	for (char *p = path + strlen(fs->root) + 1; (p = strchr(p, '/')); p++) {
+		*p = '\0';
+		ret = mkdir_mode(path, 0755);
+		if (ret && ret != -EEXIST)
+			return jail_fail("creating a directory in the jail", path, ret);
+		*p = '/';
+	}
+	if (link(src, path) == 0)
+		return 0;
+	ret = -errno;
+	if (ret == -EXDEV) {
+		jail_msg("--link-in: %s and the jail (%s) are on different file systems: put "
+			 "--chroot-base-dir on the file's file system, or use --copy-in", src,
+			 fs->root);
+		return ret;
+	}
+	return jail_fail("hard-linking into the jail", src, ret);
+}
+
 int jail_fs_make_devices(const struct jail_fs *fs, uid_t uid, gid_t gid)
 {
 	char path[PATH_MAX];

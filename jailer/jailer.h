@@ -110,6 +110,10 @@ int jail_fs_create(struct jail_fs *fs);
  * missing parent directories are made root-owned 0755. */
 int jail_fs_copy_in(const struct jail_fs *fs, const char *src, const char *dst, mode_t mode,
 		    uid_t uid, gid_t gid);
+/* Hard-links src into the jail as dst (--link-in, --link-exec): the same
+ * inode, so every jail shares its page cache. src must be on the jail's
+ * file system (EXDEV otherwise, with a message). */
+int jail_fs_link_in(const struct jail_fs *fs, const char *src, const char *dst);
 /* /dev/kvm, /dev/net/tun (skipped with a note if the host has none) and
  * /dev/urandom, with the host's device numbers, owned by uid/gid. */
 int jail_fs_make_devices(const struct jail_fs *fs, uid_t uid, gid_t gid);

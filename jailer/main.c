@@ -34,6 +34,7 @@
 struct jail_copy {
 	const char *src;
 	char dst[PATH_MAX];
+	bool link;          /* --link-in: a hard link, not a copy */
 };
 
 struct jail_rlimit {
@@ -61,6 +62,7 @@ struct jail {
 	struct jail_copy copies[MAX_COPIES];
 	size_t nr_copies;
 	bool daemonize, new_pid_ns;
+	bool link_exec;      /* --link-exec */
 	char **monitor_argv; /* argv[0] = exec name, then what followed "--" */
 
 	struct cgroup_jail cg;
@@ -92,6 +94,11 @@ static void usage(FILE *f)
 		"  --copy-in SRC[:DST]      copy SRC into the jail as DST (default /<name of SRC>),\n"
 		"                           owned by UID/GID; for kernels, initrds, disks; repeatable\n"
 		"                           (a mote extension)\n"
+		"  --link-in SRC[:DST]      hard-link SRC into the jail as DST instead of copying:\n"
+		"                           SRC must be root-owned, not writable by group or\n"
+		"                           others, on the jail's file system; for files many\n"
+		"                           jails share read-only (a snapshot's memory file)\n"
+		"  --link-exec              hard-link the monitor binary too (same rules)\n"
 		"  --daemonize              detach: new session, stdio on /dev/null, return at once\n"
 		"  --new-pid-ns             run the monitor as pid 1 of a new PID namespace\n"
 		"  -h, --help               this text\n"
@@ -150,18 +157,20 @@ static int parse_rlimit(struct jail *j, const char *arg)
 	return -EINVAL;
 }
 
-static int parse_copy_in(struct jail *j, char *arg)
+static int parse_copy_in(struct jail *j, char *arg, bool link)
 {
 	struct jail_copy *c;
 	char *colon = strrchr(arg, ':');
 	const char *name;
+	const char *opt = link ? "--link-in" : "--copy-in";
 
 	if (j->nr_copies == MAX_COPIES) {
-		jail_msg("--copy-in: more than %d files", MAX_COPIES);
+		jail_msg("%s: more than %d files", opt, MAX_COPIES);
 		return -E2BIG;
 	}
 	c = &j->copies[j->nr_copies];
 	c->src = arg;
+	c->link = link;
 	if (colon) {
 		/* SRC:DST, split at the last colon */
 		*colon = '\0';
@@ -171,7 +180,7 @@ static int parse_copy_in(struct jail *j, char *arg)
 		snprintf(c->dst, sizeof(c->dst), "/%s", name ? name + 1 : arg);
 	}
 	if (!c->src[0]) {
-		jail_msg("--copy-in: no source file in '%s'", arg);
+		jail_msg("%s: no source file in '%s'", opt, arg);
 		return -EINVAL;
 	}
 	j->nr_copies++;
@@ -181,7 +190,7 @@ static int parse_copy_in(struct jail *j, char *arg)
 enum {
 	OPT_ID = 256, OPT_EXEC_FILE, OPT_UID, OPT_GID, OPT_CHROOT_BASE, OPT_NETNS,
 	OPT_CGROUP_VERSION, OPT_CGROUP, OPT_PARENT_CGROUP, OPT_RLIMIT, OPT_DAEMONIZE,
-	OPT_NEW_PID_NS, OPT_COPY_IN,
+	OPT_NEW_PID_NS, OPT_COPY_IN, OPT_LINK_IN, OPT_LINK_EXEC,
 };
 
 static const struct option long_opts[] = {
@@ -198,6 +207,8 @@ static const struct option long_opts[] = {
 	{ "daemonize", no_argument, NULL, OPT_DAEMONIZE },
 	{ "new-pid-ns", no_argument, NULL, OPT_NEW_PID_NS },
 	{ "copy-in", required_argument, NULL, OPT_COPY_IN },
+	{ "link-in", required_argument, NULL, OPT_LINK_IN },
+	{ "link-exec", no_argument, NULL, OPT_LINK_EXEC },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -272,8 +283,12 @@ static int parse_args(struct jail *j, int argc, char **argv)
 			j->new_pid_ns = true;
 			break;
 		case OPT_COPY_IN:
-			if (parse_copy_in(j, optarg))
+		case OPT_LINK_IN:
+			if (parse_copy_in(j, optarg, c == OPT_LINK_IN))
 				return JAILER_EXIT_USAGE;
+			break;
+		case OPT_LINK_EXEC:
+			j->link_exec = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -419,6 +434,20 @@ static int validate_parent_cgroup(const char *parent)
 	return ok ? 0 : -EINVAL;
 }
 
+/* A hard link is the host's own file: the jail may share it only if its
+ * monitor cannot change it (not its owner, no write bit for others). */
+static bool link_source_safe(const struct jail *j, const char *opt, const char *src,
+			     const struct stat *st)
+{
+	if (st->st_uid != 0 || (st->st_mode & 022) || st->st_uid == j->uid) {
+		jail_msg("%s: %s must be owned by root (and the jail's uid must not be 0) and not "
+			 "writable by group or others, so the jail cannot change a file the host "
+			 "shares (use --copy-in otherwise)", opt, src);
+		return false;
+	}
+	return true;
+}
+
 static int validate_copies(const struct jail *j)
 {
 	struct stat st;
@@ -428,22 +457,26 @@ static int validate_copies(const struct jail *j)
 		const char *top = c->dst + (c->dst[0] == '/');
 		size_t top_len = strcspn(top, "/");
 
+		const char *opt = c->link ? "--link-in" : "--copy-in";
+
 		if (stat(c->src, &st))
-			return jail_fail("--copy-in", c->src, -errno);
+			return jail_fail(opt, c->src, -errno);
 		if (!S_ISREG(st.st_mode)) {
-			jail_msg("--copy-in: %s is not a regular file", c->src);
+			jail_msg("%s: %s is not a regular file", opt, c->src);
 			return -EINVAL;
 		}
+		if (c->link && !link_source_safe(j, opt, c->src, &st))
+			return -EPERM;
 		if (jail_fs_check_inner_path(c->dst)) {
-			jail_msg("--copy-in: '%s' is not a path inside the jail (no '.', '..' or "
-				 "empty parts)", c->dst);
+			jail_msg("%s: '%s' is not a path inside the jail (no '.', '..' or "
+				 "empty parts)", opt, c->dst);
 			return -EINVAL;
 		}
 		/* Nothing may land on the binary, the devices or the old root. */
 		if ((top_len == 3 && strncmp(top, "dev", 3) == 0) ||
 		    (top_len == strlen(JAIL_OLD_ROOT) && strncmp(top, JAIL_OLD_ROOT, top_len) == 0) ||
 		    (top_len == strlen(j->exec_name) && strncmp(top, j->exec_name, top_len) == 0)) {
-			jail_msg("--copy-in: '%s' would replace or shadow the jail's own /%.*s",
+			jail_msg("%s: '%s' would replace or shadow the jail's own /%.*s", opt,
 				 c->dst, (int)top_len, top);
 			return -EINVAL;
 		}
@@ -464,6 +497,13 @@ static int validate(struct jail *j)
 	if (j->uid == 0 || j->gid == 0)
 		jail_msg("note: --uid/--gid 0: the monitor gets no capabilities, but still owns "
 			 "whatever root owns; an unprivileged id is safer");
+	if (j->link_exec) {
+		struct stat st;
+		if (stat(j->exec_file, &st))
+			return jail_fail("--link-exec", j->exec_file, -errno);
+		if (!link_source_safe(j, "--link-exec", j->exec_file, &st))
+			return -EPERM;
+	}
 	ret = jail_fs_init(&j->fs, j->chroot_base, j->exec_name, j->id);
 	if (ret)
 		return jail_fail("--chroot-base-dir", j->chroot_base, ret);
@@ -535,17 +575,24 @@ static int build(struct jail *j)
 	ret = jail_fs_create(&j->fs);
 	if (ret)
 		return ret;
-	/* Root-owned 0755: the monitor runs it but cannot change it. */
-	ret = jail_fs_copy_in(&j->fs, j->exec_file, j->exec_in_jail, 0755, 0, 0);
+	/* Root-owned 0755: the monitor runs it but cannot change it. A link
+	 * shares the host's page cache (one copy of mote's text for every
+	 * jail); validate() checked that the jail cannot write it. */
+	if (j->link_exec)
+		ret = jail_fs_link_in(&j->fs, j->exec_file, j->exec_in_jail);
+	else
+		ret = jail_fs_copy_in(&j->fs, j->exec_file, j->exec_in_jail, 0755, 0, 0);
 	for (size_t i = 0; !ret && i < j->nr_copies; i++) {
 		struct stat st;
 
 		ret = stat(j->copies[i].src, &st) ? -errno : 0;
-		if (!ret)
+		if (ret)
+			jail_fail(j->copies[i].link ? "--link-in" : "--copy-in", j->copies[i].src, ret);
+		else if (j->copies[i].link)
+			ret = jail_fs_link_in(&j->fs, j->copies[i].src, j->copies[i].dst);
+		else
 			ret = jail_fs_copy_in(&j->fs, j->copies[i].src, j->copies[i].dst,
 					      st.st_mode & 0777, j->uid, j->gid);
-		else
-			jail_fail("--copy-in", j->copies[i].src, ret);
 	}
 	/* Devices and ownership on host paths, before pivot_root rather than
 	 * after (the result is the same): a failure can still be cleaned up. */

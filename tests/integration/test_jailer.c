@@ -629,6 +629,65 @@ static void test_jailed_vm_hello(void **state)
 	assert_int_equal(st.st_mode & 0777, src.st_mode & 0777);
 }
 
+/* --link-in and --link-exec: the jail gets the host's own inode (one page
+ * cache copy shared by every jail, as a snapshot memory file needs), and
+ * a VM boots from it; files the jail could change are refused. */
+static void test_link_in_shares_the_inode(void **state)
+{
+	struct args a = jail_args(mote_bin);
+	char link_in[PATH_MAX + 32], shared[128], link_bad[160];
+	struct stat st, src;
+	struct proc p;
+	int fd;
+
+	(void)state;
+	snprintf(link_in, sizeof(link_in), "%s:/boot/guest.elf", guest_elf);
+	args_add(&a, "--link-exec", "--link-in", link_in, "--", "--kernel", "/boot/guest.elf",
+		 "--cmdline", "test=hello", NULL);
+	p = run(&a);
+	assert_proc_status(&p, 0);
+	if (!strstr(p.out_buf, "TEST PASS hello")) {
+		proc_dump(&p);
+		fail_msg("the guest did not pass");
+	}
+	proc_free(&p);
+	assert_int_equal(stat(jail_root_path("mote", "/boot/guest.elf"), &st), 0);
+	assert_int_equal(stat(guest_elf, &src), 0);
+	assert_int_equal(st.st_ino, src.st_ino);
+	assert_int_equal(st.st_dev, src.st_dev);
+	assert_int_equal(stat(jail_root_path("mote", "/mote"), &st), 0);
+	assert_int_equal(stat(mote_bin, &src), 0);
+	assert_int_equal(st.st_ino, src.st_ino);
+	assert_int_equal(st.st_uid, 0);
+
+	/* A file the jail's user owns, or that others may write, is not
+	 * shared: the jail could change what the host (and other jails) read. */
+	snprintf(shared, sizeof(shared), "%s/shared.bin", base);
+	fd = open(shared, O_WRONLY | O_CREAT | O_EXCL, 0664);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "data", 4), 4);
+	assert_int_equal(fchmod(fd, 0664), 0); /* past the umask */
+	close(fd);
+	snprintf(link_bad, sizeof(link_bad), "%s:/shared.bin", shared);
+	snprintf(id + strlen(id), sizeof(id) - strlen(id), "b");
+	a = jail_args(probe);
+	args_add(&a, "--link-in", link_bad, NULL);
+	struct proc q = run(&a);
+	assert_proc_status(&q, 64);
+	assert_proc_err(&q, "--link-in");
+	assert_proc_err(&q, "not writable by group or others");
+	proc_free(&q);
+	assert_int_equal(chmod(shared, 0444), 0);
+	assert_int_equal(chown(shared, 12345, 12345), 0);
+	a = jail_args(probe);
+	args_add(&a, "--link-in", link_bad, NULL);
+	q = run(&a);
+	assert_proc_status(&q, 64);
+	assert_proc_err(&q, "owned by root");
+	proc_free(&q);
+	assert_int_equal(unlink(shared), 0);
+}
+
 /* Devices work in the jail: a virtio-blk drive copied in is written by the
  * guest (every sector stamped, see guest/unikernel/README.md) through
  * io_uring under seccomp, as the jail's user. */
@@ -958,6 +1017,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_daemonize_detaches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_netns_is_joined, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_jailed_vm_hello, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_link_in_shares_the_inode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_jailed_vm_virtio_blk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_jailed_vm_inspected_while_running, setup,
 						teardown),
