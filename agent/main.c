@@ -132,6 +132,15 @@ static void scrape_all(struct agent *a)
 	}
 }
 
+/* A running VM as the profile: its current demand. -1 if unknown. */
+static double demand_like(const struct agent *a, const char *name, size_t len)
+{
+	for (unsigned i = 0; i < a->nr_vms; i++)
+		if (a->vms[i].up && strlen(a->vms[i].name) == len && !strncmp(a->vms[i].name, name, len))
+			return a->vms[i].window.demand;
+	return -1;
+}
+
 static double host_demand(const struct agent *a)
 {
 	double s = 0;
@@ -200,6 +209,9 @@ static void serve_admit(struct agent *a, int fd, const char *query)
 	char msg[512], body[768];
 	unsigned max_fit = 0;
 	double demand = query_num(query, "demand", -1);
+	const char *like = strstr(query, "like=");
+	if (like && (like == query || like[-1] == '&'))
+		demand = demand_like(a, like + 5, strcspn(like + 5, "&"));
 	double count = query_num(query, "count", 1);
 	int ok = count >= 0 && count <= 1e6
 			 ? agent_admit(&a->adm, host_demand(a), demand, (unsigned)count, &max_fit, msg,
@@ -207,7 +219,8 @@ static void serve_admit(struct agent *a, int fd, const char *query)
 			 : -EINVAL;
 
 	if (ok < 0)
-		snprintf(msg, sizeof(msg), "usage: GET /admit?demand=CPUS&count=N (demand > 0)");
+		snprintf(msg, sizeof(msg), "usage: GET /admit?demand=CPUS&count=N or "
+			 "/admit?like=VM&count=N (a running VM as the profile)");
 	int n = snprintf(body, sizeof(body), "{\"admitted\":%s,\"max_fit\":%u,\"message\":\"%s\"}\n",
 			 ok == 1 ? "true" : "false", max_fit, msg);
 	respond(fd, ok < 0 ? 400 : ok ? 200 : 409, "application/json", body, (size_t)n);
@@ -294,7 +307,7 @@ static void usage(FILE *f)
 		"                        [--capacity-cpus X] [--overcommit X]\n"
 		"                        [--cgroup-version 1|2 --cgroup-root PATH --cgroup-parent NAME]\n"
 		"                        [--headroom X] [--min-cap-cpus X] [--no-cap]\n"
-		"       mote-agent admit --vm-dir DIR --demand CPUS [--count N]\n"
+		"       mote-agent admit --vm-dir DIR (--demand CPUS | --like VM) [--count N]\n"
 		"                        [--capacity-cpus X] [--overcommit X]\n"
 		"       mote-agent scrape --vm-dir DIR\n"
 		"\n"
@@ -304,7 +317,8 @@ static void usage(FILE *f)
 		"        with --cgroup-version, puts each VM in <root>/<parent>/<name> and sets its\n"
 		"        CPU share from demand (v1 cpu.shares = 1024/CPU, v2 cpu.weight = 100/CPU)\n"
 		"        and its cap to demand x headroom (default 1.25, at least 0.1 CPU).\n"
-		"admit   scrapes once; exit 0 if N more VMs of the given demand fit under\n"
+		"admit   scrapes once; exit 0 if N more VMs of the given demand (or of a running\n"
+		"        VM's, --like) fit under\n"
 		"        capacity (default: online CPUs) x overcommit (default 1.0), else 1.\n"
 		"scrape  prints the Prometheus text once.\n",
 		DEFAULT_LISTEN);
@@ -313,6 +327,7 @@ static void usage(FILE *f)
 enum {
 	OPT_VM_DIR = 256, OPT_LISTEN, OPT_INTERVAL, OPT_CAPACITY, OPT_OVERCOMMIT, OPT_CG_VERSION,
 	OPT_CG_ROOT, OPT_CG_PARENT, OPT_HEADROOM, OPT_MIN_CAP, OPT_NO_CAP, OPT_DEMAND, OPT_COUNT,
+	OPT_LIKE,
 };
 
 static const struct option opts[] = {
@@ -328,6 +343,7 @@ static const struct option opts[] = {
 	{ "min-cap-cpus", required_argument, NULL, OPT_MIN_CAP },
 	{ "no-cap", no_argument, NULL, OPT_NO_CAP },
 	{ "demand", required_argument, NULL, OPT_DEMAND },
+	{ "like", required_argument, NULL, OPT_LIKE },
 	{ "count", required_argument, NULL, OPT_COUNT },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -352,6 +368,7 @@ int main(int argc, char **argv)
 	static struct agent a;
 	const char *listen_spec = DEFAULT_LISTEN;
 	double v, demand = -1, count = 1;
+	const char *like = NULL;
 	int c;
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -410,6 +427,7 @@ int main(int argc, char **argv)
 			if (num_arg("--demand", optarg, 1e-6, 1024, &demand))
 				return 64;
 			break;
+		case OPT_LIKE: like = optarg; break;
 		case OPT_COUNT:
 			if (num_arg("--count", optarg, 0, 1e6, &count))
 				return 64;
@@ -437,8 +455,17 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "admit")) {
 		char msg[512];
 		unsigned fit;
+		if (like) {
+			demand = demand_like(&a, like, strlen(like));
+			if (demand <= 0) {
+				fprintf(stderr, "mote-agent: no running VM '%s' with a known demand in "
+					"%s\n", like, a.vm_dir);
+				return 64;
+			}
+		}
 		if (demand <= 0) {
-			fprintf(stderr, "mote-agent: admit needs --demand CPUS (the profile's demand)\n");
+			fprintf(stderr, "mote-agent: admit needs --demand CPUS or --like VM (the "
+				"profile's demand)\n");
 			return 64;
 		}
 		int ok = agent_admit(&a.adm, host_demand(&a), demand, (unsigned)count, &fit, msg,

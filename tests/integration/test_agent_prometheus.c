@@ -203,6 +203,16 @@ static void test_agent_cgroups_prometheus_admission(void **state)
 	assert_output_contains(&r, out, "admitted: 1 more VM(s)");
 	harness_free(&r);
 
+	/* The profile of a running VM: three more like vm-a (~0.75 CPU each)
+	 * do not fit beside the two on 2 CPUs. */
+	char *const like[] = { (char *)agent_bin, "admit", "--vm-dir", s.vm_dir, "--like", "vm-a",
+			       "--count", "3", "--capacity-cpus", "2", NULL };
+	r = harness_run(like, 10, NULL);
+	assert_exit_status(&r, 1);
+	assert_output_contains(&r, out, "refused: 3 more VM(s)");
+	harness_free(&r);
+	assert_int_equal(tcp_get(s.port, "/admit?like=vm-b&count=1", buf, 1 << 20), 409);
+
 	/* A real Prometheus scrapes the agent; its query API returns both
 	 * VMs' demand. */
 	if (access(PROMETHEUS, X_OK)) {
