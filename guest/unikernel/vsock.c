@@ -117,6 +117,7 @@ struct vs {
 	const struct vsock_app *app;      /* app mode */
 	uint32_t app_next_port;
 	uint32_t data_inflight;           /* TXO_DATA packets not yet used */
+	int event_idx;                    /* VIRTIO_F_RING_EVENT_IDX negotiated */
 	/* scenario state */
 	int echo;
 	uint32_t listen_port;
@@ -179,14 +180,19 @@ static void vq_add(unsigned idx, uint16_t head)
 static void vq_kick(unsigned idx)
 {
 	struct virtq *vq = &vs.q[idx];
+	uint16_t old = vq->avail_kicked;
 
-	if (vq->avail_kicked == vq->avail_shadow)
+	if (old == vq->avail_shadow)
 		return;
 	cpu_barrier();
 	vq->avail->idx = vq->avail_shadow;
 	vq->avail_kicked = vq->avail_shadow;
 	cpu_mfence();
-	if (!(vq->used->flags & VIRTQ_USED_F_NO_NOTIFY))
+	/* With EVENT_IDX the device says up to where it is already looking:
+	 * no notification (an exit) unless the new entries pass that point. */
+	if (vs.event_idx ? (uint16_t)(vq->avail_kicked - *vq->avail_event - 1) <
+				   (uint16_t)(vq->avail_kicked - old)
+			 : !(vq->used->flags & VIRTQ_USED_F_NO_NOTIFY))
 		virtio_write32(vs.d, VIRTIO_MMIO_QUEUE_NOTIFY, idx);
 }
 
@@ -217,6 +223,13 @@ static int vq_pending(void)
 static void vs_wait(void)
 {
 	cpu_cli();
+	/* EVENT_IDX: while busy the device need not interrupt; before
+	 * sleeping, ask for an interrupt at the very next used entry. */
+	if (vs.event_idx) {
+		for (unsigned i = 0; i < NR_VQ; i++)
+			*vs.q[i].used_event = vs.q[i].used_last;
+		cpu_mfence();
+	}
 	if (!vq_pending())
 		cpu_sti_hlt();
 	cpu_cli();
@@ -619,8 +632,13 @@ static int vs_start(void)
 		serial_printf("vsock: device does not offer VERSION_1\n");
 		return -ENODEV;
 	}
+	virtio_write32(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	vs.event_idx = cmdline_u64("vevent=", 1) &&
+		       (virtio_read32(d, VIRTIO_MMIO_DEVICE_FEATURES) &
+			VIRTIO_BIT(VIRTIO_F_RING_EVENT_IDX));
 	virtio_write32(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	virtio_write32(d, VIRTIO_MMIO_DRIVER_FEATURES, 0);
+	virtio_write32(d, VIRTIO_MMIO_DRIVER_FEATURES,
+		       vs.event_idx ? (uint32_t)VIRTIO_BIT(VIRTIO_F_RING_EVENT_IDX) : 0);
 	virtio_write32(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
 	virtio_write32(d, VIRTIO_MMIO_DRIVER_FEATURES, 1);
 	status |= VIRTIO_STATUS_FEATURES_OK;
@@ -655,9 +673,9 @@ static int vs_start(void)
 	virtio_write32(d, VIRTIO_MMIO_STATUS, status | VIRTIO_STATUS_DRIVER_OK);
 	vq_kick(VQ_RX);
 	vq_kick(VQ_EV);
-	serial_printf("vsock: 0x%lx irq %u cid %lu, %u rx buffers of %u bytes, buf_alloc %u\n",
+	serial_printf("vsock: 0x%lx irq %u cid %lu, %u rx buffers of %u bytes, buf_alloc %u%s\n",
 		      (unsigned long)d->base, d->irq, (unsigned long)vs.cid, vs.nbufs, vs.bufsz,
-		      vs.buf_alloc);
+		      vs.buf_alloc, vs.event_idx ? ", event idx" : "");
 	return 0;
 }
 
