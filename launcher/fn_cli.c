@@ -186,7 +186,10 @@ static int cmd_invoke(int argc, char **argv)
 		free(r.body);
 		return 0;
 	}
-	fprintf(stderr, "mote-fn: %d: %s\n", r.status, r.body);
+	json_t *o = json_loadb(r.body, r.body_len, 0, NULL);
+	json_t *e = o ? json_object_get(o, "error") : NULL;
+	fprintf(stderr, "mote-fn: %d: %s\n", r.status, json_is_string(e) ? json_string_value(e) : r.body);
+	json_decref(o);
 	free(r.body);
 	return 1;
 }

@@ -75,6 +75,7 @@ static void fn_pump(struct fnd *d, struct function *fn);
 static void inst_event(struct fnd *d, struct instance *inst, enum inst_event ev);
 static void inv_connect(struct invocation *inv);
 static void inv_retry_later(struct invocation *inv);
+static void inv_io(struct ev_watch *w, uint32_t events);
 static void inv_fail(struct invocation *inv, int status, bool broken, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
@@ -731,6 +732,8 @@ static struct instance *inst_start(struct fnd *d, struct function *fn, char *why
 	}
 	inst->spawn_ns = ev_now_ns();
 	int ret = proc_spawn(a.v, d->cfg.jail ? NULL : inst->dir, inst->log_path, &inst->pid);
+	log_debug("instance %s: spawn took %llu us", inst->name,
+		  (unsigned long long)((ev_now_ns() - inst->spawn_ns) / 1000));
 	if (ret) {
 		snprintf(why, whylen, "cannot start %s: %s", a.v[0], strerror(-ret));
 		ready_close(d, inst);
@@ -1176,6 +1179,9 @@ static void inv_connect(struct invocation *inv)
 	fn_reader_free(&inv->rd);
 	fn_reader_init(&inv->rd);
 	inv->sent = 0;
+	/* The request goes out now, not on the next loop turn: the monitor
+	 * gives a client only so long to say CONNECT. */
+	inv_io(&inv->w, EPOLLOUT);
 }
 
 /* Puts inv on inst and starts its stream. */

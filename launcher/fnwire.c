@@ -27,8 +27,12 @@ static int fail(struct fn_reader *r, const char *why)
 static int handshake_line(struct fn_reader *r)
 {
 	/* mote's hybrid vsock answers "OK <port>\n"; anything else is a refusal. */
-	if (strncmp(r->line, "OK ", 3))
-		return fail(r, "the VM's vsock refused the connection to the function port");
+	if (strncmp(r->line, "OK ", 3)) {
+		/* "ERR <why>" from the monitor, or nothing it should say. */
+		snprintf(r->err_buf, sizeof(r->err_buf), "the VM's vsock refused the stream: %.140s",
+			 r->line);
+		return fail(r, r->err_buf);
+	}
 	r->st = FNR_HEADER;
 	return 0;
 }

@@ -15,7 +15,7 @@ enum fn_reader_state { FNR_HANDSHAKE, FNR_HEADER, FNR_BODY, FNR_DONE, FNR_ERROR 
 
 struct fn_reader {
 	enum fn_reader_state st;
-	char line[32];
+	char line[160];
 	size_t line_len;
 	uint8_t hdr_buf[sizeof(struct fn_response_hdr)];
 	size_t hdr_len;
@@ -23,6 +23,7 @@ struct fn_reader {
 	char *body;                 /* malloc'd, hdr.body_len bytes (+1 for a NUL) */
 	size_t body_len;
 	const char *error;          /* why FNR_ERROR */
+	char err_buf[200];
 };
 
 void fn_reader_init(struct fn_reader *r);

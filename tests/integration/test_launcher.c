@@ -1,0 +1,709 @@
+/* mote-fnd end to end: the example function images (guest/fn/examples)
+ * registered and invoked through the launcher, 200 concurrent invocations
+ * over 50 instances, kill -9 of a busy instance, idle TTL, the second
+ * start being a snapshot restore, and bad input of every kind.
+ *
+ * Each test starts its own daemon (jailed when run as root, as in
+ * production) with its own socket and state directory.
+ *
+ * Environment: MOTE_BIN (mote-fnd and mote-fn are next to it), MOTE_FN_DIR
+ * (the function images). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <pthread.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <limits.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <http_parser.h>
+
+#include "harness.h"
+#include "launcher/hclient.h"
+
+#define CALL_TIMEOUT_MS 60000
+
+static char fnd_bin[300], fn_cli[300];
+static const char *fn_dir;
+
+struct daemon {
+	pid_t pid;
+	char sock[108];
+	char state[64];
+	char log[96];
+};
+
+static struct daemon D;
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void daemon_start(const char *extra)
+{
+	static int seq;
+	char cmd[2048];
+
+	snprintf(D.state, sizeof(D.state), "/tmp/mfnd-%d-%d", (int)getpid(), ++seq);
+	snprintf(D.sock, sizeof(D.sock), "%s.sock", D.state);
+	snprintf(D.log, sizeof(D.log), "%s.log", D.state);
+	snprintf(cmd, sizeof(cmd), "exec %s --sock %s --state-dir %s --min-free-mib 256 %s %s "
+		 "> %s 2>&1", fnd_bin, D.sock, D.state, extra ? extra : "",
+		 geteuid() == 0 ? "" : "--no-jail", D.log);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	D.pid = pid;
+	for (int i = 0; i < 200; i++) {
+		struct stat st;
+		if (stat(D.sock, &st) == 0)
+			return;
+		usleep(10000);
+	}
+	fail_msg("mote-fnd did not open its socket (log %s)", D.log);
+}
+
+static void dump_log(void)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "tail -n 30 %s >&2", D.log);
+	if (system(cmd) < 0)
+		perror("system");
+}
+
+/* Stops the daemon with SIGTERM: it must stop every VM it started and
+ * exit 0 on its own. */
+static void daemon_stop(void)
+{
+	int status = -1;
+
+	if (!D.pid)
+		return;
+	kill(D.pid, SIGTERM);
+	for (int i = 0; i < 1000; i++) {
+		if (waitpid(D.pid, &status, WNOHANG) == D.pid)
+			break;
+		usleep(10000);
+	}
+	if (!WIFEXITED(status)) {
+		kill(D.pid, SIGKILL);
+		waitpid(D.pid, &status, 0);
+		dump_log();
+		D.pid = 0;
+		fail_msg("mote-fnd did not stop on SIGTERM");
+	}
+	D.pid = 0;
+	if (WEXITSTATUS(status) != 0)
+		dump_log();
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* Every instance directory and jail is gone. */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/run", D.state);
+	DIR *dir = opendir(path);
+	if (dir) {
+		struct dirent *e;
+		while ((e = readdir(dir)))
+			if (e->d_name[0] != '.')
+				fail_msg("instance directory %s/%s was left behind", path, e->d_name);
+		closedir(dir);
+	}
+	nftw(D.state, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	if (!getenv("LAUNCHER_KEEP_LOG"))
+		unlink(D.log);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	daemon_start(getenv("LAUNCHER_DAEMON_ARGS"));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	daemon_stop();
+	return 0;
+}
+
+/* ---- calls --------------------------------------------------------------------- */
+
+static struct hclient_resp call(const char *method, const char *path, const char *body,
+				size_t len)
+{
+	struct hclient_resp r;
+	char err[512];
+
+	if (hclient_request(D.sock, method, path, body, len, CALL_TIMEOUT_MS, &r, err,
+			    sizeof(err))) {
+		dump_log();
+		fail_msg("%s %s: %s", method, path, err);
+	}
+	return r;
+}
+
+static const char *header(const struct hclient_resp *r, const char *name)
+{
+	static char val[256];
+	const char *p = strstr(r->headers, name);
+
+	val[0] = '\0';
+	if (!p)
+		return val;
+	p += strlen(name);
+	if (*p == ':')
+		p++;
+	while (*p == ' ')
+		p++;
+	size_t n = strcspn(p, "\n");
+	if (n >= sizeof(val))
+		n = sizeof(val) - 1;
+	memcpy(val, p, n);
+	val[n] = '\0';
+	return val;
+}
+
+static void reg(const char *name, const char *image, const char *extra_json)
+{
+	char body[1024], path[128];
+
+	snprintf(body, sizeof(body), "{\"image\": \"%s/%s\", \"mem_mib\": 16%s%s}", fn_dir, image,
+		 extra_json ? ", " : "", extra_json ? extra_json : "");
+	snprintf(path, sizeof(path), "/functions/%s", name);
+	struct hclient_resp r = call("PUT", path, body, strlen(body));
+	if (r.status != 201) {
+		dump_log();
+		fail_msg("PUT %s: %d %s", path, r.status, r.body);
+	}
+	free(r.body);
+}
+
+static struct hclient_resp invoke(const char *name, const char *body, size_t len)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/functions/%s/invoke", name);
+	return call("POST", path, body, len);
+}
+
+/* Invokes and expects 200 with exactly `want`. */
+static void expect_answer(const char *name, const char *body, const char *want)
+{
+	struct hclient_resp r = invoke(name, body, strlen(body));
+
+	if (r.status != 200 || r.body_len != strlen(want) || memcmp(r.body, want, r.body_len)) {
+		dump_log();
+		fail_msg("%s(%s): %d '%s' (headers %s), want 200 '%s'", name, body, r.status, r.body,
+			 r.headers, want);
+	}
+	assert_string_equal(header(&r, "X-Mote-Status"), "ok");
+	free(r.body);
+}
+
+/* A number from a function's JSON (GET /functions/NAME): "a.b" for nested. */
+static long long fn_field(const char *name, const char *key, const char *sub)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/functions/%s", name);
+	struct hclient_resp r = call("GET", path, NULL, 0);
+	assert_int_equal(r.status, 200);
+	char pat[64];
+	const char *p = r.body;
+	if (sub) {
+		snprintf(pat, sizeof(pat), "\"%s\":", sub);
+		p = strstr(p, pat);
+		assert_non_null(p);
+	}
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(p, pat);
+	assert_non_null(p);
+	long long v = strtoll(p + strlen(pat), NULL, 10);
+	free(r.body);
+	return v;
+}
+
+static bool fn_text_has(const char *name, const char *needle)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/functions/%s", name);
+	struct hclient_resp r = call("GET", path, NULL, 0);
+	bool has = strstr(r.body, needle) != NULL;
+	free(r.body);
+	return has;
+}
+
+/* The value of one Prometheus sample line "NAME{LABELS} V". */
+static double metric(const char *line_prefix)
+{
+	struct hclient_resp r = call("GET", "/metrics", NULL, 0);
+	assert_int_equal(r.status, 200);
+	const char *p = strstr(r.body, line_prefix);
+	if (!p) {
+		fprintf(stderr, "%s\n", r.body);
+		fail_msg("no metric %s", line_prefix);
+	}
+	double v = strtod(p + strlen(line_prefix), NULL);
+	free(r.body);
+	return v;
+}
+
+/* ---- the example functions ------------------------------------------------------ */
+
+static void test_examples_answer(void **state)
+{
+	(void)state;
+	reg("echo", "echo.elf", NULL);
+	reg("sha", "sha256.elf", NULL);
+	reg("wc", "wordcount.elf", NULL);
+	reg("big", "big.elf", NULL);
+	reg("svc", "svc.elf", NULL);
+
+	expect_answer("echo", "hello, launcher", "hello, launcher");
+	expect_answer("sha", "abc",
+		      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	expect_answer("sha", "",
+		      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	expect_answer("wc", "hello world\nfoo bar baz\n", "2 5 24\n");
+	expect_answer("svc", "log from the test", "logged");
+
+	/* big: 100 KiB, byte i = (i * 7 + 3) & 0xff */
+	struct hclient_resp r = invoke("big", "102400", 6);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body_len, 102400);
+	for (size_t i = 0; i < r.body_len; i++)
+		if ((uint8_t)r.body[i] != (uint8_t)(i * 7 + 3))
+			fail_msg("big: byte %zu is %u", i, (uint8_t)r.body[i]);
+	free(r.body);
+
+	/* A 200 KiB body through echo comes back byte for byte. */
+	size_t n = 200 * 1024;
+	char *body = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		body[i] = (char)(i * 31 + 7);
+	r = invoke("echo", body, n);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body_len, n);
+	assert_memory_equal(r.body, body, n);
+	free(r.body);
+	free(body);
+
+	/* Warm reuse: the second call to echo found its instance. */
+	r = invoke("echo", "again", 5);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(header(&r, "X-Mote-Start"), "warm");
+	assert_true(strtoll(header(&r, "X-Mote-Total-Us"), NULL, 10) > 0);
+	free(r.body);
+	assert_int_equal(fn_field("echo", "total", "instances"), 1);
+	assert_true(metric("mote_fn_invocations_total{function=\"echo\",status=\"ok\"} ") >= 3);
+}
+
+/* ---- 200 concurrent invocations over 50 instances -------------------------------- */
+
+struct areq {
+	int fd;
+	char out[512];
+	size_t out_len, sent;
+	char body[64];
+	size_t body_len;
+	http_parser p;
+	char *resp;
+	size_t resp_len;
+	bool done;
+	int status;
+};
+
+static int ar_on_body(http_parser *p, const char *at, size_t len)
+{
+	struct areq *a = p->data;
+	a->resp = realloc(a->resp, a->resp_len + len + 1);
+	memcpy(a->resp + a->resp_len, at, len);
+	a->resp_len += len;
+	a->resp[a->resp_len] = '\0';
+	return 0;
+}
+
+static int ar_on_complete(http_parser *p)
+{
+	struct areq *a = p->data;
+	a->done = true;
+	a->status = (int)p->status_code;
+	return 0;
+}
+
+/* Sends n invocations of `name` at once (all connected and sent before
+ * any answer is read), each with a distinct body; returns how many came
+ * back 200 with their own body. */
+static int concurrent_echo(const char *name, int n, double *wall_ms)
+{
+	static const http_parser_settings settings = {
+		.on_body = ar_on_body,
+		.on_message_complete = ar_on_complete,
+	};
+	struct areq *a = calloc((size_t)n, sizeof(*a));
+	struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	double t0 = harness_now_ms();
+	int ok = 0;
+
+	strcpy(addr.sun_path, D.sock);
+	for (int i = 0; i < n; i++) {
+		a[i].fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(a[i].fd >= 0);
+		assert_int_equal(connect(a[i].fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+		a[i].body_len = (size_t)snprintf(a[i].body, sizeof(a[i].body), "request-%d-%d", i,
+						 rand());
+		a[i].out_len = (size_t)snprintf(a[i].out, sizeof(a[i].out),
+						"POST /functions/%s/invoke HTTP/1.1\r\nHost: x\r\n"
+						"Content-Length: %zu\r\n\r\n%s",
+						name, a[i].body_len, a[i].body);
+		assert_int_equal(send(a[i].fd, a[i].out, a[i].out_len, MSG_NOSIGNAL),
+				 (ssize_t)a[i].out_len);
+		http_parser_init(&a[i].p, HTTP_RESPONSE);
+		a[i].p.data = &a[i];
+	}
+	int left = n;
+	while (left > 0 && harness_now_ms() - t0 < 180000) {
+		for (int i = 0; i < n; i++) {
+			pf[i].fd = a[i].done ? -1 : a[i].fd;
+			pf[i].events = POLLIN;
+		}
+		if (poll(pf, (nfds_t)n, 1000) <= 0)
+			continue;
+		for (int i = 0; i < n; i++) {
+			if (a[i].done || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			char buf[4096];
+			ssize_t k = recv(a[i].fd, buf, sizeof(buf), 0);
+			if (k <= 0) {
+				a[i].done = true;
+				left--;
+				continue;
+			}
+			http_parser_execute(&a[i].p, &settings, buf, (size_t)k);
+			if (a[i].done)
+				left--;
+		}
+	}
+	*wall_ms = harness_now_ms() - t0;
+	for (int i = 0; i < n; i++) {
+		if (a[i].status == 200 && a[i].resp_len == a[i].body_len &&
+		    !memcmp(a[i].resp, a[i].body, a[i].body_len))
+			ok++;
+		else if (ok + 3 > i) /* the first few failures */
+			fprintf(stderr, "request %d: %d '%s'\n", i, a[i].status,
+				a[i].resp ? a[i].resp : "");
+		close(a[i].fd);
+		free(a[i].resp);
+	}
+	free(a);
+	free(pf);
+	return ok;
+}
+
+static void test_200_concurrent_over_50_instances(void **state)
+{
+	double wall;
+
+	(void)state;
+	reg("echo", "echo.elf", "\"max_instances\": 50, \"concurrency\": 1");
+	expect_answer("echo", "warm-up", "warm-up"); /* the template and its snapshot */
+	int ok = concurrent_echo("echo", 200, &wall);
+	fprintf(stderr, "200 concurrent invocations: %d correct in %.0f ms, %lld instances\n", ok,
+		wall, fn_field("echo", "total", "instances"));
+	if (ok != 200)
+		dump_log();
+	assert_int_equal(ok, 200);
+	long long insts = fn_field("echo", "total", "instances");
+	assert_true(insts <= 50);
+	assert_true(insts >= 2); /* more than one took part */
+	assert_int_equal(fn_field("echo", "errors", NULL), 0);
+}
+
+/* ---- kill -9 mid-invocation ------------------------------------------------------ */
+
+static pid_t busy_instance_pid(const char *name)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/functions/%s", name);
+	for (int i = 0; i < 500; i++) {
+		struct hclient_resp r = call("GET", path, NULL, 0);
+		const char *p = strstr(r.body, "\"inflight\":1,");
+		const char *list = strstr(r.body, "\"instance_list\"");
+		pid_t pid = 0;
+		if (p && list) {
+			/* the instance entry with inflight 1 */
+			const char *e = strstr(list, "\"inflight\":1,");
+			if (e) {
+				const char *q = e;
+				while (q > list && strncmp(q, "\"pid\":", 6))
+					q--;
+				if (q > list)
+					pid = (pid_t)strtol(q + 6, NULL, 10);
+			}
+		}
+		free(r.body);
+		if (pid > 0)
+			return pid;
+		usleep(10000);
+	}
+	return 0;
+}
+
+struct bg_call {
+	pthread_t t;
+	char name[32], body[64];
+	struct hclient_resp r;
+	int ret;
+};
+
+static void *bg_invoke(void *arg)
+{
+	struct bg_call *b = arg;
+	char path[128], err[256];
+
+	snprintf(path, sizeof(path), "/functions/%s/invoke", b->name);
+	b->ret = hclient_request(D.sock, "POST", path, b->body, strlen(b->body), CALL_TIMEOUT_MS,
+				 &b->r, err, sizeof(err));
+	return NULL;
+}
+
+static void test_kill_mid_invocation(void **state)
+{
+	/* 100 rounds of 100 us work and 50 ms with the vCPU halted: ~5 s */
+	struct bg_call b = { .name = "burn", .body = "100 50000 100" };
+
+	(void)state;
+	reg("burn", "burn.elf", "\"timeout_ms\": 30000");
+	struct hclient_resp r = invoke("burn", "100 0 1", 7);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "iterations=1 "));
+	free(r.body);
+
+	assert_int_equal(pthread_create(&b.t, NULL, bg_invoke, &b), 0);
+	pid_t pid = busy_instance_pid("burn");
+	assert_true(pid > 0);
+	usleep(200000);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	pthread_join(b.t, NULL);
+	assert_int_equal(b.ret, 0);
+	if (b.r.status != 502 || !strstr(b.r.body, "mid-invocation"))
+		fail_msg("the killed call: %d %s", b.r.status, b.r.body);
+	free(b.r.body);
+
+	/* The next one gets a new instance and is answered. */
+	r = invoke("burn", "100 0 2", 7);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "iterations=2 "));
+	assert_string_not_equal(header(&r, "X-Mote-Start"), "warm");
+	free(r.body);
+	assert_int_equal(fn_field("burn", "total", "instances"), 1);
+	assert_true(metric("mote_fn_errors_total{function=\"burn\"} ") >= 1);
+}
+
+/* ---- scale to zero, and starts from the warm snapshot ---------------------------- */
+
+static void test_idle_ttl_and_restore(void **state)
+{
+	(void)state;
+	reg("echo", "echo.elf", "\"idle_ttl_s\": 1");
+	struct hclient_resp r = invoke("echo", "one", 3);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(header(&r, "X-Mote-Start"), "cold-boot");
+	free(r.body);
+	assert_int_equal(fn_field("echo", "total", "instances"), 1);
+	bool snap = fn_text_has("echo", "\"snapshot\":\"ready\"");
+
+	/* Idle past its TTL: stopped, nothing left running. */
+	double t0 = harness_now_ms();
+	while (fn_field("echo", "total", "instances") != 0 && harness_now_ms() - t0 < 5000)
+		usleep(50000);
+	assert_int_equal(fn_field("echo", "total", "instances"), 0);
+	assert_true(harness_now_ms() - t0 > 300); /* not before its TTL */
+	assert_int_equal((int)metric("mote_fnd_instances "), 0);
+
+	/* The next start: a clone of the warm snapshot, not a boot. */
+	r = invoke("echo", "two", 3);
+	assert_int_equal(r.status, 200);
+	assert_memory_equal(r.body, "two", 3);
+	if (!snap) {
+		free(r.body);
+		char note[512] = "";
+		struct hclient_resp g = call("GET", "/functions/echo", NULL, 0);
+		const char *p = strstr(g.body, "snapshot_note");
+		if (p)
+			snprintf(note, sizeof(note), "%.400s", p);
+		free(g.body);
+		fprintf(stderr, "skipped: this mote cannot snapshot the function's VM: %s\n", note);
+		skip();
+	}
+	assert_string_equal(header(&r, "X-Mote-Start"), "snapshot-restore");
+	free(r.body);
+	assert_int_equal((int)metric("mote_fn_starts_total{function=\"echo\",kind=\"snapshot-restore\"} "), 1);
+	assert_int_equal((int)metric("mote_fn_starts_total{function=\"echo\",kind=\"cold-boot\"} "), 1);
+
+	/* scale: three more clones at once, each answering */
+	const char *body = "{\"add\": 3}";
+	r = call("POST", "/functions/echo/scale", body, strlen(body));
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"started\":3"));
+	free(r.body);
+	assert_int_equal((int)metric("mote_fn_starts_total{function=\"echo\",kind=\"snapshot-restore\"} "), 4);
+	r = call("POST", "/functions/echo/check", NULL, 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"answered\":4"));
+	free(r.body);
+}
+
+/* ---- the CLI --------------------------------------------------------------------- */
+
+static void test_cli(void **state)
+{
+	char cmd[4096];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd),
+		 "export MOTE_FND_SOCK=%s; %s register echo %s/echo.elf --mem 16 --ttl 30 >/dev/null "
+		 "&& printf 'via the cli' | %s invoke echo && echo && %s ls && %s rm echo && "
+		 "%s ls; printf x | %s invoke echo", D.sock, fn_cli, fn_dir ? fn_dir : "", fn_cli, fn_cli, fn_cli,
+		 fn_cli, fn_cli);
+	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	struct run_result res = harness_run(argv, 120, NULL);
+	if (res.status != 1 || !strstr(res.out, "via the cli\n") ||
+	    !strstr(res.out, "\"idle_ttl_s\": 30") || !strstr(res.err, "404: no function named")) {
+		harness_dump(&res);
+		fail_msg("mote-fn session");
+	}
+	harness_free(&res);
+}
+/* ---- bad input ------------------------------------------------------------------- */
+
+static void test_bad_input(void **state)
+{
+	struct hclient_resp r;
+	(void)state;
+
+	/* unknown function */
+	r = invoke("nosuch", "x", 1);
+	assert_int_equal(r.status, 404);
+	assert_non_null(strstr(r.body, "no function named 'nosuch'"));
+	free(r.body);
+	/* bad JSON, unknown field, relative image, missing image file */
+	const char *bodies[][2] = {
+		{ "{\"image\": ", "bad JSON" },
+		{ "{\"image\": \"/x\", \"colour\": 1}", "unknown field 'colour'" },
+		{ "{\"image\": \"fn.elf\"}", "absolute path" },
+		{ "{\"image\": \"/nonexistent/fn.elf\"}", "No such file" },
+		{ "{\"image\": \"/etc/hostname\", \"mem_mib\": 1}", "mem_mib must be between" },
+		{ "[1]", "JSON object" },
+	};
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		r = call("PUT", "/functions/bad", bodies[i][0], strlen(bodies[i][0]));
+		if (r.status != 400 || !strstr(r.body, bodies[i][1]))
+			fail_msg("PUT %s: %d %s, want 400 with '%s'", bodies[i][0], r.status, r.body,
+				 bodies[i][1]);
+		free(r.body);
+	}
+	r = call("PUT", "/functions/bad name", "{}", 2);
+	assert_int_equal(r.status, 400);
+	free(r.body);
+	r = call("GET", "/nowhere", NULL, 0);
+	assert_int_equal(r.status, 404);
+	free(r.body);
+	r = call("DELETE", "/functions", NULL, 0);
+	assert_int_equal(r.status, 405);
+	free(r.body);
+
+	/* a body over the limit: 413, before any VM is involved */
+	reg("echo", "echo.elf", NULL);
+	size_t n = 300 * 1024;
+	char *big = calloc(1, n);
+	r = invoke("echo", big, n);
+	free(big);
+	assert_int_equal(r.status, 413);
+	assert_non_null(strstr(r.body, "larger than the limit"));
+	free(r.body);
+
+	/* an image that does not boot: a clear 502 naming the cause */
+	char junk[96];
+	snprintf(junk, sizeof(junk), "%s-junk.elf", D.state);
+	FILE *f = fopen(junk, "w");
+	assert_non_null(f);
+	fputs("this is not a kernel\n", f);
+	fclose(f);
+	char body[256];
+	snprintf(body, sizeof(body), "{\"image\": \"%s\"}", junk);
+	r = call("PUT", "/functions/junk", body, strlen(body));
+	assert_int_equal(r.status, 201);
+	free(r.body);
+	r = invoke("junk", "x", 1);
+	if (r.status != 502 || !strstr(r.body, "did not boot"))
+		fail_msg("junk image: %d %s", r.status, r.body);
+	free(r.body);
+	unlink(junk);
+
+	/* a function that faults: an error status, and the same VM goes on */
+	reg("fault", "fault.elf", NULL);
+	const char *faults[] = { "null", "div", "hlt", "stack" };
+	for (size_t i = 0; i < 4; i++) {
+		r = invoke("fault", faults[i], strlen(faults[i]));
+		if (r.status != 500 || strcmp(header(&r, "X-Mote-Status"), "fault"))
+			fail_msg("fault %s: %d %s %s", faults[i], r.status, r.headers, r.body);
+		free(r.body);
+	}
+	r = invoke("fault", "error", 5);
+	assert_int_equal(r.status, 500);
+	assert_string_equal(header(&r, "X-Mote-Status"), "handler-error");
+	free(r.body);
+	expect_answer("fault", "fine", "ok");
+	assert_int_equal(fn_field("fault", "total", "instances"), 1);
+
+	/* a function that loops: stopped at its deadline (504), launcher goes on */
+	reg("loop", "loop.elf", "\"timeout_ms\": 300");
+	r = invoke("loop", "spin", 4);
+	if (r.status != 504 || strcmp(header(&r, "X-Mote-Status"), "timeout"))
+		fail_msg("loop: %d %s %s", r.status, r.headers, r.body);
+	free(r.body);
+	expect_answer("echo", "still here", "still here");
+	r = call("GET", "/functions", NULL, 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"loop\""));
+	free(r.body);
+}
+
+int main(void)
+{
+	const char *mote = harness_env("MOTE_BIN");
+	char tmp[PATH_MAX];
+
+	fn_dir = harness_env("MOTE_FN_DIR");
+	snprintf(tmp, sizeof(tmp), "%s", mote);
+	snprintf(fnd_bin, sizeof(fnd_bin), "%.280s/mote-fnd", dirname(tmp));
+	snprintf(fn_cli, sizeof(fn_cli), "%.280s/mote-fn", tmp);
+	srand((unsigned)getpid());
+	signal(SIGPIPE, SIG_IGN);
+
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_examples_answer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_200_concurrent_over_50_instances, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill_mid_invocation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_ttl_and_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
+	};
+	/* LAUNCHER_TEST=test_cli runs one test (for development). */
+	if (getenv("LAUNCHER_TEST"))
+		cmocka_set_test_filter(getenv("LAUNCHER_TEST"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
