@@ -75,7 +75,7 @@ static void usage(FILE *f)
 		"                         and log exec->first KVM_RUN and exec->boot-timer times\n"
 		"  --demand SETTINGS      demand metrics (GET /demand): period-ms=N (1000),\n"
 		"                         window=N (10), alpha=X (0.3), wss=on|off,\n"
-		"                         wss-samples=N|all (4096), wss-period-ms=N (1000),\n"
+		"                         wss-samples=N|all (1024), wss-period-ms=N (1000),\n"
 		"                         flush-ms=N (metrics file, 60000)\n"
 		"  --log-level L          error, warn, info (default) or debug\n"
 		"  --no-seccomp           run without the per-thread seccomp filters (debugging)\n"
