@@ -62,9 +62,9 @@
 
 #define DEFAULT_DEADLINE_MS 3000
 #define USER_STACK_SIZE (128 * 1024)
-#define MAX_FCONN 32
+#define MAX_FCONN 64             /* as many as the driver's streams */
 #define INBOX 256                /* RX buffers a stream can hold: the driver's maximum */
-#define WAIT_HOLD_MAX 48         /* ... all streams but cur together */
+#define WAIT_HOLD_MAX 80         /* ... all streams but cur together (of 128) */
 #define WAIT_CREDIT 4096         /* receive credit of a stream waiting for its turn */
 /* Receive credit of the served stream: a whole request plus the next
  * header without waiting for a credit update. */
@@ -446,9 +446,27 @@ static void app_closed(struct vsock_conn *c)
 	f->vc = NULL;
 }
 
+static void stream_close(struct fconn *f);
+
+/* The host shut a side of a stream that is not being served and has
+ * nothing buffered: it will not send a request, close it now (the
+ * served stream is closed by serve() once its buffered requests ran). */
+static void app_shutdown(struct vsock_conn *c)
+{
+	struct fconn *f = vsock_app_data(c);
+
+	if (!f || f == cur || f->qlen || f->state == ST_CLOSING)
+		return;
+	if (vsock_peer_shut(c) & VSOCK_SHUT_RCV)
+		vsock_reset(c);
+	else
+		stream_close(f);
+}
+
 static const struct vsock_app app = {
 	.accept = app_accept,
 	.data = app_data,
+	.shutdown = app_shutdown,
 	.closed = app_closed,
 };
 

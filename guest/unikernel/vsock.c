@@ -51,6 +51,7 @@
 #define EVQ_SIZE 4
 #define MAX_CONNS 64
 #define CTRL_SLOTS 64
+#define TX_RESERVE 4    /* TX descriptors / control slots an RX packet may need */
 #define DEFAULT_PORT 5000
 #define DEFAULT_BUF 16384
 #define DEFAULT_NBUFS 128
@@ -108,6 +109,7 @@ struct vs {
 	uint32_t buf_len[RXQ_MAX];        /* payload length of a held RX buffer */
 	struct vsock_hdr *ctrl;           /* CTRL_SLOTS headers */
 	uint8_t ctrl_busy[CTRL_SLOTS];
+	uint32_t nr_ctrl_busy;
 	uint8_t tx_owner[TXQ_SIZE];
 	uint16_t tx_ref[TXQ_SIZE];        /* RX buffer or ctrl slot */
 	uint16_t tx_free[TXQ_SIZE];
@@ -301,6 +303,7 @@ static int send_ctrl_ports(uint32_t src_port, uint32_t dst_port, uint16_t op, ui
 	hdr_fill(h, c ? c : &tmp, op, 0);
 	h->flags = flags;
 	vs.ctrl_busy[slot] = 1;
+	vs.nr_ctrl_busy++;
 	vs.tx_owner[desc] = TXO_CTRL;
 	vs.tx_ref[desc] = (uint16_t)slot;
 	volatile struct virtq_desc *dsc = &vs.q[VQ_TX].desc[desc];
@@ -525,9 +528,11 @@ static void handle_tx_done(uint32_t id)
 		break;
 	case TXO_CTRL:
 		vs.ctrl_busy[vs.tx_ref[id]] = 0;
+		vs.nr_ctrl_busy--;
 		break;
 	case TXO_DATA:
 		vs.ctrl_busy[vs.tx_ref[id]] = 0;
+		vs.nr_ctrl_busy--;
 		vs.data_inflight--;
 		tx_put(vs.q[VQ_TX].desc[id].next); /* the pattern descriptor */
 		break;
@@ -552,18 +557,22 @@ static void handle_event(uint32_t id)
 	vq_add(VQ_EV, (uint16_t)id);
 }
 
-/* One round: everything used, then kicks. Returns whether anything moved. */
+/* One round: everything used, then kicks. Returns whether anything moved.
+ * TX completions first (they free what answers need), and RX only while
+ * there is room for a control packet in answer: many streams closing at
+ * once must not run the slots out (the rest waits for the next round). */
 static int vs_poll(void)
 {
 	uint32_t id, len;
 	int moved = 0;
 
-	while (vq_get(VQ_RX, &id, &len)) {
-		handle_rx((uint16_t)id, len);
-		moved = 1;
-	}
 	while (vq_get(VQ_TX, &id, &len)) {
 		handle_tx_done(id);
+		moved = 1;
+	}
+	while (vs.nr_tx_free >= TX_RESERVE && vs.nr_ctrl_busy + TX_RESERVE <= CTRL_SLOTS &&
+	       vq_get(VQ_RX, &id, &len)) {
+		handle_rx((uint16_t)id, len);
 		moved = 1;
 	}
 	while (vq_get(VQ_EV, &id, &len)) {
@@ -622,6 +631,7 @@ static int vs_start(void)
 		return -ETIMEDOUT;
 	memset(vs.conns, 0, sizeof(vs.conns));
 	memset(vs.ctrl_busy, 0, sizeof(vs.ctrl_busy));
+	vs.nr_ctrl_busy = 0;
 	memset(vs.tx_owner, 0, sizeof(vs.tx_owner));
 	vs.nr_tx_free = 0;
 	status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
@@ -748,6 +758,7 @@ static uint32_t send_data(struct conn *c, const void *data, uint64_t left, uint3
 	d1 = tx_alloc();
 	hdr_fill(&vs.ctrl[slot], c, OP_RW, n);
 	vs.ctrl_busy[slot] = 1;
+	vs.nr_ctrl_busy++;
 	vs.tx_owner[d0] = TXO_DATA;
 	vs.tx_ref[d0] = (uint16_t)slot;
 	vs.tx_owner[d1] = TXO_LINK;
