@@ -709,6 +709,49 @@ static void test_hostile_guest(void **state)
 	harness_free(&r);
 }
 
+/* Four interfaces (the most): each gets its window, IRQ and MAC; frames
+ * on the first TAP are reflected while the others idle; a fifth --net is
+ * a usage error. */
+static void test_four_interfaces(void **state)
+{
+	double fps, mbps;
+	struct harness_proc p;
+
+	(void)state;
+	drain_socket();
+	for (int i = 1; i < 4; i++)
+		assert_int_equal(sh("ip tuntap add dev mtap%d mode tap && ip link set mtap%d up", i, i),
+				 0);
+	char *argv[] = { (char *)mote_bin, "--kernel", (char *)guest_elf, "--log-level", "debug",
+			 "--net", "tap=" TAP, "--net", "tap=mtap1,id=b", "--net", "tap=mtap2,id=c",
+			 "--net", "tap=mtap3,id=d,mac=06:00:00:00:00:04", "--cmdline",
+			 "test=net-reflect frames=100", NULL };
+	harness_spawn(&p, argv);
+	assert_true(wait_ready(&p, "net-reflect: ready"));
+	reflect_frames(&p, 100, &fps, &mbps);
+	struct run_result r = harness_proc_finish(&p, 60);
+	for (int i = 1; i < 4; i++)
+		sh("ip link del mtap%d", i);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, err, "net3: TAP 'mtap3', MAC 06:00:00:00:00:04");
+	assert_output_contains(&r, err, "net0: rx 100 frames");
+	assert_output_contains(&r, err, "net1: rx 0 frames");
+	harness_free(&r);
+
+	char *argv5[] = { (char *)mote_bin, "--kernel", (char *)guest_elf, "--net", "tap=a",
+			  "--net", "tap=b", "--net", "tap=c", "--net", "tap=d", "--net", "tap=e", NULL };
+	r = harness_run(argv5, 30, NULL);
+	assert_exit_status(&r, 64);
+	assert_output_contains(&r, err, "at most 4 network interfaces");
+	harness_free(&r);
+	char *argv_dup[] = { (char *)mote_bin, "--kernel", (char *)guest_elf, "--net", "tap=a",
+			     "--net", "tap=a", NULL };
+	r = harness_run(argv_dup, 30, NULL);
+	assert_exit_status(&r, 64);
+	assert_output_contains(&r, err, "must each be used once");
+	harness_free(&r);
+}
+
 static void test_net_arg_errors(void **state)
 {
 	(void)state;
@@ -743,6 +786,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_guest),
 		cmocka_unit_test(test_tso_frame_passes_whole_with_offloads),
 		cmocka_unit_test(test_tso_frame_is_segmented_without_offloads),
+		cmocka_unit_test(test_four_interfaces),
 		cmocka_unit_test(test_net_arg_errors),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
