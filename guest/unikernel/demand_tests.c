@@ -8,7 +8,8 @@
  *       take work_us on an idle CPU), then sleep_us in hlt, woken by the
  *       LAPIC timer (one-shot). Under contention the work takes longer but
  *       stays the same amount, as in the paper's experiment. secs=0 runs
- *       forever.
+ *       forever. switch_s=S work2_us=W sleep2_us=Z: after S seconds the
+ *       cycle becomes W + Z.
  *   test=touch mb=32 at_mb=64 pause_ms=100 secs=N
  *       Writes one byte in every 4 KiB page of [at_mb, at_mb + mb) MiB,
  *       sleeps pause_ms, repeats: a working set of exactly mb MiB (plus
@@ -152,7 +153,10 @@ static uint64_t user_calibrate(uint64_t unused)
 struct duty_args {
 	uint64_t work_iters;
 	uint64_t sleep_ns;
-	uint64_t end_tsc;   /* 0: forever */
+	uint64_t end_tsc;    /* 0: forever */
+	uint64_t switch_tsc; /* then work2/sleep2 (0: never) */
+	uint64_t work2_iters;
+	uint64_t sleep2_ns;
 };
 
 static struct duty_args duty;
@@ -163,6 +167,11 @@ static uint64_t user_duty(uint64_t unused)
 
 	(void)unused;
 	do {
+		if (duty.switch_tsc && cpu_rdtsc() >= duty.switch_tsc) {
+			duty.work_iters = duty.work2_iters;
+			duty.sleep_ns = duty.sleep2_ns;
+			duty.switch_tsc = 0;
+		}
 		spin(duty.work_iters);
 		user_call(CALL_SLEEP_NS, duty.sleep_ns, 0);
 		cycles++;
@@ -218,12 +227,20 @@ static int demand_duty(void)
 	uint64_t work_us = cmdline_u64("work_us=", 4000);
 	uint64_t sleep_us = cmdline_u64("sleep_us=", 1000);
 	uint64_t secs = cmdline_u64("secs=", 10);
+	/* A second phase after switch_s seconds (the placement experiment
+	 * raises every VM's demand at once). */
+	uint64_t switch_s = cmdline_u64("switch_s=", 0);
+	uint64_t work2_us = cmdline_u64("work2_us=", work_us);
+	uint64_t sleep2_us = cmdline_u64("sleep2_us=", sleep_us);
 
 	demand_setup();
 	uint64_t ticks = user_run(user_calibrate, 0, user_stack_top());
 	/* iterations per us = CALIB_ITERS / (ticks / tsc_per_us) */
 	duty.work_iters = work_us * CALIB_ITERS * tsc_per_us / (ticks ? ticks : 1);
 	duty.sleep_ns = sleep_us * 1000;
+	duty.work2_iters = work2_us * CALIB_ITERS * tsc_per_us / (ticks ? ticks : 1);
+	duty.sleep2_ns = sleep2_us * 1000;
+	duty.switch_tsc = switch_s ? end_tsc_after(switch_s) : 0;
 	serial_printf("duty: running work_us=%lu sleep_us=%lu iters=%lu tsc_per_us=%lu\n",
 		      (unsigned long)work_us, (unsigned long)sleep_us,
 		      (unsigned long)duty.work_iters, (unsigned long)tsc_per_us);
