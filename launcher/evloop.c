@@ -191,6 +191,7 @@ static void run_timers(struct evloop *l)
 
 int evloop_run(struct evloop *l)
 {
+	l->stop = false;
 	while (!l->stop) {
 		int n = epoll_wait(l->epfd, l->batch, EV_BATCH, next_timeout_ms(l));
 

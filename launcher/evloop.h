@@ -53,7 +53,7 @@ static inline bool ev_timer_armed(const struct ev_timer *t)
 	return t->heap_idx != EV_TIMER_IDLE;
 }
 
-/* Runs until evloop_stop(). Returns 0 or -errno. */
+/* Runs until evloop_stop() (called from a callback). Returns 0 or -errno. */
 int evloop_run(struct evloop *l);
 void evloop_stop(struct evloop *l);
 

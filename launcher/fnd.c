@@ -554,7 +554,7 @@ static void template_snapshot(struct fnd *d, struct instance *inst)
 	}
 	if (ret) {
 		fn->snap = strstr(err, "not supported") ? SNAP_UNAVAILABLE : SNAP_NONE;
-		snprintf(fn->snap_note, sizeof(fn->snap_note), "warm snapshot failed: %s", err);
+		snprintf(fn->snap_note, sizeof(fn->snap_note), "warm snapshot failed: %.480s", err);
 		log_warn("function %s: %s%s", fn->spec.name, fn->snap_note,
 			 fn->snap == SNAP_UNAVAILABLE ? " (every start will boot)" : "");
 		return;

@@ -1,0 +1,547 @@
+/* The launcher's pure parts: routes, registration documents, admission
+ * arithmetic, the instance state machine, the reader of a VM's answers,
+ * the timer heap, and the HTTP server driven over a real unix socket. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "launcher/admit.h"
+#include "launcher/evloop.h"
+#include "launcher/fnwire.h"
+#include "launcher/hclient.h"
+#include "launcher/http.h"
+#include "launcher/inst_state.h"
+#include "launcher/spec.h"
+
+/* ---- routes ---------------------------------------------------------------------- */
+
+static void test_routes(void **state)
+{
+	char name[FN_NAME_MAX + 1];
+
+	(void)state;
+	assert_int_equal(fnd_route("GET", "/functions", name), ROUTE_LIST);
+	assert_int_equal(fnd_route("GET", "/functions/", name), ROUTE_LIST);
+	assert_int_equal(fnd_route("POST", "/functions", name), ROUTE_BAD_METHOD);
+	assert_int_equal(fnd_route("PUT", "/functions/echo", name), ROUTE_PUT);
+	assert_string_equal(name, "echo");
+	assert_int_equal(fnd_route("GET", "/functions/echo", name), ROUTE_GET);
+	assert_int_equal(fnd_route("DELETE", "/functions/echo", name), ROUTE_DELETE);
+	assert_int_equal(fnd_route("PATCH", "/functions/echo", name), ROUTE_BAD_METHOD);
+	assert_int_equal(fnd_route("POST", "/functions/my-fn-2/invoke", name), ROUTE_INVOKE);
+	assert_string_equal(name, "my-fn-2");
+	assert_int_equal(fnd_route("GET", "/functions/echo/invoke", name), ROUTE_BAD_METHOD);
+	assert_int_equal(fnd_route("POST", "/functions/echo/scale", name), ROUTE_SCALE);
+	assert_int_equal(fnd_route("POST", "/functions/echo/check", name), ROUTE_CHECK);
+	assert_int_equal(fnd_route("POST", "/functions/echo/other", name), ROUTE_NOT_FOUND);
+	assert_int_equal(fnd_route("POST", "/functions/echo/invoke/x", name), ROUTE_NOT_FOUND);
+	assert_int_equal(fnd_route("GET", "/metrics", name), ROUTE_METRICS);
+	assert_int_equal(fnd_route("PUT", "/metrics", name), ROUTE_BAD_METHOD);
+	assert_int_equal(fnd_route("GET", "/", name), ROUTE_NOT_FOUND);
+	assert_int_equal(fnd_route("GET", "/functionsx", name), ROUTE_NOT_FOUND);
+	/* names that cannot be jail ids */
+	assert_int_equal(fnd_route("PUT", "/functions/a.b", name), ROUTE_BAD_NAME);
+	assert_int_equal(fnd_route("PUT", "/functions/-x", name), ROUTE_BAD_NAME);
+	assert_int_equal(fnd_route("PUT", "/functions/..", name), ROUTE_BAD_NAME);
+	assert_int_equal(fnd_route("PUT", "/functions//invoke", name), ROUTE_BAD_NAME);
+	assert_int_equal(fnd_route("PUT", "/functions/a%20b", name), ROUTE_BAD_NAME);
+	assert_int_equal(fnd_route("PUT", "/functions/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", name),
+			 ROUTE_BAD_NAME); /* 33 */
+	assert_int_equal(fnd_route("PUT", "/functions/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", name),
+			 ROUTE_PUT); /* 32 */
+}
+
+/* ---- registration documents ------------------------------------------------------ */
+
+static void expect_spec_error(const char *body, const char *needle)
+{
+	struct fn_spec s;
+	char err[256] = "";
+
+	if (fn_spec_parse("f", body, strlen(body), &s, err, sizeof(err)) != -1 ||
+	    !strstr(err, needle))
+		fail_msg("'%s': got '%s', want an error with '%s'", body, err, needle);
+}
+
+static void test_spec(void **state)
+{
+	struct fn_spec s;
+	char err[256];
+	const char *full = "{\"image\": \"/fns/echo.elf\", \"mem_mib\": 32, \"vcpus\": 2, "
+			   "\"concurrency\": 4, \"idle_ttl_s\": 0, \"max_instances\": 5000, "
+			   "\"timeout_ms\": 250}";
+
+	(void)state;
+	assert_int_equal(fn_spec_parse("echo", full, strlen(full), &s, err, sizeof(err)), 0);
+	assert_string_equal(s.name, "echo");
+	assert_string_equal(s.image, "/fns/echo.elf");
+	assert_int_equal(s.mem_mib, 32);
+	assert_int_equal(s.vcpus, 2);
+	assert_int_equal(s.concurrency, 4);
+	assert_int_equal(s.idle_ttl_s, 0);
+	assert_int_equal(s.max_instances, 5000);
+	assert_int_equal(s.timeout_ms, 250);
+
+	const char *min = "{\"image\": \"/x\"}";
+	assert_int_equal(fn_spec_parse("x", min, strlen(min), &s, err, sizeof(err)), 0);
+	assert_int_equal(s.mem_mib, FN_DEFAULT_MEM_MIB);
+	assert_int_equal(s.vcpus, 1);
+	assert_int_equal(s.concurrency, 1);
+	assert_int_equal(s.idle_ttl_s, FN_DEFAULT_TTL_S);
+	assert_int_equal(s.max_instances, FN_DEFAULT_MAX_INSTANCES);
+	assert_int_equal(s.timeout_ms, FN_DEFAULT_TIMEOUT_MS);
+
+	expect_spec_error("", "body is required");
+	expect_spec_error("{", "bad JSON");
+	expect_spec_error("{\"image\": \"/x\", \"image\": \"/y\"}", "bad JSON"); /* duplicate */
+	expect_spec_error("[]", "JSON object");
+	expect_spec_error("{}", "image is required");
+	expect_spec_error("{\"image\": 5}", "image is required");
+	expect_spec_error("{\"image\": \"rel/x\"}", "absolute path");
+	expect_spec_error("{\"image\": \"/x\", \"memory\": 5}", "unknown field 'memory'");
+	expect_spec_error("{\"image\": \"/x\", \"mem_mib\": \"16\"}", "mem_mib must be an integer");
+	expect_spec_error("{\"image\": \"/x\", \"mem_mib\": 1}", "mem_mib must be between 2");
+	expect_spec_error("{\"image\": \"/x\", \"vcpus\": 3}", "vcpus must be between 1 and 2");
+	expect_spec_error("{\"image\": \"/x\", \"vcpus\": 0}", "vcpus");
+	expect_spec_error("{\"image\": \"/x\", \"concurrency\": 0}", "concurrency");
+	expect_spec_error("{\"image\": \"/x\", \"max_instances\": -1}", "max_instances");
+	expect_spec_error("{\"image\": \"/x\", \"timeout_ms\": 0}", "timeout_ms");
+	expect_spec_error("{\"image\": \"/x\", \"idle_ttl_s\": 1e3}", "idle_ttl_s must be an integer");
+	assert_int_equal(fn_spec_parse("bad/name", min, strlen(min), &s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "function name"));
+	assert_true(fn_name_valid("a"));
+	assert_true(fn_name_valid("Echo-2"));
+	assert_false(fn_name_valid(""));
+	assert_false(fn_name_valid("a_b"));
+}
+
+/* ---- admission ------------------------------------------------------------------- */
+
+static const struct admit_limits lim = {
+	.max_instances = 100, .max_mem_mib = 4096, .min_free_mib = 512, .max_fds = 1000,
+	.max_queue = 10,
+};
+
+static struct admit_host host_ok(void)
+{
+	return (struct admit_host){ .instances = 10, .mem_mib = 160, .free_mib = 20000, .fds = 50 };
+}
+
+static struct admit_fn fn_idle(void)
+{
+	return (struct admit_fn){ .concurrency = 1, .max_instances = 50, .mem_mib = 16 };
+}
+
+static void test_admit(void **state)
+{
+	char why[256];
+	struct admit_host h = host_ok();
+	struct admit_fn f = fn_idle();
+
+	(void)state;
+	/* nothing running: start one */
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_START);
+	/* a free slot: run there */
+	f.instances = 1;
+	f.free_slots = 1;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_RUN);
+	/* the free slot is promised to one already waiting: start another */
+	f.queued = 1;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_START);
+	/* a starting instance with concurrency 4 has 3 spare slots for waiters */
+	f = fn_idle();
+	f.concurrency = 4;
+	f.instances = f.starting = 1;
+	f.queued = 2;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_QUEUE);
+	f.queued = 3;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_START);
+	/* at max_instances: wait while the queue has room, then 429 */
+	f = fn_idle();
+	f.instances = 50;
+	f.queued = 9;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_QUEUE);
+	f.queued = 10;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_FN_FULL);
+	assert_non_null(strstr(why, "max_instances=50"));
+
+	/* host caps: each limit named; a function with instances waits instead */
+	f = fn_idle();
+	h = host_ok();
+	h.instances = 100;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_HOST_FULL);
+	assert_non_null(strstr(why, "100 of 100 instances"));
+	f.instances = 3;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_QUEUE);
+	f.queued = 10;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_HOST_FULL);
+	f = fn_idle();
+	h = host_ok();
+	h.mem_mib = 4090;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_HOST_FULL);
+	assert_non_null(strstr(why, "--max-mem-mib 4096"));
+	h.mem_mib = 4080; /* exactly fits */
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_START);
+	h = host_ok();
+	h.free_mib = 511;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_HOST_FULL);
+	assert_non_null(strstr(why, "511 MiB available"));
+	h = host_ok();
+	h.fds = 1000 - ADMIT_FDS_PER_START + 1;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_HOST_FULL);
+	assert_non_null(strstr(why, "file descriptors"));
+	h.fds = 1000 - ADMIT_FDS_PER_START;
+	assert_int_equal(admit_decide(&lim, &h, &f, why, sizeof(why)), ADMIT_START);
+	/* no memory cap configured */
+	struct admit_limits nocap = lim;
+	nocap.max_mem_mib = 0;
+	h = host_ok();
+	h.mem_mib = 1u << 30;
+	assert_int_equal(admit_host_room(&nocap, &h, 16, why, sizeof(why)), 0);
+	assert_string_equal(why, "");
+}
+
+/* ---- instance states ------------------------------------------------------------- */
+
+static void test_inst_states(void **state)
+{
+	(void)state;
+	/* cold boot to ready, busy, idle, TTL, reaped */
+	assert_int_equal(inst_next_state(INST_BOOTING, IEV_READY, 0), INST_READY);
+	assert_int_equal(inst_next_state(INST_READY, IEV_INVOKE_BEGIN, 1), INST_READY);
+	assert_int_equal(inst_next_state(INST_READY, IEV_IDLE_TTL, 1), INST_READY); /* busy: stays */
+	assert_int_equal(inst_next_state(INST_READY, IEV_INVOKE_END, 0), INST_READY);
+	assert_int_equal(inst_next_state(INST_READY, IEV_IDLE_TTL, 0), INST_STOPPING);
+	assert_int_equal(inst_next_state(INST_STOPPING, IEV_EXITED, 0), INST_DEAD);
+	/* restore: the first caller rides along until the stream is accepted */
+	assert_int_equal(inst_next_state(INST_RESTORING, IEV_INVOKE_BEGIN, 1), INST_RESTORING);
+	assert_int_equal(inst_next_state(INST_RESTORING, IEV_CONNECTED, 1), INST_READY);
+	assert_int_equal(inst_next_state(INST_RESTORING, IEV_START_TIMEOUT, 1), INST_STOPPING);
+	assert_int_equal(inst_next_state(INST_BOOTING, IEV_START_TIMEOUT, 0), INST_STOPPING);
+	assert_int_equal(inst_next_state(INST_RESTORING, IEV_EXITED, 1), INST_DEAD);
+	/* a VM that failed an invocation is not used again */
+	assert_int_equal(inst_next_state(INST_READY, IEV_BROKEN, 0), INST_STOPPING);
+	/* stop while busy: drain, then stop with the last one */
+	assert_int_equal(inst_next_state(INST_READY, IEV_STOP, 2), INST_DRAINING);
+	assert_int_equal(inst_next_state(INST_DRAINING, IEV_INVOKE_END, 1), INST_DRAINING);
+	assert_int_equal(inst_next_state(INST_DRAINING, IEV_INVOKE_END, 0), INST_STOPPING);
+	assert_int_equal(inst_next_state(INST_READY, IEV_STOP, 0), INST_STOPPING);
+	/* what cannot happen is refused, not guessed */
+	assert_int_equal(inst_next_state(INST_READY, IEV_READY, 0), -1);
+	assert_int_equal(inst_next_state(INST_BOOTING, IEV_INVOKE_END, 0), -1);
+	assert_int_equal(inst_next_state(INST_DRAINING, IEV_INVOKE_BEGIN, 1), -1);
+	assert_int_equal(inst_next_state(INST_DEAD, IEV_EXITED, 0), -1);
+	assert_int_equal(inst_next_state(INST_STOPPING, IEV_CONNECTED, 0), -1);
+	/* only READY takes work; everything but DEAD holds a process */
+	for (int s = 0; s < INST_NR_STATES; s++) {
+		assert_int_equal(inst_state_accepts((enum inst_state)s), s == INST_READY);
+		assert_int_equal(inst_state_live((enum inst_state)s), s != INST_DEAD);
+	}
+	assert_string_equal(inst_state_name(INST_RESTORING), "restoring");
+}
+
+/* ---- the VM's answer ------------------------------------------------------------- */
+
+static size_t make_answer(uint8_t *out, uint32_t status, const char *body, uint32_t claimed_len)
+{
+	struct fn_response_hdr h = { FN_RESP_MAGIC, status, claimed_len, 42 };
+	size_t n = (size_t)sprintf((char *)out, "OK 1073741824\n");
+
+	memcpy(out + n, &h, sizeof(h));
+	n += sizeof(h);
+	memcpy(out + n, body, strlen(body));
+	return n + strlen(body);
+}
+
+static void test_reader(void **state)
+{
+	uint8_t buf[512];
+	struct fn_reader r;
+
+	(void)state;
+	/* whole, then byte by byte */
+	size_t n = make_answer(buf, FN_OK, "hello", 5);
+	fn_reader_init(&r);
+	assert_int_equal(fn_reader_feed(&r, buf, n), 0);
+	assert_int_equal(r.st, FNR_DONE);
+	assert_int_equal(r.hdr.handler_us, 42);
+	assert_int_equal(r.body_len, 5);
+	assert_string_equal(r.body, "hello");
+	fn_reader_free(&r);
+	fn_reader_init(&r);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(fn_reader_feed(&r, buf + i, 1), 0);
+		if (i < 13)
+			assert_int_equal(r.st, FNR_HANDSHAKE);
+		else if (i < n - 1)
+			assert_int_not_equal(r.st, FNR_DONE);
+	}
+	assert_int_equal(r.st, FNR_DONE);
+	assert_string_equal(r.body, "hello");
+	/* a byte more is a protocol error */
+	assert_int_equal(fn_reader_feed(&r, "x", 1), -1);
+	assert_non_null(strstr(r.error, "after its response"));
+	fn_reader_free(&r);
+
+	/* empty body */
+	n = make_answer(buf, FN_FAULT, "", 0);
+	fn_reader_init(&r);
+	assert_int_equal(fn_reader_feed(&r, buf, n), 0);
+	assert_int_equal(r.st, FNR_DONE);
+	assert_int_equal(r.hdr.status, FN_FAULT);
+	assert_string_equal(r.body, "");
+	fn_reader_free(&r);
+
+	/* the monitor's refusal is quoted */
+	fn_reader_init(&r);
+	const char *err = "ERR timed out waiting for 'CONNECT <port>\\n'\n";
+	assert_int_equal(fn_reader_feed(&r, err, strlen(err)), -1);
+	assert_non_null(strstr(r.error, "ERR timed out"));
+	fn_reader_free(&r);
+	/* a line that never ends */
+	fn_reader_init(&r);
+	memset(buf, 'A', 300);
+	assert_int_equal(fn_reader_feed(&r, buf, 300), -1);
+	assert_non_null(strstr(r.error, "too long"));
+	fn_reader_free(&r);
+	/* a hostile header: bad magic, or a length over the limit */
+	n = make_answer(buf, FN_OK, "", 0);
+	buf[14] ^= 1;
+	fn_reader_init(&r);
+	assert_int_equal(fn_reader_feed(&r, buf, n), -1);
+	assert_non_null(strstr(r.error, "bad magic"));
+	fn_reader_free(&r);
+	n = make_answer(buf, FN_OK, "", FN_MAX_RESPONSE + 1);
+	fn_reader_init(&r);
+	assert_int_equal(fn_reader_feed(&r, buf, n), -1);
+	assert_non_null(strstr(r.error, "longer than"));
+	fn_reader_free(&r);
+
+	/* the request prefix */
+	char pre[64];
+	uint8_t seed[16] = { 1, 2, 3 };
+	size_t plen = fn_request_prefix(pre, sizeof(pre), 7, 250, seed);
+	assert_int_equal(plen, strlen("CONNECT 5000\n") + sizeof(struct fn_request_hdr));
+	assert_memory_equal(pre, "CONNECT 5000\n", 13);
+	struct fn_request_hdr h;
+	memcpy(&h, pre + 13, sizeof(h));
+	assert_int_equal(h.magic, FN_REQ_MAGIC);
+	assert_int_equal(h.body_len, 7);
+	assert_int_equal(h.deadline_ms, 250);
+	assert_memory_equal(h.seed, seed, 16);
+	assert_int_equal(fn_request_prefix(pre, 20, 7, 250, seed), 0);
+
+	assert_int_equal(fn_status_http(FN_OK), 200);
+	assert_int_equal(fn_status_http(FN_TIMEOUT), 504);
+	assert_int_equal(fn_status_http(FN_FAULT), 500);
+	assert_int_equal(fn_status_http(99), 502);
+	assert_string_equal(fn_status_name(FN_HANDLER_ERROR), "handler-error");
+}
+
+/* ---- timers ---------------------------------------------------------------------- */
+
+static int fired[8], fire_order[8], nfired;
+
+static void timer_cb(struct ev_timer *t)
+{
+	int i = (int)(intptr_t)t->opaque;
+	fired[i]++;
+	fire_order[nfired++] = i;
+}
+
+static void stop_cb(struct ev_timer *t)
+{
+	evloop_stop(t->opaque);
+}
+
+static void test_timers(void **state)
+{
+	struct evloop *l = evloop_new();
+	struct ev_timer t[6], stop;
+	const uint64_t ms = 1000000;
+
+	(void)state;
+	assert_non_null(l);
+	memset(fired, 0, sizeof(fired));
+	nfired = 0;
+	for (int i = 0; i < 6; i++)
+		ev_timer_init(&t[i], timer_cb, (void *)(intptr_t)i);
+	ev_timer_arm(l, &t[0], 30 * ms);
+	ev_timer_arm(l, &t[1], 10 * ms);
+	ev_timer_arm(l, &t[2], 20 * ms);
+	ev_timer_arm(l, &t[3], 5 * ms);
+	ev_timer_arm(l, &t[4], 15 * ms);
+	ev_timer_arm(l, &t[5], 25 * ms);
+	ev_timer_cancel(l, &t[4]);        /* from the middle of the heap */
+	assert_false(ev_timer_armed(&t[4]));
+	ev_timer_arm(l, &t[3], 35 * ms);  /* re-armed later */
+	ev_timer_init(&stop, stop_cb, l);
+	ev_timer_arm(l, &stop, 60 * ms);
+	assert_int_equal(evloop_run(l), 0);
+	int want[] = { 1, 2, 5, 0, 3 };
+	assert_int_equal(nfired, 5);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(fire_order[i], want[i]);
+	assert_int_equal(fired[4], 0);
+	evloop_free(l);
+}
+
+/* ---- the HTTP server over a unix socket ------------------------------------------ */
+
+struct srv {
+	struct evloop *loop;
+	struct http_server *http;
+	struct http_req *held;       /* answered later */
+	int aborted;
+};
+
+static void handler(void *opaque, struct http_req *r)
+{
+	struct srv *s = opaque;
+
+	if (!strcmp(r->path, "/later")) {
+		s->held = r;
+		return;
+	}
+	if (!strcmp(r->path, "/echo")) {
+		http_respond(r, 200, "application/octet-stream", "X-Mote-Test: yes\r\n", r->body,
+			     r->body_len);
+		return;
+	}
+	http_respond_error(r, 404, "no %s", r->path);
+}
+
+static void on_abort(struct http_req *r)
+{
+	struct srv *s = r->data;
+	s->aborted++;
+}
+
+static void spin(struct srv *s, int ms)
+{
+	struct ev_timer t;
+	ev_timer_init(&t, stop_cb, s->loop);
+	ev_timer_arm(s->loop, &t, (uint64_t)ms * 1000000);
+	evloop_run(s->loop);
+	ev_timer_cancel(s->loop, &t);
+}
+
+static int raw_exchange(const char *path, const char *req, size_t len, char *out, size_t cap,
+			struct srv *s)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	strcpy(a.sun_path, path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+	spin(s, 50);
+	ssize_t n = recv(fd, out, cap - 1, MSG_DONTWAIT);
+	out[n > 0 ? n : 0] = '\0';
+	return fd;
+}
+
+static void test_http_server(void **state)
+{
+	struct srv s = { 0 };
+	char path[64], err[128], out[4096];
+
+	(void)state;
+	snprintf(path, sizeof(path), "/tmp/launcher-unit-%d.sock", (int)getpid());
+	s.loop = evloop_new();
+	struct http_server_config cfg = { path, 1024, 8, handler, &s };
+	assert_int_equal(http_server_open(&s.http, s.loop, &cfg, err, sizeof(err)), 0);
+
+	/* two pipelined requests on one connection, answered in order */
+	const char *two = "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+			  "POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nde";
+	int fd = raw_exchange(path, two, strlen(two), out, sizeof(out), &s);
+	char *first = strstr(out, "\r\n\r\nabc");
+	char *second = strstr(out, "\r\n\r\nde");
+	assert_non_null(first);
+	assert_non_null(second);
+	assert_true(first < second);
+	assert_non_null(strstr(out, "X-Mote-Test: yes"));
+	close(fd);
+
+	/* over the body limit: 413 and closed */
+	const char *big = "POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n";
+	fd = raw_exchange(path, big, strlen(big), out, sizeof(out), &s);
+	assert_non_null(strstr(out, "HTTP/1.1 413"));
+	assert_non_null(strstr(out, "limit of 1024 bytes"));
+	close(fd);
+
+	/* garbage: 400 */
+	const char *junk = "HELLO\r\n\r\n";
+	fd = raw_exchange(path, junk, strlen(junk), out, sizeof(out), &s);
+	assert_non_null(strstr(out, "HTTP/1.1 400"));
+	close(fd);
+
+	/* an answer that comes later, and a client that leaves first */
+	const char *later = "GET /later HTTP/1.1\r\n\r\n";
+	fd = raw_exchange(path, later, strlen(later), out, sizeof(out), &s);
+	assert_string_equal(out, "");
+	assert_non_null(s.held);
+	s.held->data = &s;
+	s.held->on_abort = on_abort;
+	http_respond(s.held, 200, NULL, NULL, "{}", 2);
+	s.held = NULL;
+	spin(&s, 20);
+	ssize_t n = recv(fd, out, sizeof(out) - 1, MSG_DONTWAIT);
+	assert_true(n > 0);
+	out[n] = '\0';
+	assert_non_null(strstr(out, "HTTP/1.1 200"));
+	assert_int_equal(send(fd, later, strlen(later), MSG_NOSIGNAL), (ssize_t)strlen(later));
+	spin(&s, 20);
+	assert_non_null(s.held);
+	s.held->data = &s;
+	s.held->on_abort = on_abort;
+	close(fd);
+	spin(&s, 20);
+	assert_int_equal(s.aborted, 1);
+	assert_null(s.held->conn);
+	http_respond(s.held, 200, NULL, NULL, "{}", 2); /* into the void, freed */
+
+	/* the blocking client against it: in a child, the server here */
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct hclient_resp r;
+		char e[256];
+		int ok = hclient_request(path, "POST", "/echo", "xyz", 3, 2000, &r, e, sizeof(e)) == 0 &&
+			 r.status == 200 && r.body_len == 3 && !memcmp(r.body, "xyz", 3) &&
+			 strstr(r.headers, "X-Mote-Test: yes");
+		_exit(ok ? 0 : 1);
+	}
+	spin(&s, 300);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(http_server_nr_conns(s.http), 0);
+
+	http_server_close(s.http);
+	evloop_free(s.loop);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_routes),       cmocka_unit_test(test_spec),
+		cmocka_unit_test(test_admit),        cmocka_unit_test(test_inst_states),
+		cmocka_unit_test(test_reader),       cmocka_unit_test(test_timers),
+		cmocka_unit_test(test_http_server),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
