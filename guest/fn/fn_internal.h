@@ -48,6 +48,9 @@ struct fn_job {
 	uint8_t seed[16];
 };
 
+/* The job, in user data (fnlib.c): CPL3 code writes its results there. */
+extern struct fn_job fn_job;
+
 /* Set by the runtime at boot, read at CPL3 by fn_clock_ns(): ns =
  * ((tsc - fn_tsc_base) * fn_tsc_mult) >> 32. */
 extern uint64_t fn_tsc_base, fn_tsc_mult;

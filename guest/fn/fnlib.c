@@ -13,6 +13,7 @@
 #include "fn_internal.h"
 
 uint64_t fn_tsc_base, fn_tsc_mult;
+struct fn_job fn_job;
 
 /* ---- randomness: xoshiro256**, state mixed with every request's seed ---- */
 

@@ -15,7 +15,9 @@
  * timer at its deadline ends it (FN_TIMEOUT); any exception it raises
  * that is not a user call ends it too (FN_FAULT). Page 0 and a guard page
  * under the handler's stack are not user-accessible, so a NULL
- * dereference or a stack overflow faults.
+ * dereference or a stack overflow faults; the runtime's own data and
+ * stacks are closed to CPL3 and code is read-only there (protect_image),
+ * so a wild write faults instead of corrupting the runtime.
  *
  * Streams: up to MAX_FCONN host connections may be open, each carrying
  * requests one after the other; one of them is served at a time (cur),
@@ -99,7 +101,6 @@ static uint32_t rx_len[INBOX];
 static uint16_t rel_buf[INBOX];
 static uint32_t rel_len[INBOX], nrel;
 
-static struct fn_job job;
 static uint8_t *req_area, *resp_area, *user_stack_top;
 static uint64_t tsc_per_ms;
 static uint64_t deadline_tsc;
@@ -178,7 +179,7 @@ static void tsc_calibrate(void)
 
 /* ---- page tables: 4 KiB granularity where it matters ------------------- */
 
-static uint64_t split_tables[2][512] __attribute__((aligned(4096)));
+static uint64_t split_tables[4][512] __attribute__((aligned(4096)));
 static unsigned nr_split;
 
 static uint64_t *pde_of(uint64_t addr)
@@ -206,7 +207,7 @@ static int split_2m(uint64_t addr)
 
 	if (!(*pde & PTE_PS))
 		return 0;
-	if (nr_split >= 2)
+	if (nr_split >= sizeof(split_tables) / sizeof(split_tables[0]))
 		return -ENOMEM;
 	uint64_t *pt = split_tables[nr_split++];
 	uint64_t base = *pde & PTE_ADDR & ~(PAGE_2M - 1);
@@ -226,6 +227,34 @@ static int page_deny_user(uint64_t addr)
 		return -ENOMEM;
 	uint64_t *pt = (uint64_t *)(uintptr_t)(*pde_of(addr) & PTE_ADDR);
 	pt[(addr >> 12) & 511] &= ~PTE_US;
+	tlb_flush();
+	return 0;
+}
+
+/* The image's pages for CPL3: code and constants read-only (CR0.WP is
+ * clear, so CPL0 may still write anything), the user side's data
+ * (fnlib.c, the function) read-write, and the runtime's data, bss and
+ * stacks (page tables, IDT, GDT, TSS, driver state) not at all. The heap
+ * above the image (buffers, the handler's stack, the vsock rings) stays
+ * user-accessible. */
+static int protect_image(void)
+{
+	extern char __user_data_start[], __user_data_end[], __image_end[];
+	uint64_t ustart = (uint64_t)(uintptr_t)__user_data_start;
+	uint64_t uend = (uint64_t)(uintptr_t)__user_data_end;
+	uint64_t end = ((uint64_t)(uintptr_t)__image_end + PAGE - 1) & ~(PAGE - 1);
+
+	for (uint64_t a = 0x100000; a < end; a += PAGE) {
+		if (split_2m(a))
+			return -ENOMEM;
+		uint64_t *pte = &((uint64_t *)(uintptr_t)(*pde_of(a) & PTE_ADDR))[(a >> 12) & 511];
+		if (a < ustart)
+			*pte = (*pte | PTE_US) & ~PTE_RW;
+		else if (a < uend)
+			*pte |= PTE_US | PTE_RW;
+		else
+			*pte &= ~PTE_US;
+	}
 	tlb_flush();
 	return 0;
 }
@@ -440,7 +469,7 @@ static void app_closed(struct vsock_conn *c)
 		for (uint32_t i = 0; i < nrel; i++)
 			vsock_release(NULL, rel_buf[i], 0);
 		nrel = 0;
-		job.nseg = 0;
+		fn_job.nseg = 0;
 		cur = NULL;
 	}
 	f->vc = NULL;
@@ -531,23 +560,23 @@ static void release_taken(struct fconn *f)
 
 static uint64_t run_user(uint32_t op, int deadline_ms)
 {
-	job.op = op;
+	fn_job.op = op;
 	in_handler = 1;
 	deadline_tsc = cpu_rdtsc() + (uint64_t)deadline_ms * tsc_per_ms;
 	timer_arm_until(deadline_tsc);
 	user_set_interrupts(1);
-	uint64_t r = user_run(fn_user_entry, (uint64_t)(uintptr_t)&job, user_stack_top);
+	uint64_t r = user_run(fn_user_entry, (uint64_t)(uintptr_t)&fn_job, user_stack_top);
 	user_set_interrupts(0);
 	timer_stop();
 	in_handler = 0;
-	job.nseg = 0;
+	fn_job.nseg = 0;
 	return r;
 }
 
 /* Copies the pending segments at CPL3, then frees their buffers. */
 static void flush_copies(struct fconn *f)
 {
-	if (job.nseg)
+	if (fn_job.nseg)
 		run_user(FN_JOB_COPY, (int)default_deadline_ms);
 	release_taken(f);
 }
@@ -580,11 +609,11 @@ static void run_request(struct fconn *f)
 	uint32_t deadline_ms = f->hdr.deadline_ms ? f->hdr.deadline_ms : default_deadline_ms;
 	struct msg m;
 
-	job.req = req_area;
-	job.req_len = f->hdr.body_len;
-	job.resp = resp_area + RESP_HDR;
-	job.resp_cap = FN_MAX_RESPONSE;
-	memcpy(job.seed, f->hdr.seed, sizeof(job.seed));
+	fn_job.req = req_area;
+	fn_job.req_len = f->hdr.body_len;
+	fn_job.resp = resp_area + RESP_HDR;
+	fn_job.resp_cap = FN_MAX_RESPONSE;
+	memcpy(fn_job.seed, f->hdr.seed, sizeof(fn_job.seed));
 	requests++;
 	uint64_t t0 = cpu_rdtsc();
 	uint64_t r = run_user(FN_JOB_CALL, (int)deadline_ms);
@@ -593,7 +622,7 @@ static void run_request(struct fconn *f)
 
 	msg_init(&m);
 	if (r == FN_RUN_DONE) {
-		uint32_t len = job.resp_len;
+		uint32_t len = fn_job.resp_len;
 		if (len > FN_MAX_RESPONSE) {
 			msg_str(&m, "response of ");
 			msg_num(&m, len, 10);
@@ -603,7 +632,7 @@ static void run_request(struct fconn *f)
 			return;
 		}
 		h->magic = FN_RESP_MAGIC;
-		h->status = job.ret ? FN_HANDLER_ERROR : FN_OK;
+		h->status = fn_job.ret ? FN_HANDLER_ERROR : FN_OK;
 		h->body_len = len;
 		h->handler_us = (uint32_t)(us > 0xffffffffu ? 0xffffffffu : us);
 		f->send_off = 0;
@@ -712,13 +741,13 @@ static int serve(void)
 		while (f->qlen && f->body_have < f->hdr.body_len) {
 			uint32_t n;
 			const uint8_t *p = inbox_take(f, f->hdr.body_len - f->body_have, &n);
-			job.seg[job.nseg].src = p;
-			job.seg[job.nseg].dst = req_area + f->body_have;
-			job.seg[job.nseg].len = n;
-			job.nseg++;
+			fn_job.seg[fn_job.nseg].src = p;
+			fn_job.seg[fn_job.nseg].dst = req_area + f->body_have;
+			fn_job.seg[fn_job.nseg].len = n;
+			fn_job.nseg++;
 			f->body_have += n;
 			progress = 1;
-			if (job.nseg == FN_SEG_MAX)
+			if (fn_job.nseg == FN_SEG_MAX)
 				flush_copies(f);
 		}
 		if (f->body_have == f->hdr.body_len) {
@@ -822,7 +851,7 @@ int main(uint32_t start_info_paddr)
 	/* The stack's lowest page is a guard: an overflow faults there. */
 	uint8_t *stack = alloc_user(USER_STACK_SIZE + PAGE);
 	user_stack_top = stack + PAGE + USER_STACK_SIZE;
-	if (page_deny_user(0) || page_deny_user((uint64_t)(uintptr_t)stack)) {
+	if (page_deny_user(0) || page_deny_user((uint64_t)(uintptr_t)stack) || protect_image()) {
 		serial_printf("mote-fn: cannot set up the page tables\n");
 		guest_exit(GUEST_EXIT_FAIL);
 	}

@@ -403,6 +403,8 @@ static void test_fault_then_next_works(void **state)
 		{ "div", "divide error (vector 0)" },
 		{ "hlt", "general protection fault (vector 13)" },
 		{ "stack", "page fault (vector 14)" },
+		{ "kwrite", "error=0x7" },  /* present, write, user: closed to CPL3 */
+		{ "twrite", "error=0x7" },  /* present, write, user: read-only */
 	};
 	struct fnvm vm;
 	(void)state;

@@ -3,6 +3,8 @@
  *   "div"    divides by zero (divide error)
  *   "hlt"    executes a privileged instruction (general protection fault)
  *   "stack"  recurses until the stack's guard page (page fault)
+ *   "kwrite" writes to the runtime's data (page fault: closed to CPL3)
+ *   "twrite" writes to its own code (page fault: read-only at CPL3)
  *   "error"  returns an error (FN_HANDLER_ERROR) with a message
  *   anything else: answers "ok" */
 #include "fn.h"
@@ -36,6 +38,12 @@ int fn_handle(const uint8_t *req, uint32_t req_len, uint8_t *resp, uint32_t resp
 		__asm__ volatile("hlt");
 	if (is(req, req_len, "stack"))
 		return (int)recurse(0);
+	if (is(req, req_len, "kwrite")) {
+		extern char __user_data_end[]; /* the runtime's data starts there */
+		*(volatile char *)__user_data_end = 1;
+	}
+	if (is(req, req_len, "twrite"))
+		*(volatile uint8_t *)(uintptr_t)fn_handle = 0xc3;
 	if (is(req, req_len, "error")) {
 		memcpy(resp, "asked to fail", 13);
 		*resp_len = 13;
