@@ -236,13 +236,14 @@ int fnd_register(struct fnd *d, const struct fn_spec *spec, bool *created, char 
 	*created = !fn;
 	if (fn) {
 		bool vm_changed = strcmp(fn->spec.image, spec->image) ||
-				  fn->spec.mem_mib != spec->mem_mib || fn->spec.vcpus != spec->vcpus;
+				  fn->spec.mem_mib != spec->mem_mib || fn->spec.vcpus != spec->vcpus ||
+				  fn->spec.snapshot != spec->snapshot;
 		fn->spec = *spec;
 		if (vm_changed) {
 			/* Another VM: the warm snapshot and the running instances
 			 * are of the old one. */
 			if (fn->snap != SNAP_BUILDING)
-				fn->snap = SNAP_NONE;
+				fn->snap = spec->snapshot ? SNAP_NONE : SNAP_UNAVAILABLE;
 			fn->boot_error[0] = '\0';
 			fn_stop_all(d, fn);
 		}
@@ -255,6 +256,10 @@ int fnd_register(struct fnd *d, const struct fn_spec *spec, bool *created, char 
 	}
 	fn->spec = *spec;
 	fn->d = d;
+	if (!spec->snapshot) {
+		fn->snap = SNAP_UNAVAILABLE;
+		snprintf(fn->snap_note, sizeof(fn->snap_note), "registered with snapshot: false");
+	}
 	snprintf(fn->dir, sizeof(fn->dir), "%s/%s", d->fn_dir, spec->name);
 	snprintf(fn->snap_state_path, sizeof(fn->snap_state_path), "%s/snap.state", fn->dir);
 	snprintf(fn->snap_mem_path, sizeof(fn->snap_mem_path), "%s/snap.mem", fn->dir);
@@ -791,7 +796,8 @@ static void inst_reaped(struct fnd *d, struct instance *inst, int status)
 				 "snapshot clone did not start: %s (monitor log: %s)", inst->exit_note,
 				 tail[0] ? tail : "empty");
 			/* Rebuild the snapshot on the next start. */
-			fn->snap = SNAP_NONE;
+			if (fn->snap == SNAP_READY)
+				fn->snap = SNAP_NONE;
 		}
 		log_warn("instance %s: %s", inst->name, fn->boot_error);
 	}

@@ -87,7 +87,8 @@ int fn_spec_parse(const char *name, const char *body, size_t len, struct fn_spec
 		  size_t errlen)
 {
 	static const char *const known[] = { "image", "mem_mib", "vcpus", "concurrency",
-					     "idle_ttl_s", "max_instances", "timeout_ms" };
+					     "idle_ttl_s", "max_instances", "timeout_ms",
+					     "snapshot" };
 	json_error_t je;
 	json_t *o;
 	int ret = -1;
@@ -147,6 +148,12 @@ int fn_spec_parse(const char *name, const char *body, size_t len, struct fn_spec
 	    get_uint(o, "timeout_ms", 1, FN_MAX_TIMEOUT_MS, FN_DEFAULT_TIMEOUT_MS,
 		     &out->timeout_ms, err, errlen))
 		goto out;
+	json_t *snap = json_object_get(o, "snapshot");
+	if (snap && !json_is_boolean(snap)) {
+		snprintf(err, errlen, "snapshot must be true or false");
+		goto out;
+	}
+	out->snapshot = !snap || json_is_true(snap);
 	ret = 0;
 out:
 	json_decref(o);

@@ -93,6 +93,11 @@ static void test_spec(void **state)
 	assert_int_equal(s.idle_ttl_s, 0);
 	assert_int_equal(s.max_instances, 5000);
 	assert_int_equal(s.timeout_ms, 250);
+	assert_true(s.snapshot);
+	const char *nosnap = "{\"image\": \"/x\", \"snapshot\": false}";
+	assert_int_equal(fn_spec_parse("x", nosnap, strlen(nosnap), &s, err, sizeof(err)), 0);
+	assert_false(s.snapshot);
+	expect_spec_error("{\"image\": \"/x\", \"snapshot\": 1}", "snapshot must be true or false");
 
 	const char *min = "{\"image\": \"/x\"}";
 	assert_int_equal(fn_spec_parse("x", min, strlen(min), &s, err, sizeof(err)), 0);
