@@ -988,6 +988,8 @@ int controller_restore(const struct controller_restore_opts *o)
 		free(img);
 		return ret == -ENOENT || ret == -EACCES ? MOTE_EXIT_NOINPUT : MOTE_EXIT_BAD_IMAGE;
 	}
+	log_debug("snapshot: state and memory files checked in %llu us",
+		  (unsigned long long)((time_now_ns() - t0) / 1000));
 	snapshot_vm_config(img, &ctl.cfg);
 	ctl.cfg.track_dirty_pages = o->track_dirty_pages;
 	snprintf(ctl.kernel_path, sizeof(ctl.kernel_path), "%s", img->cfg.kernel_path);

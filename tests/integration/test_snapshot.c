@@ -257,7 +257,7 @@ static int group_setup(void **state)
 	base_mem = strdup(path_in_tmp("base.mem"));
 	disk = strdup(path_in_tmp("disk.img"));
 	make_disk(disk);
-	out_before = snapshot_running_guest("test=snap-compute snapsteps=30 snapticks=4", disk,
+	out_before = snapshot_running_guest("test=snap-compute snapsteps=30 snapticks=6", disk,
 					    base_state, base_mem, 6, NULL);
 	return 0;
 }
@@ -533,7 +533,7 @@ static void test_kill_during_create_leaves_no_loadable_half(void **state)
 		copy_file(base_state, st);
 		copy_file(base_mem, mem);
 		snprintf(env, sizeof(env), "MOTE_SNAPSHOT_CRASH_AT=%s", steps[i]);
-		free(snapshot_running_guest("test=snap-compute snapsteps=30 snapticks=2", d, st, mem,
+		free(snapshot_running_guest("test=snap-compute snapsteps=1000 snapticks=2", d, st, mem,
 					    2, env));
 		if (!strcmp(steps[i], "mem-renamed")) {
 			/* New memory, old state: the footer's id gives it away. */
@@ -550,7 +550,7 @@ static void test_kill_during_create_leaves_no_loadable_half(void **state)
 		/* Without an earlier snapshot nothing loadable exists. */
 		unlink(st);
 		unlink(mem);
-		free(snapshot_running_guest("test=snap-compute snapsteps=30 snapticks=2", d, st, mem,
+		free(snapshot_running_guest("test=snap-compute snapsteps=1000 snapticks=2", d, st, mem,
 					    2, env));
 		expect_restore_fails(st, mem, "crash.state", "No such file");
 		char cmd[256];

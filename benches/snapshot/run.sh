@@ -1,0 +1,267 @@
+#!/bin/bash
+# Snapshot benchmark: restore latency (mote vs QEMU microvm -incoming), create
+# time and file sizes, clones started per second and private memory per clone.
+#
+# usage: benches/snapshot/run.sh [BUILD]        (default BUILD=build)
+#
+# Writes benches/results/snapshot.md and benches/results/snapshot-raw.tsv.
+# Knobs: RUNS (restores per point, 30), SIZES (MiB, "128 1024 4096"),
+# QEMU_SIZES (MiB, "128 1024"), CLONES (per round, 100), CLONE_ROUNDS (3),
+# NO_BUILD=1, SKIP_QEMU=1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+BUILD=${1:-build}
+BUILD_ABS=$(mkdir -p "$BUILD" && cd "$BUILD" && pwd)
+RUNS=${RUNS:-30}
+SIZES=${SIZES:-"128 1024 4096"}
+QEMU_SIZES=${QEMU_SIZES:-"128 1024"}
+CLONES=${CLONES:-100}
+CLONE_ROUNDS=${CLONE_ROUNDS:-3}
+RESULTS=benches/results
+MD=$RESULTS/snapshot.md
+RAW=$RESULTS/snapshot-raw.tsv
+WORK=$(mktemp -d /tmp/mote-snapbench-XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+log() { printf 'snapbench: %s\n' "$*" >&2; }
+
+./scripts/check-kvm.sh
+if [ "${NO_BUILD:-0}" != 1 ]; then
+	make --no-print-directory BUILD="$BUILD" mote guest >&2
+fi
+make --no-print-directory -C benches/boot BUILD="$BUILD_ABS" >&2
+BB=$BUILD_ABS/benches/bootbench
+MOTE=$BUILD_ABS/mote
+ELF=$BUILD_ABS/guest/test-guest.elf
+# The guest prints a line per step as fast as it can (no timer waits, no
+# disk), so the first serial byte after a restore comes right after resume.
+CMDLINE="test=snap-compute snapsteps=100000000 snapticks=0 snapnodisk=1"
+MARKER="snap: step"
+SNAP_AT=20
+
+rm -f "$RAW"
+# ---- mote: snapshot at step SNAP_AT, for every size ------------------------
+declare -A CREATE_US STATE_B MEM_B MEM_DISK
+for mib in $SIZES; do
+	sock=$WORK/api.sock
+	rm -f "$sock"
+	"$MOTE" --api-sock "$sock" --kernel "$ELF" --cmdline "$CMDLINE" --mem-mib "$mib" \
+		--boot-timer >"$WORK/boot-$mib.out" 2>"$WORK/boot-$mib.err" &
+	pid=$!
+	for _ in $(seq 600); do grep -q "snap: step $SNAP_AT " "$WORK/boot-$mib.out" && break; sleep 0.05; done
+	curl -sf --unix-socket "$sock" -X PATCH http://localhost/vm -d '{"state":"Paused"}'
+	curl -sf --unix-socket "$sock" -X PUT http://localhost/snapshot/create \
+		-d "{\"snapshot_path\":\"$WORK/$mib.state\",\"mem_file_path\":\"$WORK/$mib.mem\"}"
+	kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+	CREATE_US[$mib]=$(sed -n 's/.*snapshot: full .* in \([0-9]*\) us$/\1/p' "$WORK/boot-$mib.err")
+	STATE_B[$mib]=$(stat -c %s "$WORK/$mib.state")
+	MEM_B[$mib]=$(stat -c %s "$WORK/$mib.mem")
+	MEM_DISK[$mib]=$(( $(stat -c %b "$WORK/$mib.mem") * $(stat -c %B "$WORK/$mib.mem") ))
+	log "$mib MiB: created in ${CREATE_US[$mib]} us, state ${STATE_B[$mib]} B, memory ${MEM_DISK[$mib]} B on disk"
+done
+
+# QEMU's human monitor on a unix socket: send one command, print the answer.
+qmon() { # qmon SOCKET COMMAND
+	python3 - "$1" "$2" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(0.3)
+def drain():
+    out = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    except socket.timeout:
+        pass
+    return out
+drain()
+s.sendall(sys.argv[2].encode() + b"\n")
+sys.stdout.write(drain().decode(errors="replace"))
+PY
+}
+
+# ---- QEMU microvm: the same guest saved with migrate, loaded with -incoming --
+QEMU=(qemu-system-x86_64 -M microvm -accel kvm -cpu host,-arch-capabilities -nodefaults
+	-no-user-config -nographic -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=0x04
+	-smp 1 -kernel "$ELF" -append "$CMDLINE")
+QEMU_OK=0
+if [ "${SKIP_QEMU:-0}" != 1 ] && command -v qemu-system-x86_64 >/dev/null; then
+	QEMU_OK=1
+	for mib in $QEMU_SIZES; do
+		mon=$WORK/qmp-$mib.sock
+		"${QEMU[@]}" -m "$mib" -monitor "unix:$mon,server,nowait" >"$WORK/q-$mib.out" 2>&1 &
+		pid=$!
+		for _ in $(seq 600); do grep -q "snap: step $SNAP_AT " "$WORK/q-$mib.out" && break; sleep 0.05; done
+		t0=$(date +%s%N)
+		# No "stop" first: the stream then records a running VM and the
+		# destination resumes it by itself, as mote --resume does.
+		qmon "$mon" "migrate \"exec:cat > $WORK/q-$mib.mig\"" >/dev/null
+		for _ in $(seq 600); do
+			qmon "$mon" "info migrate" | grep -q "Migration status: completed" && break
+			sleep 0.05
+		done
+		CREATE_US[q$mib]=$(( ($(date +%s%N) - t0) / 1000 ))
+		qmon "$mon" quit >/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		MEM_B[q$mib]=$(stat -c %s "$WORK/q-$mib.mig")
+		MEM_DISK[q$mib]=$(( $(stat -c %b "$WORK/q-$mib.mig") * $(stat -c %B "$WORK/q-$mib.mig") ))
+		log "QEMU $mib MiB: saved in ${CREATE_US[q$mib]} us (incl. monitor round trips), ${MEM_B[q$mib]} B"
+	done
+fi
+
+# ---- restore latency, interleaved ------------------------------------------
+for run in $(seq "$RUNS"); do
+	for mib in $SIZES; do
+		"$BB" -q -n 1 -i "$run" -l "mote-$mib" -m "$MARKER" -k -t 30 -o "$RAW" -- \
+			"$MOTE" --restore "$WORK/$mib.state" --mem "$WORK/$mib.mem" --resume --no-api ||
+			log "mote-$mib run $run: not ok"
+	done
+	if [ "$QEMU_OK" = 1 ]; then
+		for mib in $QEMU_SIZES; do
+			"$BB" -q -n 1 -i "$run" -l "qemu-$mib" -m "$MARKER" -k -t 60 -o "$RAW" -- \
+				"${QEMU[@]}" -m "$mib" -incoming "exec:cat $WORK/q-$mib.mig" ||
+				log "qemu-$mib run $run: not ok"
+		done
+	fi
+done
+
+# ---- mote's own restore path: one debug run per size --------------------------
+declare -A OWN
+for mib in $SIZES; do
+	timeout -s TERM 1 "$MOTE" --restore "$WORK/$mib.state" --mem "$WORK/$mib.mem" --resume \
+		--no-api --log-level debug >/dev/null 2>"$WORK/dbg-$mib.err" || true
+	OWN[$mib]=$(grep -E "checked in|state set in|restored from|first KVM_RUN" "$WORK/dbg-$mib.err" |
+		sed 's/^/    /')
+done
+
+# ---- clones ----------------------------------------------------------------------
+# CLONES restores of the 128 MiB snapshot started at once; clones/s = CLONES
+# / (time until every one printed its first serial byte after resume). Then
+# each clone's smaps_rollup: private (clean+dirty) and PSS.
+mib=$(echo "$SIZES" | awk '{print $1}')
+CLONE_ROWS=""
+for round in $(seq "$CLONE_ROUNDS"); do
+	rm -rf "$WORK/clones"; mkdir -p "$WORK/clones"
+	t0=$(date +%s%N)
+	pids=()
+	for i in $(seq "$CLONES"); do
+		"$MOTE" --restore "$WORK/$mib.state" --mem "$WORK/$mib.mem" --resume --no-api \
+			>"$WORK/clones/$i.out" 2>/dev/null &
+		pids+=($!)
+	done
+	left=$CLONES
+	while [ "$left" -gt 0 ]; do
+		left=0
+		for i in $(seq "$CLONES"); do [ -s "$WORK/clones/$i.out" ] || left=$((left + 1)); done
+		[ $(( ($(date +%s%N) - t0) / 1000000000 )) -lt 120 ] || break
+	done
+	t1=$(date +%s%N)
+	priv=(); pss=(); rss=()
+	for p in "${pids[@]}"; do
+		r=/proc/$p/smaps_rollup
+		[ -r "$r" ] || continue
+		priv+=($(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "$r"))
+		pss+=($(awk '/^Pss:/ {print $2}' "$r"))
+		rss+=($(awk '/^Rss:/ {print $2}' "$r"))
+	done
+	kill -9 "${pids[@]}" 2>/dev/null || true
+	wait 2>/dev/null || true
+	ms=$(( (t1 - t0) / 1000000 ))
+	med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+	CLONE_ROWS+="| $round | $CLONES | $left | $ms | $(awk -v n="$CLONES" -v l="$left" -v ms="$ms" 'BEGIN {printf "%.0f", (n-l)*1000/ms}') | $(med "${priv[@]}") | $(med "${pss[@]}") | $(med "${rss[@]}") |"$'\n'
+	log "clones round $round: $CLONES in $ms ms ($left without output)"
+done
+
+# ---- report ------------------------------------------------------------------------
+stats() { # stats LABEL COLUMN -> "n min median p90"
+	awk -F'\t' -v l="$1" -v c="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == c) col = i; next }
+		$1 == l && $col != "NA" { print $col }' "$RAW" | sort -g |
+		awk '{ v[++n] = $1 } END { if (!n) { print "0 - - -"; exit }
+		      m = (n % 2) ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2; r = int(0.9 * n); if (r < 0.9 * n) r++;
+		      printf "%d %.2f %.2f %.2f\n", n, v[1], m, v[r] }'
+}
+{
+	echo "# Snapshot benchmark: restore, create, clones"
+	echo
+	echo "> **Guest-side absolute times were taken under nested *software* virtualization** (KVM from"
+	echo "> the \`kvm_pvm\` nested hypervisor: guest CPL0 code is emulated, and creating a VM, its PIT and"
+	echo "> its memory slot costs several ms in the host kernel; see \`/work/shared/ENVIRONMENT.md\`)."
+	echo "> Both monitors restore the same guest on the same KVM, so the comparison is fair; on a VT-x/AMD-V"
+	echo "> host both would be faster."
+	echo
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "- machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel \`$(uname -r)\`"
+	echo "- mote: git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (+ uncommitted changes)'); QEMU: $(qemu-system-x86_64 --version 2>/dev/null | head -1 || echo none)"
+	echo "- load average at the end: \`$(cat /proc/loadavg)\` (other helpers share the 2 CPUs)"
+	echo "- command: \`benches/snapshot/run.sh $BUILD\` (RUNS=$RUNS, SIZES=\"$SIZES\", QEMU_SIZES=\"$QEMU_SIZES\", CLONES=$CLONES)"
+	echo "- guest: \`$CMDLINE\`, 1 vCPU, snapshotted at step $SNAP_AT; after a restore it prints the next step at once"
+	echo "- Firecracker (published): 29–34 ms to restore 1 vCPU / 128 MiB on x86, target < 5 ms"
+	echo
+	echo "## Restore latency (exec → first serial byte after resume), $RUNS runs each, interleaved"
+	echo
+	echo "mote: \`mote --restore S --mem M --resume --no-api\` (memory file mapped MAP_PRIVATE, nothing read up front)."
+	echo "QEMU: \`qemu-system-x86_64 -M microvm ... -m SIZE -incoming \"exec:cat FILE\"\` of a \`migrate\` of the same guest at the same point."
+	echo
+	echo "| side | memory | n | min (ms) | median (ms) | p90 (ms) | exec → first KVM_RUN median (ms) |"
+	echo "|---|---|---|---|---|---|---|"
+	for mib in $SIZES; do
+		read -r n mn md p9 < <(stats "mote-$mib" first_out_ms)
+		read -r _ _ kr _ < <(stats "mote-$mib" first_kvm_run_ms)
+		echo "| mote | $mib MiB | $n | $mn | $md | $p9 | $kr |"
+	done
+	if [ "$QEMU_OK" = 1 ]; then
+		for mib in $QEMU_SIZES; do
+			read -r n mn md p9 < <(stats "qemu-$mib" first_out_ms)
+			echo "| QEMU microvm -incoming | $mib MiB | $n | $mn | $md | $p9 | – |"
+		done
+	fi
+	echo
+	echo "### mote's own restore path (one \`--log-level debug\` run per size)"
+	echo
+	echo "Reading and checking both files and setting every vCPU, irqchip, PIT, clock and device state"
+	echo "is mote's work; between them the host kernel creates the VM, PIT and memory slot (the same"
+	echo "cost as a boot, see boot.md)."
+	echo
+	for mib in $SIZES; do
+		echo "$mib MiB:"
+		echo
+		echo '```'
+		echo "${OWN[$mib]}"
+		echo '```'
+		echo
+	done
+	echo "## Create time and file sizes"
+	echo
+	echo "| side | memory | create (ms) | state file (bytes) | memory file (apparent) | memory file (on disk) |"
+	echo "|---|---|---|---|---|---|"
+	for mib in $SIZES; do
+		echo "| mote | $mib MiB | $(awk -v u="${CREATE_US[$mib]}" 'BEGIN {printf "%.1f", u/1000}') | ${STATE_B[$mib]} | ${MEM_B[$mib]} | ${MEM_DISK[$mib]} |"
+	done
+	if [ "$QEMU_OK" = 1 ]; then
+		for mib in $QEMU_SIZES; do
+			echo "| QEMU migrate to file | $mib MiB | $(awk -v u="${CREATE_US[q$mib]}" 'BEGIN {printf "%.1f", u/1000}') (incl. monitor polling) | – | ${MEM_B[q$mib]} (one stream) | ${MEM_DISK[q$mib]} |"
+		done
+	fi
+	echo
+	echo "mote's create time is its own log line (pause excluded; both files written, fsynced and renamed)."
+	echo "Diff snapshots (\`snapshot_type: Diff\`, \`track_dirty_pages\`) write only the pages written since"
+	echo "the last snapshot: in \`test_snapshot\` a diff after the guest wrote 21 pages held 23 pages."
+	echo
+	echo "## Clones of one snapshot ($mib MiB), $CLONES started at once"
+	echo
+	echo "| round | clones | without output after 120 s | all first bytes after (ms) | clones/s | private KiB per clone (median) | PSS KiB (median) | RSS KiB (median) |"
+	echo "|---|---|---|---|---|---|---|---|"
+	printf '%s' "$CLONE_ROWS"
+	echo
+	echo "Private = Private_Clean + Private_Dirty of /proc/PID/smaps_rollup while running: the monitor's"
+	echo "heap and stacks plus the guest pages that clone wrote (copy-on-write); everything the guest"
+	echo "only reads, and the static mote binary, is page cache shared by all clones."
+	echo
+	echo "Not measured: working-set prefetch on/off (not implemented in this build)."
+} >"$MD"
+cat "$MD"
