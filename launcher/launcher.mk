@@ -36,3 +36,12 @@ $(BUILD)/tests/test_launcher: tests/integration/test_launcher.c tests/integratio
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/launcher.a -lcmocka $(LAUNCHER_LIBS) $(LDLIBS)
 
 -include $(shell find $(BUILD)/lobj -name '*.d' 2>/dev/null)
+
+# The density and start-rate bench (benches/density/run.sh).
+$(BUILD)/benches/density: benches/density/density.c $(BUILD)/launcher.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/launcher.a $(LAUNCHER_LIBS)
+
+.PHONY: bench-density
+bench-density: all $(BUILD)/benches/density
+	./benches/density/run.sh $(BUILD)

@@ -1,0 +1,610 @@
+/* The density and start-rate harness (issue 10): drives mote-fnd.
+ *
+ *   1. cold boot to the runtime's ready line, mote vs QEMU -M microvm, on
+ *      the same function image (serial console; QEMU has no vsock here);
+ *   2. start rate: N instances by cold boot (snapshot: false), then N by
+ *      snapshot clone, through POST /functions/NAME/scale: starts per
+ *      second and request -> first response p50/p99 (each start is
+ *      measured from the request to the clone's first answer);
+ *   3. density: keep adding idle clones in batches until the target, a
+ *      refusal (the host is full) or Ctrl-C, with a progress line per
+ *      batch; then PSS of every monitor (guest RAM and monitor overhead
+ *      apart; shared clone pages count once), host memory, and a check
+ *      that every VM still answers.
+ *
+ * Everything it started is stopped at the end, also on Ctrl-C/SIGTERM
+ * (mote-fnd stops its VMs on SIGTERM). Results: a markdown report and a
+ * TSV of the raw numbers. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "launcher/hclient.h"
+
+static volatile sig_atomic_t interrupted;
+static volatile pid_t daemon_pid;
+static char sock[108];
+static FILE *tsv;
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+	/* The daemon stops every VM on SIGTERM; a scale call in progress
+	 * returns when it goes. */
+	if (daemon_pid > 0)
+		kill(daemon_pid, SIGTERM);
+}
+
+static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void progress(const char *fmt, ...)
+{
+	va_list ap;
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	fprintf(stderr, "[density %02d:%02d:%02d] ", tm.tm_hour, tm.tm_min, tm.tm_sec);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static uint64_t mem_available_kib(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	uint64_t v = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %lu kB", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static json_t *api(const char *method, const char *path, const char *body, int *status)
+{
+	struct hclient_resp r;
+	char err[512];
+
+	if (hclient_request(sock, method, path, body, body ? strlen(body) : 0, 3600 * 1000, &r,
+			    err, sizeof(err))) {
+		progress("%s %s: %s", method, path, err);
+		*status = -1;
+		return NULL;
+	}
+	*status = r.status;
+	json_t *o = json_loadb(r.body, r.body_len, 0, NULL);
+	if (!o && r.body_len)
+		o = json_pack("{s:s}", "raw", r.body);
+	free(r.body);
+	return o;
+}
+
+static long long jint(json_t *o, const char *path)
+{
+	/* "a.b" nested */
+	char key[64];
+	const char *dot;
+	while (o && (dot = strchr(path, '.'))) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		o = json_object_get(o, key);
+		path = dot + 1;
+	}
+	json_t *v = o ? json_object_get(o, path) : NULL;
+	return json_is_integer(v) ? json_integer_value(v) : json_is_real(v) ? (long long)json_real_value(v) : -1;
+}
+
+static double jreal(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	return json_is_number(v) ? json_number_value(v) : -1;
+}
+
+/* ---- 1. cold boot to ready: mote vs QEMU ------------------------------------------- */
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p)
+{
+	if (n <= 0)
+		return -1;
+	qsort(v, (size_t)n, sizeof(double), cmp_d);
+	int i = (int)((n - 1) * p + 0.5);
+	return v[i];
+}
+
+/* Runs argv, returns ms from exec to `marker` on its stdout (-1 if not
+ * within timeout_ms); the child is killed either way. */
+static double time_to_marker(char *const argv[], const char *marker, int timeout_ms)
+{
+	int p[2];
+	if (pipe(p))
+		return -1;
+	double t0 = now_ms();
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0);
+		dup2(null, 2);
+		close(p[0]);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	char buf[8192];
+	size_t len = 0;
+	double found = -1;
+	while (found < 0 && now_ms() - t0 < timeout_ms && !interrupted) {
+		struct pollfd pf = { .fd = p[0], .events = POLLIN };
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(p[0], buf + len, sizeof(buf) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+		if (strstr(buf, marker))
+			found = now_ms() - t0;
+		if (len > sizeof(buf) / 2) {
+			memmove(buf, buf + len - 64, 64);
+			len = 64;
+		}
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(p[0]);
+	return found;
+}
+
+struct boot_cmp {
+	double mote_p50, mote_p99, mote_min, qemu_p50, qemu_p99, qemu_min;
+	double nov_p50, nov_p99, nov_min;
+	int runs, mote_ok, qemu_ok, nov_ok;
+};
+
+static void bench_boot(const char *mote, const char *image, int runs, struct boot_cmp *out)
+{
+	double *m = calloc((size_t)runs, sizeof(double)), *q = calloc((size_t)runs, sizeof(double));
+	double *nv = calloc((size_t)runs, sizeof(double));
+	char uds[64], mem[] = "16";
+	int nm = 0, nq = 0, nn = 0;
+
+	snprintf(uds, sizeof(uds), "cid=3,uds=/tmp/density-boot-%d.sock", (int)getpid());
+	for (int i = 0; i < runs && !interrupted; i++) {
+		char *ma[] = { (char *)mote, "--kernel", (char *)image, "--mem-mib", mem, "--vsock", uds,
+			       "--no-api", "--log-level", "error", NULL };
+		double t = time_to_marker(ma, "mote-fn: ready", 30000);
+		if (t >= 0)
+			m[nm++] = t;
+		char *qa[] = { "qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu",
+			       "host,-arch-capabilities", "-nodefaults", "-no-user-config", "-nographic",
+			       "-serial", "stdio", "-m", mem, "-smp", "1", "-kernel", (char *)image, NULL };
+		t = time_to_marker(qa, "mote-fn: ready", 30000);
+		if (t >= 0)
+			q[nq++] = t;
+		/* mote with the devices QEMU has here (no vsock): the runtime
+		 * skips the vsock driver, whose set-up is emulated CPL0 code */
+		char *na[] = { (char *)mote, "--kernel", (char *)image, "--mem-mib", mem, "--no-api",
+			       "--log-level", "error", NULL };
+		t = time_to_marker(na, "mote-fn: ready", 30000);
+		if (t >= 0)
+			nv[nn++] = t;
+		progress("cold boot to ready, run %d/%d: mote %.1f ms, qemu %.1f ms, mote without "
+			 "vsock %.1f ms", i + 1, runs, nm ? m[nm - 1] : -1, nq ? q[nq - 1] : -1,
+			 nn ? nv[nn - 1] : -1);
+		if (tsv)
+			fprintf(tsv, "boot\t%d\t%.3f\t%.3f\t%.3f\n", i, nm ? m[nm - 1] : -1,
+				nq ? q[nq - 1] : -1, nn ? nv[nn - 1] : -1);
+	}
+	out->runs = runs;
+	out->mote_ok = nm;
+	out->qemu_ok = nq;
+	out->mote_min = nm ? pct(m, nm, 0) : -1;
+	out->mote_p50 = pct(m, nm, 0.5);
+	out->mote_p99 = pct(m, nm, 0.99);
+	out->qemu_min = nq ? pct(q, nq, 0) : -1;
+	out->qemu_p50 = pct(q, nq, 0.5);
+	out->qemu_p99 = pct(q, nq, 0.99);
+	out->nov_ok = nn;
+	out->nov_min = nn ? pct(nv, nn, 0) : -1;
+	out->nov_p50 = pct(nv, nn, 0.5);
+	out->nov_p99 = pct(nv, nn, 0.99);
+	unlink(uds + 10);
+	free(m);
+	free(q);
+	free(nv);
+}
+
+/* ---- 2./3. through the launcher ---------------------------------------------------- */
+
+struct scale_res {
+	long long requested, started, failed;
+	double wall_ms, per_s, p50_ms, p99_ms, max_ms;
+	char error[256];
+};
+
+static bool scale(const char *fn, int add, int parallel, struct scale_res *r)
+{
+	char path[96], body[96];
+	int st;
+
+	snprintf(path, sizeof(path), "/functions/%s/scale", fn);
+	snprintf(body, sizeof(body), "{\"add\": %d, \"parallel\": %d}", add, parallel);
+	double t0 = now_ms();
+	json_t *o = api("POST", path, body, &st);
+	memset(r, 0, sizeof(*r));
+	r->wall_ms = now_ms() - t0;
+	if (!o)
+		return false;
+	r->requested = jint(o, "requested");
+	r->started = jint(o, "started");
+	r->failed = jint(o, "failed");
+	r->per_s = jreal(o, "per_second");
+	r->p50_ms = (double)jint(o, "first_response_us.p50") / 1000;
+	r->p99_ms = (double)jint(o, "first_response_us.p99") / 1000;
+	r->max_ms = (double)jint(o, "first_response_us.max") / 1000;
+	json_t *e = json_object_get(o, "first_error");
+	if (json_is_string(e))
+		snprintf(r->error, sizeof(r->error), "%s", json_string_value(e));
+	else if (st != 200 && json_is_string(json_object_get(o, "error")))
+		snprintf(r->error, sizeof(r->error), "%s", json_string_value(json_object_get(o, "error")));
+	json_decref(o);
+	return st == 200;
+}
+
+static bool reg(const char *name, const char *image, bool snapshot, int max)
+{
+	char path[96], body[1024];
+	int st;
+
+	snprintf(path, sizeof(path), "/functions/%s", name);
+	snprintf(body, sizeof(body),
+		 "{\"image\": \"%s\", \"mem_mib\": 16, \"idle_ttl_s\": 86400, \"max_instances\": %d, "
+		 "\"snapshot\": %s, \"timeout_ms\": 60000}",
+		 image, max, snapshot ? "true" : "false");
+	json_t *o = api("PUT", path, body, &st);
+	if (st != 201 && st != 200) {
+		char *s = o ? json_dumps(o, 0) : NULL;
+		progress("register %s: %d %s", name, st, s ? s : "");
+		free(s);
+	}
+	json_decref(o);
+	return st == 201 || st == 200;
+}
+
+static void unreg(const char *name)
+{
+	char path[96];
+	int st;
+	snprintf(path, sizeof(path), "/functions/%s", name);
+	json_decref(api("DELETE", path, NULL, &st));
+}
+
+static long long fn_live(const char *name, json_t **out)
+{
+	char path[96];
+	int st;
+	snprintf(path, sizeof(path), "/functions/%s", name);
+	json_t *o = api("GET", path, NULL, &st);
+	long long n = jint(o, "instances.total");
+	if (out)
+		*out = o;
+	else
+		json_decref(o);
+	return n;
+}
+
+/* PSS of one process, split into guest RAM (the big mapping of the
+ * snapshot memory file, or the memfd/anonymous RAM of a booted VM) and
+ * the rest (the monitor's own). kB. */
+struct pss {
+	uint64_t guest, monitor, rss, priv_dirty;
+};
+
+static bool read_pss(pid_t pid, uint64_t guest_kib, struct pss *p)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	bool is_guest = false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+		char perms[8];
+		uint64_t v;
+		if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) == 3 && strchr(line, ' ')) {
+			uint64_t kib = (b - a) / 1024;
+			is_guest = kib >= guest_kib && (strstr(line, "snap.mem") || strstr(line, "memfd") ||
+							 kib == guest_kib);
+			continue;
+		}
+		if (sscanf(line, "Pss: %lu kB", &v) == 1) {
+			if (is_guest)
+				p->guest += v;
+			else
+				p->monitor += v;
+		} else if (sscanf(line, "Rss: %lu kB", &v) == 1) {
+			p->rss += v;
+		} else if (sscanf(line, "Private_Dirty: %lu kB", &v) == 1) {
+			p->priv_dirty += v;
+		}
+	}
+	fclose(f);
+	return true;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: density --fnd PATH --mote PATH --image ECHO.elf --out FILE.md [--tsv FILE]\n"
+		"       [--state DIR] [--rate-n N] [--target N] [--batch N] [--parallel N]\n"
+		"       [--boot-runs N] [--no-jail]\n");
+	exit(64);
+}
+
+int main(int argc, char **argv)
+{
+	const char *fnd = NULL, *mote = NULL, *image = NULL, *out_path = NULL, *tsv_path = NULL;
+	const char *state = "/tmp/mote-density";
+	int rate_n = 200, target = 1000, batch = 250, parallel = 32, boot_runs = 10;
+	bool no_jail = geteuid() != 0;
+	static const struct option opts[] = {
+		{ "fnd", 1, NULL, 'f' },       { "mote", 1, NULL, 'm' },   { "image", 1, NULL, 'i' },
+		{ "out", 1, NULL, 'o' },       { "tsv", 1, NULL, 't' },    { "state", 1, NULL, 's' },
+		{ "rate-n", 1, NULL, 'r' },    { "target", 1, NULL, 'n' }, { "batch", 1, NULL, 'b' },
+		{ "parallel", 1, NULL, 'p' },  { "boot-runs", 1, NULL, 'B' },
+		{ "no-jail", 0, NULL, 'J' },   { NULL, 0, NULL, 0 },
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': fnd = optarg; break;
+		case 'm': mote = optarg; break;
+		case 'i': image = optarg; break;
+		case 'o': out_path = optarg; break;
+		case 't': tsv_path = optarg; break;
+		case 's': state = optarg; break;
+		case 'r': rate_n = atoi(optarg); break;
+		case 'n': target = atoi(optarg); break;
+		case 'b': batch = atoi(optarg); break;
+		case 'p': parallel = atoi(optarg); break;
+		case 'B': boot_runs = atoi(optarg); break;
+		case 'J': no_jail = true; break;
+		default: usage();
+		}
+	}
+	if (!fnd || !mote || !image || !out_path)
+		usage();
+	if (tsv_path)
+		tsv = fopen(tsv_path, "w");
+	if (tsv)
+		fprintf(tsv, "phase\ti\ta\tb\n");
+
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* 1. cold boot, mote vs QEMU */
+	struct boot_cmp boot = { 0 };
+	if (boot_runs > 0)
+		bench_boot(mote, image, boot_runs, &boot);
+
+	/* the daemon */
+	snprintf(sock, sizeof(sock), "%s.sock", state);
+	char log_path[128];
+	snprintf(log_path, sizeof(log_path), "%s.log", state);
+	uint64_t avail0 = mem_available_kib();
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		char *da[] = { (char *)fnd, "--sock", sock, "--state-dir", (char *)state,
+			       "--min-free-mib", "1024", "--restore-timeout-ms", "30000",
+			       "--boot-timeout-ms", "60000", no_jail ? "--no-jail" : NULL, NULL };
+		execv(fnd, da);
+		_exit(127);
+	}
+	daemon_pid = pid;
+	for (int i = 0; i < 300; i++) {
+		struct stat st;
+		if (stat(sock, &st) == 0)
+			break;
+		usleep(10000);
+	}
+	progress("mote-fnd pid %d (%s), log %s", (int)pid, no_jail ? "not jailed" : "jailed",
+		 log_path);
+
+	/* 2a. start rate by cold boot */
+	struct scale_res cold = { 0 }, warm = { 0 }, tmpl = { 0 };
+	if (!interrupted && reg("coldfn", image, false, rate_n)) {
+		progress("start rate: %d cold boots, %d at a time", rate_n, parallel);
+		scale("coldfn", rate_n, parallel, &cold);
+		progress("cold boot: %lld of %d started, %.1f/s, first response p50 %.1f ms p99 %.1f ms%s%s",
+			 cold.started, rate_n, cold.per_s, cold.p50_ms, cold.p99_ms,
+			 cold.error[0] ? "; first error: " : "", cold.error);
+		unreg("coldfn");
+		for (int i = 0; i < 600 && !interrupted && fn_live("coldfn", NULL) > 0; i++)
+			usleep(100000);
+	}
+
+	/* 2b. start rate from the warm snapshot */
+	bool snap_ok = false;
+	char snap_note[512] = "";
+	if (!interrupted && reg("fn", image, true, 20000)) {
+		scale("fn", 1, 1, &tmpl); /* the template: boot + snapshot */
+		json_t *o = NULL;
+		fn_live("fn", &o);
+		json_t *s = json_object_get(o, "snapshot");
+		snap_ok = json_is_string(s) && !strcmp(json_string_value(s), "ready");
+		json_t *note = json_object_get(o, "snapshot_note");
+		if (json_is_string(note))
+			snprintf(snap_note, sizeof(snap_note), "%s", json_string_value(note));
+		json_decref(o);
+		progress("template booted in %.1f ms; warm snapshot: %s %s", tmpl.wall_ms,
+			 snap_ok ? "ready" : "NOT available:", snap_note);
+		progress("start rate: %d starts %s, %d at a time", rate_n,
+			 snap_ok ? "from the snapshot" : "(cold boots: no snapshot)", parallel);
+		scale("fn", rate_n, parallel, &warm);
+		progress("%s: %lld of %d started, %.1f/s, first response p50 %.2f ms p99 %.2f ms%s%s",
+			 snap_ok ? "snapshot clone" : "cold boot", warm.started, rate_n, warm.per_s,
+			 warm.p50_ms, warm.p99_ms, warm.error[0] ? "; first error: " : "", warm.error);
+	}
+
+	/* 3. density: add idle clones until the target or a refusal */
+	double t_dens = now_ms();
+	long long live = fn_live("fn", NULL);
+	char stop_reason[300] = "target reached";
+	while (!interrupted && live >= 0 && live < target) {
+		int add = target - (int)live < batch ? target - (int)live : batch;
+		struct scale_res r;
+		scale("fn", add, parallel, &r);
+		live = fn_live("fn", NULL);
+		uint64_t avail = mem_available_kib();
+		progress("density: %lld live VMs (+%lld in %.1f s, %.0f/s), host MemAvailable %.1f GiB%s%s",
+			 live, r.started, r.wall_ms / 1000, r.per_s, (double)avail / 1048576,
+			 r.error[0] ? "; " : "", r.error);
+		if (tsv)
+			fprintf(tsv, "density\t%lld\t%.3f\t%llu\n", live, r.per_s, (unsigned long long)avail);
+		if (r.started < add) {
+			snprintf(stop_reason, sizeof(stop_reason), "refused: %s",
+				 r.error[0] ? r.error : "(no message)");
+			break;
+		}
+	}
+	if (interrupted)
+		snprintf(stop_reason, sizeof(stop_reason), "interrupted");
+	double dens_s = (now_ms() - t_dens) / 1000;
+	uint64_t avail1 = mem_available_kib();
+
+	/* memory of every monitor */
+	struct pss tot = { 0 };
+	long long measured = 0;
+	json_t *fo = NULL;
+	live = fn_live("fn", &fo);
+	json_t *list = json_object_get(fo, "instance_list");
+	size_t i;
+	json_t *it;
+	json_array_foreach(list, i, it) {
+		pid_t p = (pid_t)json_integer_value(json_object_get(it, "pid"));
+		if (p > 0 && read_pss(p, 16 * 1024, &tot))
+			measured++;
+	}
+	json_decref(fo);
+	struct pss dpss = { 0 };
+	read_pss(pid, 1u << 30, &dpss);
+	progress("memory: %lld monitors, PSS guest %.1f MiB + monitor %.1f MiB, RSS %.1f MiB",
+		 measured, tot.guest / 1024.0, tot.monitor / 1024.0, tot.rss / 1024.0);
+
+	/* every VM answers */
+	long long answered = -1;
+	double check_s = 0;
+	if (!interrupted) {
+		int st;
+		double t0 = now_ms();
+		json_t *o = api("POST", "/functions/fn/check", "{\"parallel\": 64}", &st);
+		check_s = (now_ms() - t0) / 1000;
+		answered = jint(o, "answered");
+		progress("check: %lld of %lld answered in %.1f s", answered, live, check_s);
+		json_decref(o);
+	}
+
+	/* stop everything */
+	kill(pid, SIGTERM);
+	int wst = 0;
+	for (int k = 0; k < 1200 && waitpid(pid, &wst, WNOHANG) != pid; k++)
+		usleep(100000);
+	daemon_pid = 0;
+	progress("mote-fnd stopped (%s)", WIFEXITED(wst) ? "exit" : "signal");
+
+	/* report */
+	FILE *o = fopen(out_path, "w");
+	if (!o) {
+		perror(out_path);
+		return 1;
+	}
+	double per_vm_guest = measured ? tot.guest / 1024.0 / measured : -1;
+	double per_vm_mon = measured ? tot.monitor / 1024.0 / measured : -1;
+	double host_per_vm = live > 0 ? ((double)avail0 - (double)avail1) / 1024.0 / live : -1;
+	fprintf(o, "# Density and start rate (mote-fnd)\n\n");
+	fprintf(o, "Produced by `benches/density/run.sh` (%s, %s). Function: `%s` (echo), 16 MiB, "
+		   "1 vCPU, one instance per VM. Guest-side times were taken under nested "
+		   "software virtualization (CPL0 guest code is emulated here; see "
+		   "`../shared/ENVIRONMENT.md`): the cold-boot rows are dominated by that, the "
+		   "monitor-side costs (restore, memory, launcher) are real.\n\n",
+		 no_jail ? "monitors not jailed" : "every monitor jailed by mote-jailer", "2 cores",
+		 image);
+	fprintf(o, "## Cold boot to the runtime's ready line (serial), same image\n\n");
+	fprintf(o, "| monitor | runs | min ms | p50 ms | p99 ms |\n|---|---|---|---|---|\n");
+	fprintf(o, "| mote | %d | %.1f | %.1f | %.1f |\n", boot.mote_ok, boot.mote_min, boot.mote_p50,
+		boot.mote_p99);
+	fprintf(o, "| mote, no vsock device (what QEMU has here) | %d | %.1f | %.1f | %.1f |\n",
+		boot.nov_ok, boot.nov_min, boot.nov_p50, boot.nov_p99);
+	fprintf(o, "| QEMU -M microvm (no vhost-vsock on this host) | %d | %.1f | %.1f | %.1f |\n\n",
+		boot.qemu_ok, boot.qemu_min, boot.qemu_p50, boot.qemu_p99);
+	fprintf(o, "## Start rate through the launcher (%d starts, %d at a time)\n\n", rate_n, parallel);
+	fprintf(o, "Request → first response: from the scale request's start of one instance to "
+		   "its first answer (spawn, boot or restore, vsock handshake, one echo).\n\n");
+	fprintf(o, "| start | started | starts/s | p50 ms | p99 ms | max ms | goal |\n"
+		   "|---|---|---|---|---|---|---|\n");
+	fprintf(o, "| cold boot | %lld/%d | %.1f | %.1f | %.1f | %.1f | — |\n", cold.started, rate_n,
+		cold.per_s, cold.p50_ms, cold.p99_ms, cold.max_ms);
+	fprintf(o, "| %s | %lld/%d | %.1f | %.2f | %.2f | %.2f | ≥ 500/s, p99 ≤ 10 ms |\n\n",
+		snap_ok ? "snapshot clone" : "snapshot clone (unavailable: cold boot)", warm.started,
+		rate_n, warm.per_s, warm.p50_ms, warm.p99_ms, warm.max_ms);
+	if (!snap_ok)
+		fprintf(o, "The warm snapshot could not be made: %s\n\n", snap_note);
+	fprintf(o, "## Density\n\n| measure | value | goal |\n|---|---|---|\n");
+	fprintf(o, "| live VMs | %lld (stopped: %s) | ≥ 5,000 |\n", live, stop_reason);
+	fprintf(o, "| time to add them | %.1f s | |\n", dens_s);
+	fprintf(o, "| every VM answers | %lld of %lld (%.1f s) | all |\n", answered, live, check_s);
+	fprintf(o, "| PSS per VM, monitor (all but guest RAM) | %.3f MiB | ≤ 1 MiB |\n", per_vm_mon);
+	fprintf(o, "| PSS per VM, guest RAM | %.3f MiB | |\n", per_vm_guest);
+	fprintf(o, "| RSS per VM (shared pages counted in each) | %.2f MiB | |\n",
+		measured ? tot.rss / 1024.0 / measured : -1);
+	fprintf(o, "| private dirty per VM | %.3f MiB | |\n",
+		measured ? tot.priv_dirty / 1024.0 / measured : -1);
+	fprintf(o, "| host memory used per VM (MemAvailable drop / VMs, includes kernel/KVM) | %.3f MiB | |\n",
+		host_per_vm);
+	fprintf(o, "| host MemAvailable before / at the end | %.1f / %.1f GiB | |\n",
+		(double)avail0 / 1048576, (double)avail1 / 1048576);
+	fprintf(o, "| mote-fnd PSS | %.1f MiB (%.2f KiB per VM) | |\n\n",
+		(dpss.guest + dpss.monitor) / 1024.0,
+		live > 0 ? (double)(dpss.guest + dpss.monitor) / live : -1);
+	fclose(o);
+	if (tsv)
+		fclose(tsv);
+	progress("report: %s", out_path);
+	return interrupted ? 130 : 0;
+}
