@@ -772,14 +772,16 @@ static struct instance *inst_start(struct fnd *d, struct function *fn, char *why
 static void inst_reaped(struct fnd *d, struct instance *inst, int status)
 {
 	struct function *fn = inst->fn;
-	bool never_ready = inst->state == INST_BOOTING || inst->state == INST_RESTORING;
+	/* Died while starting, or stopped because it did not start in time. */
+	bool never_ready = inst->state == INST_BOOTING || inst->state == INST_RESTORING ||
+			   inst->failed_start;
 	char how[64];
 
 	if (WIFSIGNALED(status))
 		snprintf(how, sizeof(how), "was killed by signal %d", WTERMSIG(status));
 	else
 		snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
-	if (never_ready || inst->failed_start) {
+	if (never_ready) {
 		char tail[600];
 		proc_log_tail(inst->log_path, tail, sizeof(tail));
 		fn->start_failures++;
@@ -822,7 +824,7 @@ static void inst_reaped(struct fnd *d, struct instance *inst, int status)
 	d->nr_insts--;
 	d->mem_mib_live -= fn->spec.mem_mib;
 	proc_rmtree(inst->top_dir);
-	if (!inst->failed_start && !never_ready && !d->cfg.keep_logs)
+	if (!never_ready && !d->cfg.keep_logs)
 		unlink(inst->log_path);
 	free(inst);
 

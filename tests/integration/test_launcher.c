@@ -512,6 +512,65 @@ static void test_kill_mid_invocation(void **state)
 	assert_true(metric("mote_fn_errors_total{function=\"burn\"} ") >= 1);
 }
 
+/* ---- admission: a full function answers 429, a full host 503 ------------------ */
+
+static int setup_small_host(void **state)
+{
+	(void)state;
+	daemon_start("--max-instances 2 --max-queue 1");
+	return 0;
+}
+
+static long long fn_queued(const char *name)
+{
+	return fn_field(name, "queued", NULL);
+}
+
+static void test_admission(void **state)
+{
+	struct bg_call busy = { .name = "burn", .body = "100 50000 40" }; /* ~2 s */
+	struct bg_call waiting = { .name = "burn", .body = "100 0 1" };
+
+	(void)state;
+	reg("burn", "burn.elf", "\"max_instances\": 1, \"timeout_ms\": 30000");
+	reg("echo", "echo.elf", NULL);
+	reg("echo2", "echo.elf", NULL);
+	assert_int_equal(pthread_create(&busy.t, NULL, bg_invoke, &busy), 0);
+	assert_true(busy_instance_pid("burn") > 0);
+	/* the function's one instance is busy: the next caller waits... */
+	assert_int_equal(pthread_create(&waiting.t, NULL, bg_invoke, &waiting), 0);
+	for (int i = 0; i < 200 && fn_queued("burn") != 1; i++)
+		usleep(10000);
+	assert_int_equal(fn_queued("burn"), 1);
+	/* ...and with the queue full (--max-queue 1), the one after is refused */
+	struct hclient_resp r = invoke("burn", "100 0 1", 7);
+	if (r.status != 429 || !strstr(r.body, "already waiting"))
+		fail_msg("function full: %d %s", r.status, r.body);
+	free(r.body);
+
+	/* The host takes one more VM (--max-instances 2)... */
+	expect_answer("echo", "fits", "fits");
+	/* ...and then no more: a function with nothing running gets 503 */
+	r = invoke("echo2", "x", 1);
+	if (r.status != 503 || !strstr(r.body, "host is full: 2 of 2 instances live"))
+		fail_msg("host full: %d %s", r.status, r.body);
+	free(r.body);
+	assert_true(metric("mote_fnd_rejected_total{reason=\"host_full\"} ") >= 1);
+	assert_true(metric("mote_fnd_rejected_total{reason=\"function_full\"} ") >= 1);
+
+	/* the busy and the waiting caller are both served */
+	pthread_join(busy.t, NULL);
+	pthread_join(waiting.t, NULL);
+	assert_int_equal(busy.ret, 0);
+	assert_int_equal(waiting.ret, 0);
+	assert_int_equal(busy.r.status, 200);
+	assert_int_equal(waiting.r.status, 200);
+	assert_string_equal(header(&waiting.r, "X-Mote-Start"), "warm");
+	assert_true(strtoll(header(&waiting.r, "X-Mote-Queue-Us"), NULL, 10) > 100000);
+	free(busy.r.body);
+	free(waiting.r.body);
+}
+
 /* ---- scale to zero, and starts from the warm snapshot ---------------------------- */
 
 static void test_idle_ttl_and_restore(void **state)
@@ -699,6 +758,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_200_concurrent_over_50_instances, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_mid_invocation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_admission, setup_small_host, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_ttl_and_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
 	};
