@@ -72,6 +72,7 @@ static void fnvm_start(struct fnvm *vm, const char *name, const char *cmdline)
 	vm->ready_lfd = listen_at(vm->ready_path);
 	char *argv[] = { (char *)mote_bin, "--kernel", vm->image, "--mem-mib", "32", "--vsock",
 			 vm->vsock_arg, cmdline ? "--cmdline" : NULL, vm->cmdline, NULL };
+	double t0 = harness_now_ms();
 	harness_spawn(&vm->p, argv);
 
 	/* Ready: the runtime connects to CID 2 port 53, sends the line, closes. */
@@ -79,6 +80,8 @@ static void fnvm_start(struct fnvm *vm, const char *name, const char *cmdline)
 	if (poll(&p, 1, 60000) != 1)
 		fnvm_dump_fail(vm, "no ready connection on <uds>_53");
 	int fd = accept(vm->ready_lfd, NULL, NULL);
+	fprintf(stderr, "%s: ready connection %.1f ms after the monitor started\n", name,
+		harness_now_ms() - t0);
 	assert_true(fd >= 0);
 	char line[64];
 	size_t n = 0;
