@@ -170,8 +170,9 @@ def main():
         ok = speed >= 2 and less >= 2
         lines.append(f"- {title}: {speed:.1f}x faster, {less:.1f}x less degradation — "
                      f"**{'PASS' if ok else 'MISS'}**")
-    lines += ["", "Plot: `benches/results/placement.svg`. The moves are simulated: live moves "
-              "between real hosts (pause, snapshot, restore, resume) are not done yet."]
+    lines += ["", "Plot: `benches/results/placement.svg`. The moves here are simulated; "
+              "`benches/results/placement-real.md` moves real mote VMs (pause, snapshot, "
+              "restore, resume) between cgroup \"hosts\" of one machine."]
     open(os.path.join(RESULTS, "placement.md"), "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
 
