@@ -114,6 +114,13 @@ void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg);
  * i8042 and virtio device to the saved state. 0 or -errno with err. */
 int snapshot_apply(struct vm *vm, const struct snap_image *img, char *err, size_t errlen);
 
+/* prefetch.c: working-set prefetch. record writes the guest pages this
+ * process has mapped (touched since the restore) to path; prefetch maps
+ * the pages a record lists (MADV_POPULATE_READ) before the vCPUs start.
+ * 0 or -errno (-EINVAL: not a record for this memory size). */
+int snapshot_ws_record(const struct guest_mem *mem, const char *path, uint64_t *nr_pages);
+int snapshot_ws_prefetch(const struct guest_mem *mem, const char *path, uint64_t *nr_pages);
+
 /* kvm.c: the KVM parts. */
 int snap_save_vcpus(struct vm *vm, struct snap_writer *w, char *err, size_t errlen);
 int snap_restore_vcpus(struct vm *vm, const struct snap_state *st, char *err, size_t errlen);

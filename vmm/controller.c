@@ -741,7 +741,12 @@ static struct {
 	struct snap_image *img;
 	bool resume;
 	bool clock_realtime;
+	const char *prefetch_path;
 } restoring;
+
+/* --record-working-set: where controller_shutdown writes the pages the
+ * restored VM touched. */
+static char ws_record_path[API_PATH_MAX];
 
 static void snapshot_create_req(const struct api_snapshot_create *s, struct api_response *resp)
 {
@@ -939,6 +944,18 @@ int controller_boot(void)
 			log_error("%s", err);
 			ret = MOTE_EXIT_BAD_IMAGE;
 		}
+		if (!ret && restoring.prefetch_path) {
+			uint64_t n, t0 = time_now_ns();
+			int e = snapshot_ws_prefetch(&vm->mem, restoring.prefetch_path, &n);
+			if (e)
+				log_warn("snapshot: working-set file '%s' not used: %s",
+					 restoring.prefetch_path,
+					 e == -EINVAL ? "not a record for this snapshot" : strerror(-e));
+			else
+				log_info("snapshot: prefetched %llu pages of the working set in %llu us",
+					 (unsigned long long)n,
+					 (unsigned long long)((time_now_ns() - t0) / 1000));
+		}
 		/* Not resumed: the vCPU threads start and park before KVM_RUN. */
 		if (!ret && !restoring.resume)
 			atomic_store(&vm->pause_requested, true);
@@ -998,6 +1015,9 @@ int controller_restore(const struct controller_restore_opts *o)
 	restoring.img = img;
 	restoring.resume = o->resume;
 	restoring.clock_realtime = o->clock_realtime;
+	restoring.prefetch_path = o->prefetch_path;
+	snprintf(ws_record_path, sizeof(ws_record_path), "%s",
+		 o->record_ws_path ? o->record_ws_path : "");
 	ret = controller_boot();
 	restoring.img = NULL;
 	snapshot_close(img);
@@ -1134,6 +1154,16 @@ void controller_shutdown(void)
 	if (ctl.vm_created) {
 		/* Parked vCPUs are woken by vm_stop_vcpus. */
 		vm_stop_vcpus(&ctl.vm);
+		if (ws_record_path[0]) {
+			uint64_t n;
+			int e = snapshot_ws_record(&ctl.vm.mem, ws_record_path, &n);
+			if (e)
+				log_warn("cannot write the working set to '%s': %s", ws_record_path,
+					 strerror(-e));
+			else
+				log_info("snapshot: working set of %llu pages written to '%s'",
+					 (unsigned long long)n, ws_record_path);
+		}
 	}
 	console_restore();
 	vm_metrics_destroy(ctl.demand, ctl.loop);

@@ -30,6 +30,8 @@ struct controller_restore_opts {
 	bool resume;            /* run at once; else Paused until PATCH /vm Resumed */
 	bool track_dirty_pages;
 	bool clock_realtime;    /* advance the guest clock by the time spent saved */
+	const char *prefetch_path;  /* working-set record to populate before resuming */
+	const char *record_ws_path; /* write the pages this VM touched here at exit */
 };
 /* Builds and starts the VM from a snapshot instead of a kernel (CLI
  * --restore, PUT /snapshot/load). Every file is checked before anything

@@ -42,6 +42,8 @@ struct run_opts {
 	const char *restore_mem;   /* --mem: its memory file */
 	bool resume;               /* --resume */
 	bool track_dirty_pages;    /* --track-dirty-pages */
+	const char *prefetch;      /* --prefetch FILE */
+	const char *record_ws;     /* --record-working-set FILE */
 };
 
 static void usage(FILE *f)
@@ -94,6 +96,11 @@ static void usage(FILE *f)
 		"                         instead of booting; without --resume it stays paused\n"
 		"                         until PATCH /vm Resumed\n"
 		"  --track-dirty-pages    log the pages the guest writes (Diff snapshots)\n"
+		"  --record-working-set FILE\n"
+		"                         with --restore: at exit, write the guest pages the VM\n"
+		"                         touched to FILE (a working-set record)\n"
+		"  --prefetch FILE        with --restore: map the pages FILE lists before the\n"
+		"                         vCPUs start (one batch instead of a fault per page)\n"
 		"       mote snapshot-merge BASE_MEM DIFF_MEM OUT_MEM\n"
 		"                         a Diff snapshot's memory file merged onto its base's:\n"
 		"                         OUT_MEM goes with the Diff's state file\n"
@@ -135,13 +142,16 @@ enum {
 	OPT_DEMAND,
 };
 
-enum { OPT_RESTORE = 512, OPT_MEM_FILE, OPT_RESUME, OPT_TRACK_DIRTY };
+enum { OPT_RESTORE = 512, OPT_MEM_FILE, OPT_RESUME, OPT_TRACK_DIRTY, OPT_PREFETCH,
+       OPT_RECORD_WS };
 
 static const struct option long_opts[] = {
 	{ "restore", required_argument, NULL, OPT_RESTORE },
 	{ "mem", required_argument, NULL, OPT_MEM_FILE },
 	{ "resume", no_argument, NULL, OPT_RESUME },
 	{ "track-dirty-pages", no_argument, NULL, OPT_TRACK_DIRTY },
+	{ "prefetch", required_argument, NULL, OPT_PREFETCH },
+	{ "record-working-set", required_argument, NULL, OPT_RECORD_WS },
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
@@ -206,8 +216,8 @@ static int check_modes(const struct vm_config *cfg, const struct run_opts *o)
 		}
 		return -1;
 	}
-	if (o->restore_mem || o->resume) {
-		log_error("--mem and --resume go with --restore");
+	if (o->restore_mem || o->resume || o->prefetch || o->record_ws) {
+		log_error("--mem, --resume, --prefetch and --record-working-set go with --restore");
 		return MOTE_EXIT_USAGE;
 	}
 	if (o->no_api && o->api_sock) {
@@ -401,6 +411,12 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct run_o
 		case OPT_RESUME:
 			o->resume = true;
 			break;
+		case OPT_PREFETCH:
+			o->prefetch = optarg;
+			break;
+		case OPT_RECORD_WS:
+			o->record_ws = optarg;
+			break;
 		case OPT_TRACK_DIRTY:
 			o->track_dirty_pages = true;
 			cfg->track_dirty_pages = true;
@@ -562,7 +578,8 @@ static int run(const struct vm_config *cfg, const struct run_opts *o)
 	if (o->restore_state) {
 		struct controller_restore_opts ro = {
 			.state_path = o->restore_state, .mem_path = o->restore_mem, .resume = o->resume,
-			.track_dirty_pages = o->track_dirty_pages,
+			.track_dirty_pages = o->track_dirty_pages, .prefetch_path = o->prefetch,
+			.record_ws_path = o->record_ws,
 		};
 		ret = controller_restore(&ro);
 		if (ret)

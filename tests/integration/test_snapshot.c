@@ -627,6 +627,48 @@ static void test_fifty_clones_share_memory(void **state)
 	free(before);
 }
 
+/* ---- working-set prefetch -------------------------------------------------------- */
+
+static void test_working_set_record_and_prefetch(void **state)
+{
+	char *ws = path_in_tmp("base.ws"), why[256];
+	struct stat sb;
+
+	(void)state;
+	struct run_result r = harness_run(MOTE("--restore", base_state, "--mem", base_mem,
+					       "--resume", "--no-api", "--record-working-set", ws),
+					  60, NULL);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, err, "working set of ");
+	harness_free(&r);
+	assert_int_equal(stat(ws, &sb), 0);
+	assert_true(sb.st_size > 24 && (sb.st_size - 24) % 16 == 0);
+
+	r = harness_run(MOTE("--restore", base_state, "--mem", base_mem, "--resume", "--no-api",
+			     "--prefetch", ws), 60, NULL);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, err, "prefetched ");
+	char *all = malloc(strlen(out_before) + r.out_len + 1);
+	strcpy(all, out_before);
+	strcat(all, r.out);
+	const char *bad = check_transcript(all, STEPS, why, sizeof(why));
+	if (bad) {
+		harness_dump(&r);
+		fail_msg("%s", bad);
+	}
+	free(all);
+	harness_free(&r);
+
+	/* A record that does not fit is ignored with a warning. */
+	char *junk = path_in_tmp("junk.ws");
+	spit(junk, (const uint8_t *)"MOTEWS01garbage-garbage-garbage!", 32);
+	r = harness_run(MOTE("--restore", base_state, "--mem", base_mem, "--resume", "--no-api",
+			     "--prefetch", junk), 60, NULL);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, err, "not a record for this snapshot");
+	harness_free(&r);
+}
+
 /* ---- diff snapshots ------------------------------------------------------------- */
 
 /* Page indices (< mem_bytes) of the data extents of a memory file. */
@@ -751,6 +793,7 @@ int main(void)
 		cmocka_unit_test(test_kill_during_create_leaves_no_loadable_half),
 		cmocka_unit_test(test_fifty_clones_share_memory),
 		cmocka_unit_test(test_diff_snapshot_holds_written_pages_and_merges),
+		cmocka_unit_test(test_working_set_record_and_prefetch),
 	};
 	return cmocka_run_group_tests_name("snapshot", tests, group_setup, group_teardown);
 }
