@@ -395,15 +395,22 @@ json_t *vm_metrics_json(const struct vm_metrics *m)
 				      "counter_resets", (json_int_t)v->est.nr_resets);
 		json_array_append_new(vcpus, o);
 	}
+	/* A jailed mote without /proc in its chroot cannot open schedstat:
+	 * say so rather than report an idle VM. */
+	const char *cpu_source = "schedstat";
+	for (unsigned i = 0; i < n; i++)
+		if (!m->vcpu[i].seen)
+			cpu_source = "unavailable: a vCPU thread could not read "
+				     "/proc/thread-self/schedstat (no /proc in a jail?)";
 	struct demand_ratios s_last = demand_ratios_sum(last, n), s_win = demand_ratios_sum(win, n),
 			     s_ewma = demand_ratios_sum(ewma, n);
 	json_t *vmj = json_pack("{s:i, s:o, s:o, s:o}", "vcpus", (int)n, "last",
 				ratios_json(&s_last), "window", ratios_json(&s_win), "ewma",
 				ratios_json(&s_ewma));
-	return json_pack("{s:I, s:i, s:i, s:f, s:I, s:s, s:o, s:o, s:o, s:o}", "pid",
+	return json_pack("{s:I, s:i, s:i, s:f, s:I, s:s, s:s, s:o, s:o, s:o, s:o}", "pid",
 			 (json_int_t)getpid(), "period_ms", (int)m->cfg.period_ms, "window",
 			 (int)m->cfg.window, "ewma_alpha", m->cfg.alpha, "samples",
 			 (json_int_t)m->nr_ticks, "halt_polling",
-			 m->halt_poll_off ? "disabled" : "accounted", "vm", vmj, "vcpus", vcpus,
-			 "memory", memory_json(m), "io", io_json(m));
+			 m->halt_poll_off ? "disabled" : "accounted", "cpu_source", cpu_source, "vm",
+			 vmj, "vcpus", vcpus, "memory", memory_json(m), "io", io_json(m));
 }

@@ -159,6 +159,7 @@ static void test_duty_alone(void **state)
 	double usage = jnum(d, "vm.window.usage"), demand = jnum(d, "vm.window.demand");
 	double ready = jnum(d, "vm.window.ready");
 	assert_string_equal(json_string_value(json_object_get(d, "halt_polling")), "disabled");
+	assert_string_equal(json_string_value(json_object_get(d, "cpu_source")), "schedstat");
 	assert_true(jnum(d, "vcpus.0.kvm.halt_exits") > 100); /* ~250 sleeps a second */
 	json_decref(d);
 	struct run_result r = harness_proc_finish(&v.p, 10);
