@@ -113,6 +113,7 @@ static uint64_t fault_vec, fault_rip, fault_err, fault_addr;
 
 static struct vsock_conn *ready_conn;
 static uint32_t ready_off;
+static int vsock_up;
 
 /* ---- LAPIC timer and TSC ------------------------------------------------- */
 
@@ -297,6 +298,22 @@ static int user_readable(uint64_t p, uint64_t len)
 
 /* ---- CPL3 supervision: user calls, faults, the deadline ---------------- */
 
+/*
+ * While the handler runs, the streams move on: interrupts that hit it
+ * (and wake-ups from its sleeps) poll the device, so new connections are
+ * answered at once (the monitor gives the guest 10 s), data is queued,
+ * TX completes. Safe because the main loop is suspended in user_run(),
+ * outside the driver; a stream that closes meanwhile is only marked gone
+ * (the main loop checks f->vc after the handler).
+ */
+static void poll_while_handling(void)
+{
+	if (vsock_up) {
+		vsock_poll();
+		vsock_arm_notify();
+	}
+}
+
 static uint64_t fn_sleep(uint64_t ns)
 {
 	uint64_t wake = cpu_rdtsc() + ns_to_tsc(ns);
@@ -310,6 +327,8 @@ static uint64_t fn_sleep(uint64_t ns)
 		timer_arm_until(in_handler && deadline_tsc < wake ? deadline_tsc : wake);
 		cpu_sti_hlt();
 		cpu_cli();
+		if (in_handler)
+			poll_while_handling();
 	}
 	if (in_handler)
 		timer_arm_until(deadline_tsc);
@@ -364,6 +383,7 @@ static uint64_t irq_hook(void)
 {
 	if (!in_handler)
 		return 0;
+	poll_while_handling();
 	if (cpu_rdtsc() >= deadline_tsc)
 		return FN_RUN_TIMEOUT;
 	timer_arm_until(deadline_tsc);
@@ -585,6 +605,8 @@ static uint64_t run_user(uint32_t op, int deadline_ms)
 	in_handler = 1;
 	deadline_tsc = cpu_rdtsc() + (uint64_t)deadline_ms * tsc_per_ms;
 	timer_arm_until(deadline_tsc);
+	if (vsock_up)
+		vsock_arm_notify();
 	user_set_interrupts(1);
 	uint64_t r = user_run(fn_user_entry, (uint64_t)(uintptr_t)&fn_job, user_stack_top);
 	user_set_interrupts(0);
@@ -639,6 +661,8 @@ static void run_request(struct fconn *f)
 	uint64_t t0 = cpu_rdtsc();
 	uint64_t r = run_user(FN_JOB_CALL, (int)deadline_ms);
 	uint64_t us = (cpu_rdtsc() - t0) * 1000 / tsc_per_ms;
+	if (!f->vc)
+		return; /* the stream went away meanwhile: nobody to answer */
 	release_taken(f);
 
 	msg_init(&m);
@@ -768,8 +792,11 @@ static int serve(void)
 			fn_job.nseg++;
 			f->body_have += n;
 			progress = 1;
-			if (fn_job.nseg == FN_SEG_MAX)
+			if (fn_job.nseg == FN_SEG_MAX) {
 				flush_copies(f);
+				if (!f->vc)
+					return 1;
+			}
 		}
 		if (f->body_have == f->hdr.body_len) {
 			/* The response area is free once the last one is out. */
@@ -779,6 +806,8 @@ static int serve(void)
 			return 1;
 		}
 		flush_copies(f);
+		if (!f->vc)
+			return 1;
 		break;
 	case ST_SEND: {
 		uint32_t n = vsock_send(f->vc, resp_area + f->send_off, f->send_len - f->send_off);
@@ -889,6 +918,7 @@ int main(uint32_t start_info_paddr)
 	}
 
 	int ret = vsock_app_open(&app, FN_VSOCK_PORT);
+	vsock_up = !ret;
 	timer_stop(); /* irq_init's periodic tick: an idle function costs nothing */
 	/* The CPL3 copy reads the RX buffers where the device put them. */
 	extern char __image_end[];

@@ -222,16 +222,22 @@ static int vq_pending(void)
 }
 
 /* Sleeps until a queue has a used entry (or the ~10 ms timer fires). */
-static void vs_wait(void)
+/* EVENT_IDX: while busy the device need not interrupt; before sleeping
+ * (or running something long), ask for an interrupt at the very next
+ * used entry. */
+static void vs_arm_notify(void)
 {
-	cpu_cli();
-	/* EVENT_IDX: while busy the device need not interrupt; before
-	 * sleeping, ask for an interrupt at the very next used entry. */
 	if (vs.event_idx) {
 		for (unsigned i = 0; i < NR_VQ; i++)
 			*vs.q[i].used_event = vs.q[i].used_last;
 		cpu_mfence();
 	}
+}
+
+static void vs_wait(void)
+{
+	cpu_cli();
+	vs_arm_notify();
 	if (!vq_pending())
 		cpu_sti_hlt();
 	cpu_cli();
@@ -891,6 +897,11 @@ int vsock_poll(void)
 void vsock_wait(void)
 {
 	vs_wait();
+}
+
+void vsock_arm_notify(void)
+{
+	vs_arm_notify();
 }
 
 struct vsock_conn *vsock_connect(uint32_t port)

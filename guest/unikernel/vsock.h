@@ -44,6 +44,10 @@ struct vsock_app {
 int vsock_app_open(const struct vsock_app *app, uint32_t listen_port);
 int vsock_poll(void);             /* 1 if anything moved */
 void vsock_wait(void);            /* hlt until a queue has news */
+/* Asks the device to interrupt at its next used entry (it need not while
+ * the driver is busy, with EVENT_IDX): before running something long
+ * with interrupts on, or after polling from an interrupt. */
+void vsock_arm_notify(void);
 /* Connects to the host (CID 2) port; established once vsock_established(). */
 struct vsock_conn *vsock_connect(uint32_t port);
 int vsock_established(struct vsock_conn *c);

@@ -466,6 +466,43 @@ static void test_loop_timeout(void **state)
 	harness_free(&rr);
 }
 
+/* While a handler runs, a new stream is still accepted at once (the
+ * monitor would give up on the guest after 10 s), and its request is
+ * served when the handler is done. */
+static void test_accepts_while_busy(void **state)
+{
+	struct fnvm vm;
+	(void)state;
+
+	fnvm_start(&vm, "loop", NULL);
+	int a = fn_dial(&vm);
+	struct fn_request_hdr h = { .magic = FN_REQ_MAGIC, .body_len = 4, .deadline_ms = 1500 };
+	assert_true(write_full(a, &h, sizeof(h)));
+	assert_true(write_full(a, "spin", 4));
+	usleep(200000); /* the handler is running */
+	double t0 = harness_now_ms();
+	int b = fn_dial(&vm);
+	double dial_ms = harness_now_ms() - t0;
+	fprintf(stderr, "CONNECT answered after %.1f ms while a handler ran\n", dial_ms);
+	assert_true(dial_ms < 1000);
+	h.deadline_ms = 100;
+	assert_true(write_full(b, &h, sizeof(h)));
+	assert_true(write_full(b, "spin", 4));
+	struct fn_response_hdr rh;
+	assert_true(read_full(a, &rh, sizeof(rh), 30000));
+	assert_int_equal(rh.status, FN_TIMEOUT);
+	assert_true(rh.handler_us >= 1400000);
+	char msg[256];
+	assert_true(rh.body_len < sizeof(msg) && read_full(a, msg, rh.body_len, 30000));
+	assert_true(read_full(b, &rh, sizeof(rh), 30000));
+	assert_int_equal(rh.status, FN_TIMEOUT);
+	assert_true(rh.handler_us >= 90000 && rh.handler_us < 1000000);
+	close(a);
+	close(b);
+	struct run_result rr = fnvm_stop(&vm);
+	harness_free(&rr);
+}
+
 /* The largest response arrives whole (more than the monitor's 64 KiB
  * window: the runtime waits for credit); one byte more is FN_TOO_LARGE. */
 static void test_big_response(void **state)
@@ -739,6 +776,7 @@ int main(void)
 		cmocka_unit_test(test_wordcount),
 		cmocka_unit_test(test_fault_then_next_works),
 		cmocka_unit_test(test_loop_timeout),
+		cmocka_unit_test(test_accepts_while_busy),
 		cmocka_unit_test(test_big_response),
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_two_streams),
