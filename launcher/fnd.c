@@ -1076,6 +1076,17 @@ static void inv_io(struct ev_watch *w, uint32_t events)
 				inv_retry_later(inv);
 				return;
 			}
+			/* A clone's guest may accept a stream, then act on the
+			 * transport reset the restore queued for it and drop the
+			 * stream before reading the request: nothing came back, so
+			 * nothing ran. Again, a few times. */
+			if (inv->first_on_clone && inv->rd.st == FNR_HEADER && inv->rd.hdr_len == 0 &&
+			    inv->reset_retries < 3) {
+				inv->reset_retries++;
+				inv_close_sock(inv);
+				inv_retry_later(inv);
+				return;
+			}
 			if (inv->rd.st == FNR_HANDSHAKE)
 				inv_fail(inv, 502, true,
 					 "instance %s of function %s refused the invocation (its vsock "
@@ -1209,6 +1220,7 @@ static void inv_run_on(struct invocation *inv, struct instance *inst)
 	inst->invs = inv;
 	inst->inflight++;
 	fn->nr_inflight++;
+	inv->first_on_clone = inst->state == INST_RESTORING;
 	inv->start = inst->first_pending ? inst->kind : START_WARM;
 	inst->first_pending = false;
 	if (inv->start == START_WARM)

@@ -110,6 +110,8 @@ struct invocation {
 	struct fn_reader rd;
 	struct ev_timer timer;          /* connect retry, then deadline */
 	unsigned retries;
+	unsigned reset_retries;         /* streams a just-restored VM dropped */
+	bool first_on_clone;            /* dispatched to a clone still restoring */
 	bool queued, connected;
 	/* probes: who to tell */
 	void (*done_cb)(struct invocation *inv, int http_status, const char *msg);

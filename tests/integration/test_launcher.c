@@ -578,7 +578,10 @@ static void test_idle_ttl_and_restore(void **state)
 	(void)state;
 	reg("echo", "echo.elf", "\"idle_ttl_s\": 1");
 	struct hclient_resp r = invoke("echo", "one", 3);
-	assert_int_equal(r.status, 200);
+	if (r.status != 200) {
+		dump_log();
+		fail_msg("first call: %d %s", r.status, r.body);
+	}
 	assert_string_equal(header(&r, "X-Mote-Start"), "cold-boot");
 	free(r.body);
 	assert_int_equal(fn_field("echo", "total", "instances"), 1);
@@ -594,7 +597,10 @@ static void test_idle_ttl_and_restore(void **state)
 
 	/* The next start: a clone of the warm snapshot, not a boot. */
 	r = invoke("echo", "two", 3);
-	assert_int_equal(r.status, 200);
+	if (r.status != 200) {
+		dump_log();
+		fail_msg("call after the TTL: %d %s", r.status, r.body);
+	}
 	assert_memory_equal(r.body, "two", 3);
 	if (!snap) {
 		free(r.body);
