@@ -124,13 +124,15 @@ static uint64_t demand_call(uint64_t nr, uint64_t a0, uint64_t a1)
 
 /* ---- CPL3 ------------------------------------------------------------------ */
 
-/* n iterations of a dependent add the compiler cannot drop. */
-static void __attribute__((noinline)) spin(uint64_t n)
+/* n iterations of a dependent add the compiler cannot drop; returns
+ * the sum 0 + 1 + ... + (n - 1), which the host can check. */
+static uint64_t __attribute__((noinline)) spin(uint64_t n)
 {
 	uint64_t x = 0;
 
 	for (uint64_t i = 0; i < n; i++)
 		__asm__ volatile("add %1, %0" : "+r"(x) : "r"(i));
+	return x;
 }
 
 /* Fewest TSC ticks for CALIB_ITERS over many short rounds: some round
@@ -157,6 +159,7 @@ struct duty_args {
 	uint64_t switch_tsc; /* then work2/sleep2 (0: never) */
 	uint64_t work2_iters;
 	uint64_t sleep2_ns;
+	uint64_t checksum;   /* sum of every cycle's spin result */
 };
 
 static struct duty_args duty;
@@ -172,7 +175,7 @@ static uint64_t user_duty(uint64_t unused)
 			duty.sleep_ns = duty.sleep2_ns;
 			duty.switch_tsc = 0;
 		}
-		spin(duty.work_iters);
+		duty.checksum += spin(duty.work_iters);
 		user_call(CALL_SLEEP_NS, duty.sleep_ns, 0);
 		cycles++;
 	} while (!duty.end_tsc || cpu_rdtsc() < duty.end_tsc);
@@ -252,9 +255,11 @@ static int demand_duty(void)
 	/* busy_pct: the guest's own view of its duty cycle (time outside
 	 * the sleeps); alone on a CPU, the host's usage should match it. */
 	uint64_t halted_ms = halted_tsc / tsc_per_us / 1000;
-	serial_printf("duty: done cycles=%lu elapsed_ms=%lu halted_ms=%lu busy_pct=%lu\n",
+	serial_printf("duty: done cycles=%lu elapsed_ms=%lu halted_ms=%lu busy_pct=%lu "
+		      "checksum=%lx\n",
 		      (unsigned long)cycles, (unsigned long)ms, (unsigned long)halted_ms,
-		      (unsigned long)(ms ? (ms - halted_ms) * 100 / ms : 0));
+		      (unsigned long)(ms ? (ms - halted_ms) * 100 / ms : 0),
+		      (unsigned long)duty.checksum);
 	return GUEST_EXIT_PASS;
 }
 
