@@ -499,6 +499,19 @@ static void test_accepts_while_busy(void **state)
 	assert_true(rh.handler_us >= 90000 && rh.handler_us < 1000000);
 	close(a);
 	close(b);
+
+	/* A stream that goes away while its handler runs: nobody to answer,
+	 * and the next stream is served. */
+	a = fn_dial(&vm);
+	h.deadline_ms = 400;
+	assert_true(write_full(a, &h, sizeof(h)));
+	assert_true(write_full(a, "spin", 4));
+	usleep(100000);
+	close(a);
+	b = fn_dial(&vm);
+	struct fn_reply r = fn_call(b, "spin", 50);
+	expect(&r, FN_TIMEOUT, "deadline of 50 ms");
+	close(b);
 	struct run_result rr = fnvm_stop(&vm);
 	harness_free(&rr);
 }
