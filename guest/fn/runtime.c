@@ -900,9 +900,13 @@ int main(uint32_t start_info_paddr)
 	 * First, so the guard is in the image's (split) 2 MiB page. */
 	uint8_t *stack = alloc_user(USER_STACK_SIZE + PAGE);
 	user_stack_top = stack + PAGE + USER_STACK_SIZE;
+	/* The response area is followed by a guard page too: a handler that
+	 * writes past resp_cap faults instead of hitting the vsock rings. */
+	uint64_t resp_size = (RESP_HDR + FN_MAX_RESPONSE + 512 + PAGE - 1) & ~(PAGE - 1);
+	resp_area = alloc_user(resp_size + PAGE);
 	req_area = alloc_user(FN_MAX_REQUEST);
-	resp_area = alloc_user(RESP_HDR + FN_MAX_RESPONSE + 512);
-	if (page_deny_user(0) || page_deny_user((uint64_t)(uintptr_t)stack) || protect_image()) {
+	if (page_deny_user(0) || page_deny_user((uint64_t)(uintptr_t)stack) ||
+	    page_deny_user((uint64_t)(uintptr_t)resp_area + resp_size) || protect_image()) {
 		serial_printf("mote-fn: cannot set up the page tables\n");
 		guest_exit(GUEST_EXIT_FAIL);
 	}

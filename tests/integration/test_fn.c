@@ -537,6 +537,8 @@ static void test_big_response(void **state)
 	snprintf(req, sizeof(req), "%u", FN_MAX_RESPONSE + 1);
 	r = fn_call(fd, req, 0);
 	expect(&r, FN_TOO_LARGE, "over the limit");
+	r = fn_call(fd, "overrun", 0);
+	expect(&r, FN_FAULT, "page fault");
 	r = fn_call(fd, "10", 0);
 	assert_int_equal(r.status, FN_OK);
 	assert_int_equal(r.len, 10);

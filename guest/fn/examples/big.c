@@ -1,6 +1,7 @@
 /* big.c - test only: a response of N bytes (the request is N in
  * decimal), byte i = (i * 7 + 3) & 0xff. N over the limit: it writes
- * what fits and claims N, which the runtime answers with FN_TOO_LARGE. */
+ * what fits and claims N, which the runtime answers with FN_TOO_LARGE.
+ * "overrun": writes past the end of the response buffer (a fault). */
 #include "fn.h"
 
 int fn_handle(const uint8_t *req, uint32_t req_len, uint8_t *resp, uint32_t resp_cap,
@@ -9,6 +10,10 @@ int fn_handle(const uint8_t *req, uint32_t req_len, uint8_t *resp, uint32_t resp
 	const char *p = (const char *)req;
 	uint64_t n;
 
+	if (req_len == 7 && memcmp(req, "overrun", 7) == 0) {
+		for (uint64_t i = 0;; i += 64)
+			((volatile uint8_t *)resp)[resp_cap + i] = 1;
+	}
 	if (fn_parse_u64(&p, p + req_len, &n) || n > 0xffffffffu)
 		return 1;
 	for (uint64_t i = 0; i < n && i < resp_cap; i++)
