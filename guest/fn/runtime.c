@@ -50,7 +50,8 @@
 #define LAPIC_LVT_MASKED  0x10000u
 #define LAPIC_TIMER_DIV_1 0xb
 /* KVM's LAPIC timer counts at 1 GHz with divide-by-1: a count is a ns. */
-#define CALIB_COUNTS      1000000u
+#define CALIB_COUNTS      500000u      /* 0.5 ms a round */
+#define CALIB_ROUNDS      4
 
 #define PTE_P     0x1ULL
 #define PTE_RW    0x2ULL
@@ -157,25 +158,49 @@ static void timer_arm_until(uint64_t target)
 	lapic_write(LAPIC_TIMER_INIT, (uint32_t)ns);
 }
 
-/* TSC ticks per ms against the LAPIC timer over 1 ms of busy waiting;
- * both are wall clocks, so being descheduled does not bias it much. */
+/* One reading of the LAPIC timer's current count, bracketed by the TSC:
+ * *width says how long the read took (long: the vCPU was descheduled). */
+static uint32_t lapic_count_at(uint64_t *tsc, uint64_t *width)
+{
+	uint64_t a = cpu_rdtsc();
+	uint32_t c = lapic_read(LAPIC_TIMER_CUR);
+	uint64_t b = cpu_rdtsc();
+
+	*tsc = a + (b - a) / 2;
+	*width = b - a;
+	return c;
+}
+
+/*
+ * TSC ticks per ms against the LAPIC timer (1 GHz) over a few rounds of
+ * ~0.5 ms busy waiting. Both are wall clocks, but a vCPU descheduled
+ * between a count and its TSC reading skews a round (a loaded host made
+ * one read 14 GHz), so each reading is bracketed and the round with the
+ * tightest brackets wins.
+ */
 static void tsc_calibrate(void)
 {
+	uint64_t best_width = ~0ULL;
+
 	lapic_write(LAPIC_TIMER_DIV, LAPIC_TIMER_DIV_1);
 	lapic_write(LAPIC_LVT_TIMER, LAPIC_LVT_MASKED | IRQ_VECTOR_TIMER);
 	lapic_write(LAPIC_TIMER_INIT, 0xffffffffu);
-	uint32_t c0 = lapic_read(LAPIC_TIMER_CUR), c1;
-	uint64_t t0 = cpu_rdtsc();
-	do {
-		c1 = lapic_read(LAPIC_TIMER_CUR);
-	} while (c0 - c1 < CALIB_COUNTS);
-	uint64_t t1 = cpu_rdtsc();
+	fn_tsc_base = cpu_rdtsc();
+	for (int round = 0; round < CALIB_ROUNDS; round++) {
+		uint64_t t0, t1, w0, w1;
+		uint32_t c0 = lapic_count_at(&t0, &w0), c1;
+		do {
+			c1 = lapic_count_at(&t1, &w1);
+		} while (c0 - c1 < CALIB_COUNTS);
+		if (w0 + w1 < best_width && t1 > t0) {
+			best_width = w0 + w1;
+			tsc_per_ms = (t1 - t0) * 1000000 / (c0 - c1);
+		}
+	}
 	timer_stop();
-	tsc_per_ms = (t1 - t0) * 1000000 / (c0 - c1);
 	if (!tsc_per_ms)
 		tsc_per_ms = 1;
 	fn_tsc_mult = (1000000ULL << 32) / tsc_per_ms;
-	fn_tsc_base = t0;
 }
 
 /* ---- page tables: 4 KiB granularity where it matters ------------------- */
