@@ -21,6 +21,7 @@ static const char *fn_dir;
 
 struct fnvm {
 	struct harness_proc p;
+	char api[112];
 	char uds[96];
 	char ready_path[112];
 	int ready_lfd;
@@ -58,8 +59,9 @@ static void fnvm_dump_fail(struct fnvm *vm, const char *what)
 	fail_msg("%s", what);
 }
 
-/* Boots image name.elf and waits for its ready connection. */
-static void fnvm_start(struct fnvm *vm, const char *name, const char *cmdline)
+/* Boots image name.elf (with an API socket if api) and waits for its
+ * ready connection. */
+static void fnvm_start_api(struct fnvm *vm, const char *name, const char *cmdline, bool api)
 {
 	snprintf(vm->uds, sizeof(vm->uds), "/tmp/mote-fn-%d-%s.sock", getpid(), name);
 	snprintf(vm->ready_path, sizeof(vm->ready_path), "%s_%u", vm->uds, FN_READY_PORT);
@@ -70,8 +72,19 @@ static void fnvm_start(struct fnvm *vm, const char *name, const char *cmdline)
 		fail_msg("no function image %s (make fn-examples)", vm->image);
 	unlink(vm->uds);
 	vm->ready_lfd = listen_at(vm->ready_path);
-	char *argv[] = { (char *)mote_bin, "--kernel", vm->image, "--mem-mib", "32", "--vsock",
-			 vm->vsock_arg, cmdline ? "--cmdline" : NULL, vm->cmdline, NULL };
+	snprintf(vm->api, sizeof(vm->api), "%s.api", vm->uds);
+	unlink(vm->api);
+	char *argv[16] = { (char *)mote_bin, "--kernel", vm->image, "--mem-mib", "32", "--vsock",
+			   vm->vsock_arg };
+	int n_arg = 7;
+	if (api) {
+		argv[n_arg++] = "--api-sock";
+		argv[n_arg++] = vm->api;
+	}
+	if (cmdline) {
+		argv[n_arg++] = "--cmdline";
+		argv[n_arg++] = vm->cmdline;
+	}
 	double t0 = harness_now_ms();
 	harness_spawn(&vm->p, argv);
 
@@ -103,6 +116,11 @@ static void fnvm_start(struct fnvm *vm, const char *name, const char *cmdline)
 		fnvm_dump_fail(vm, "the serial console lacks the ready line");
 }
 
+static void fnvm_start(struct fnvm *vm, const char *name, const char *cmdline)
+{
+	fnvm_start_api(vm, name, cmdline, false);
+}
+
 /* Stops the VM (it serves forever); returns what it printed. The VM must
  * still be running: a runtime that died would fail here. */
 static struct run_result fnvm_stop(struct fnvm *vm)
@@ -114,6 +132,7 @@ static struct run_result fnvm_stop(struct fnvm *vm)
 	close(vm->ready_lfd);
 	unlink(vm->ready_path);
 	unlink(vm->uds);
+	unlink(vm->api);
 	if (!alive) {
 		harness_dump(&r);
 		fail_msg("the function VM exited while serving");
@@ -675,6 +694,122 @@ static void test_services(void **state)
 	harness_free(&rr);
 }
 
+/* One API request (Connection: close); returns the HTTP status. */
+static int api_request(const char *sock, const char *method, const char *path, const char *body)
+{
+	char req[1024], resp[1024];
+	int fd = uds_connect(sock);
+
+	assert_true(fd >= 0);
+	int n = snprintf(req, sizeof(req),
+			 "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+			 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			 method, path, strlen(body), body);
+	assert_true(write_full(fd, req, (size_t)n));
+	size_t got = 0;
+	for (;;) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (poll(&p, 1, 30000) != 1)
+			break;
+		ssize_t r = read(fd, resp + got, sizeof(resp) - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		if (got == sizeof(resp) - 1)
+			break;
+	}
+	resp[got] = 0;
+	close(fd);
+	int status = 0;
+	if (sscanf(resp, "HTTP/1.1 %d", &status) != 1 || status >= 300)
+		fprintf(stderr, "%s %s: %s\n", method, path, resp);
+	return status;
+}
+
+/* A clone restored from the snapshot, serving on vm->uds: request body
+ * with seed, the answer's bytes. */
+static struct fn_reply clone_call(struct fnvm *vm, const char *state, const char *mem,
+				  const char *body, unsigned seed, bool *ready_again)
+{
+	char *argv[] = { (char *)mote_bin, "--restore", (char *)state, "--mem", (char *)mem,
+			 "--resume", "--no-api", NULL };
+	struct harness_proc p;
+
+	unlink(vm->uds);
+	harness_spawn(&p, argv);
+	int fd = -1;
+	for (int i = 0; i < 100 && fd < 0; i++) {
+		if (access(vm->uds, F_OK) == 0)
+			fd = fn_try_dial(vm);
+		if (fd < 0)
+			usleep(20000);
+	}
+	assert_true(fd >= 0);
+	struct fn_reply r = fn_call_seed(fd, body, (uint32_t)strlen(body), 0, seed);
+	close(fd);
+	/* A restored clone does not signal ready again. */
+	struct pollfd q = { vm->ready_lfd, POLLIN, 0 };
+	*ready_again = poll(&q, 1, 100) == 1;
+	kill(p.pid, SIGTERM);
+	struct run_result rr = harness_proc_finish(&p, 20);
+	if (!strstr(rr.out, "mote-fn: streams reset")) {
+		harness_dump(&rr);
+		fail_msg("the clone did not see the transport reset");
+	}
+	harness_free(&rr);
+	return r;
+}
+
+/* The launcher's path: boot, ready, pause, snapshot; every clone restored
+ * from it drops the stale streams (transport reset), serves without a
+ * second ready, starts from the snapshot's state, and its randomness
+ * follows the request's seed: clones given different seeds differ, the
+ * same seed gives the same bytes (so the host's fresh seed is what keeps
+ * clones apart). */
+static void test_snapshot_clones(void **state)
+{
+	struct fnvm vm;
+	char st[160], mem[160];
+	bool again;
+	(void)state;
+
+	fnvm_start_api(&vm, "svc", NULL, true);
+	snprintf(st, sizeof(st), "%s.state", vm.uds);
+	snprintf(mem, sizeof(mem), "%s.mem", vm.uds);
+	assert_int_equal(api_request(vm.api, "PATCH", "/vm", "{\"state\": \"Paused\"}"), 204);
+	char body[512];
+	snprintf(body, sizeof(body), "{\"snapshot_path\": \"%s\", \"mem_file_path\": \"%s\"}", st,
+		 mem);
+	assert_int_equal(api_request(vm.api, "PUT", "/snapshot/create", body), 204);
+	kill(vm.p.pid, SIGKILL);
+	struct run_result rr = harness_proc_finish(&vm.p, 20);
+	harness_free(&rr);
+
+	struct fn_reply s1 = clone_call(&vm, st, mem, "state", 1, &again);
+	assert_false(again);
+	expect(&s1, FN_OK, NULL);
+	struct fn_reply a1 = clone_call(&vm, st, mem, "random 32", 111, &again);
+	struct fn_reply b = clone_call(&vm, st, mem, "random 32", 222, &again);
+	struct fn_reply a2 = clone_call(&vm, st, mem, "random 32", 111, &again);
+	assert_int_equal(a1.status, FN_OK);
+	assert_int_equal(b.status, FN_OK);
+	assert_int_equal(a2.status, FN_OK);
+	assert_true(memcmp(a1.body, b.body, 32) != 0);
+	assert_memory_equal(a1.body, a2.body, 32);
+	free(a1.body);
+	free(b.body);
+	free(a2.body);
+	struct fn_reply s2 = clone_call(&vm, st, mem, "state", 1, &again);
+	assert_string_equal((char *)s2.body, "1"); /* each clone starts from the snapshot */
+	free(s2.body);
+	close(vm.ready_lfd);
+	unlink(vm.ready_path);
+	unlink(vm.uds);
+	unlink(vm.api);
+	unlink(st);
+	unlink(mem);
+}
+
 /* The duty-cycle burner: the right number of iterations, and about the
  * time they should take (work + sleep per iteration). */
 static void test_burn(void **state)
@@ -796,6 +931,7 @@ int main(void)
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_two_streams),
 		cmocka_unit_test(test_services),
+		cmocka_unit_test(test_snapshot_clones),
 		cmocka_unit_test(test_burn),
 		cmocka_unit_test(test_many_streams),
 		cmocka_unit_test(test_boots_under_qemu),
