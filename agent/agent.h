@@ -70,6 +70,9 @@ int agent_parse_demand(const char *json, struct agent_vm *vm, char *err, size_t 
 /* GET path over the unix socket; the body (malloc'd) in *body. Returns
  * the HTTP status, or -errno. */
 int agent_http_unix(const char *sock, const char *path, char **body);
+/* Sends a whole request; the status, the body in *body when body is not
+ * NULL (else dropped). */
+int agent_http_raw(const char *sock, const char *req, char **body);
 /* Scrapes one VM: 0, or -errno / -EPROTO with vm->up false. */
 int agent_scrape(struct agent_vm *vm);
 
@@ -112,6 +115,47 @@ int agent_admit(const struct agent_admission *a, double current_demand_cpus,
 int agent_prom_render(FILE *f, const struct agent_vm *vms, unsigned n,
 		      const struct agent_admission *a, uint64_t scrapes, uint64_t scrape_errors);
 
+/* place.c: one-shot placement from demand across "hosts" (cgroups with a
+ * CPU capacity), carried out by moving VMs: pause, snapshot, stop,
+ * restore in the destination cgroup, resume. */
+#define AGENT_MAX_HOSTS 64
+
+struct agent_host {
+	char name[AGENT_NAME_MAX];
+	double capacity_cpus;
+};
+
+struct agent_move {
+	unsigned vm;          /* index into the VM array */
+	int from, to;         /* host indexes (from -1: on no host yet) */
+};
+
+/* Plans one step: the VMs of every host whose summed demand exceeds its
+ * capacity (and VMs on no host) are packed, largest first, onto the hosts
+ * with the most room, each host filled up to target x capacity; on an
+ * overloaded host the smallest VMs stay. host_of[i] is VM i's host (-1:
+ * none). Returns the number of moves written (at most max), or -ENOSPC
+ * with msg saying how much capacity is missing when some VM fits nowhere
+ * (the moves that do fit are still returned through *nmoves). */
+int agent_place_plan(const double *demand, const int *host_of, unsigned nr_vms,
+		     const struct agent_host *hosts, unsigned nr_hosts, double target,
+		     struct agent_move *moves, unsigned max, unsigned *nmoves, char *msg,
+		     size_t msglen);
+
+struct agent_place_ctx {
+	const struct agent_cgroup *cg;  /* hosts are <root>/<parent>/<host> */
+	const char *mote_bin;
+	const char *state_dir;          /* snapshot files and the restored VMs' logs */
+	const char *demand_args;        /* --demand for the restored mote, or NULL */
+};
+
+/* Moves one VM to host dest (see above). 0 or -errno with a message. */
+int agent_move_vm(const struct agent_place_ctx *ctx, struct agent_vm *vm, const char *dest,
+		  char *err, size_t errlen);
+/* The host (index) whose cgroup holds pid, or -1. */
+int agent_host_of(const struct agent_cgroup *cg, const struct agent_host *hosts, unsigned n,
+		  pid_t pid);
+
 /* cgroup.c */
 struct agent_cgroup {
 	int version;             /* 1 or 2 */
@@ -123,6 +167,12 @@ struct agent_cgroup {
  * pid into it, writes the entitlement. 0 or -errno with a message. */
 int agent_cgroup_apply(const struct agent_cgroup *cg, const char *vm, pid_t pid,
 		       const struct agent_entitlement *e, char *err, size_t errlen);
+/* A placement host: <root>/<parent>/<host> capped at cap_cpus (v1
+ * cpu.cfs_quota_us, v2 cpu.max). 0 or -errno with a message. */
+int agent_cgroup_host(const struct agent_cgroup *cg, const char *host, double cap_cpus,
+		      unsigned period_us, char *err, size_t errlen);
+/* Moves a whole process into <root>/<parent>/<host>. 0 or -errno. */
+int agent_cgroup_join(const struct agent_cgroup *cg, const char *host, pid_t pid);
 /* Removes the VM's cgroup (only possible once its processes are gone). */
 int agent_cgroup_remove(const struct agent_cgroup *cg, const char *vm);
 

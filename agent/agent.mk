@@ -20,3 +20,4 @@ $(BUILD)/tests/test_agent: tests/unit/test_agent.c $(call objs,$(BUILD),$(AGENT_
 # The integration test runs the agent (its recipe is the top Makefile's
 # pattern rule; this only adds the prerequisite).
 $(BUILD)/tests/test_agent_prometheus: $(BUILD)/mote-agent
+$(BUILD)/tests/test_agent_place: $(BUILD)/mote-agent

@@ -110,3 +110,49 @@ int agent_cgroup_remove(const struct agent_cgroup *cg, const char *vm)
 	snprintf(dir, sizeof(dir), "%s/%s/%s", cg->root, cg->parent, vm);
 	return rmdir(dir) ? -errno : 0;
 }
+
+int agent_cgroup_host(const struct agent_cgroup *cg, const char *host, double cap_cpus,
+		      unsigned period_us, char *err, size_t errlen)
+{
+	char parent[AGENT_PATH_MAX + AGENT_NAME_MAX + 2], dir[sizeof(parent) + AGENT_NAME_MAX + 2];
+	char val[64];
+	int ret;
+
+	if (!host[0] || strchr(host, '/') || !strcmp(host, ".") || !strcmp(host, "..")) {
+		snprintf(err, errlen, "bad host name '%s'", host);
+		return -EINVAL;
+	}
+	snprintf(parent, sizeof(parent), "%s/%s", cg->root, cg->parent);
+	snprintf(dir, sizeof(dir), "%s/%s", parent, host);
+	ret = make_dir(parent);
+	if (!ret && cg->version == 2) {
+		ret = write_file(cg->root, "cgroup.subtree_control", "+cpu");
+		if (!ret)
+			ret = write_file(parent, "cgroup.subtree_control", "+cpu");
+	}
+	if (!ret)
+		ret = make_dir(dir);
+	long quota = (long)(cap_cpus * period_us + 0.5);
+	if (!ret && cg->version == 1) {
+		snprintf(val, sizeof(val), "%u", period_us);
+		ret = write_file(dir, "cpu.cfs_period_us", val);
+		snprintf(val, sizeof(val), "%ld", quota);
+		if (!ret)
+			ret = write_file(dir, "cpu.cfs_quota_us", val);
+	} else if (!ret) {
+		snprintf(val, sizeof(val), "%ld %u", quota, period_us);
+		ret = write_file(dir, "cpu.max", val);
+	}
+	if (ret)
+		snprintf(err, errlen, "host '%s' (%s): %s", host, dir, strerror(-ret));
+	return ret;
+}
+
+int agent_cgroup_join(const struct agent_cgroup *cg, const char *host, pid_t pid)
+{
+	char dir[AGENT_PATH_MAX * 2 + 4], val[24];
+
+	snprintf(dir, sizeof(dir), "%s/%s/%s", cg->root, cg->parent, host);
+	snprintf(val, sizeof(val), "%d", (int)pid);
+	return write_file(dir, "cgroup.procs", val);
+}

@@ -300,6 +300,85 @@ static int serve(struct agent *a, const char *listen_spec)
 	return 0;
 }
 
+/* mote-agent place: one step of placement from demand, carried out. */
+static int place(struct agent *a, const struct agent_host *hosts, unsigned nr_hosts,
+		 double target, bool dry_run, const struct agent_place_ctx *pctx)
+{
+	double demand[AGENT_MAX_VMS];
+	int host_of[AGENT_MAX_VMS];
+	struct agent_move moves[AGENT_MAX_VMS];
+	char msg[512];
+	unsigned nm = 0;
+	int status = 0;
+
+	if (!nr_hosts || (!dry_run && (!pctx->mote_bin || !pctx->state_dir))) {
+		fprintf(stderr, "mote-agent: place needs --host NAME=CPUS (one per host) and, unless "
+			"--dry-run, --mote PATH and --state-dir DIR\n");
+		return 64;
+	}
+	if (!a->cg.version)
+		a->cg.version = 1;
+	for (unsigned h = 0; h < nr_hosts; h++) {
+		if (agent_cgroup_host(&a->cg, hosts[h].name, hosts[h].capacity_cpus,
+				      a->policy.period_us, msg, sizeof(msg))) {
+			fprintf(stderr, "mote-agent: %s\n", msg);
+			return 1;
+		}
+	}
+	for (unsigned i = 0; i < a->nr_vms; i++) {
+		demand[i] = a->vms[i].up ? a->vms[i].window.demand : 0;
+		host_of[i] = a->vms[i].up ? agent_host_of(&a->cg, hosts, nr_hosts, a->vms[i].pid) : -2;
+	}
+	printf("placement: demand per host before:");
+	for (unsigned h = 0; h < nr_hosts; h++) {
+		double sum = 0;
+		for (unsigned i = 0; i < a->nr_vms; i++)
+			sum += host_of[i] == (int)h ? demand[i] : 0;
+		printf(" %s %.2f/%.2f", hosts[h].name, sum, hosts[h].capacity_cpus);
+	}
+	printf("\n");
+	int ret = agent_place_plan(demand, host_of, a->nr_vms, hosts, nr_hosts, target, moves,
+				   AGENT_MAX_VMS, &nm, msg, sizeof(msg));
+	if (ret == -EINVAL) {
+		fprintf(stderr, "mote-agent: %s\n", msg);
+		return 64;
+	}
+	if (!nm)
+		printf("placement: nothing to move (%u VMs on %u hosts fit)\n", a->nr_vms, nr_hosts);
+	for (unsigned k = 0; k < nm; k++) {
+		struct agent_vm *vm = &a->vms[moves[k].vm];
+		const char *to = hosts[moves[k].to].name;
+		const char *from = moves[k].from >= 0 ? hosts[moves[k].from].name : "(no host)";
+		printf("placement: %s (demand %.2f CPUs): %s -> %s", vm->name, demand[moves[k].vm],
+		       from, to);
+		fflush(stdout);
+		if (dry_run) {
+			printf(" (dry run)\n");
+			continue;
+		}
+		struct timespec t0, t1;
+		char err[512];
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		/* A VM on no host only needs its cgroup; one on a host moves. */
+		int r = moves[k].from < 0 ? agent_cgroup_join(&a->cg, to, vm->pid)
+					  : agent_move_vm(pctx, vm, to, err, sizeof(err));
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (r) {
+			printf(": FAILED\n");
+			fprintf(stderr, "mote-agent: %s\n", moves[k].from < 0 ? strerror(-r) : err);
+			status = 1;
+			continue;
+		}
+		printf(": done in %.0f ms\n", (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+						      (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	}
+	if (ret == -ENOSPC) {
+		printf("placement: refused in part: %s\n", msg);
+		status = 1;
+	}
+	return status;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -310,6 +389,9 @@ static void usage(FILE *f)
 		"       mote-agent admit --vm-dir DIR (--demand CPUS | --like VM) [--count N]\n"
 		"                        [--capacity-cpus X] [--overcommit X]\n"
 		"       mote-agent scrape --vm-dir DIR\n"
+		"       mote-agent place --vm-dir DIR --host NAME=CPUS [--host ...] [--target X]\n"
+		"                        [--cgroup-version 1|2 --cgroup-root PATH --cgroup-parent NAME]\n"
+		"                        (--dry-run | --mote PATH --state-dir DIR [--restore-demand S])\n"
 		"\n"
 		"serve   scrapes GET /demand of every VM whose API socket is DIR/<name>.sock every\n"
 		"        interval (default 1000 ms); serves Prometheus text on GET /metrics and\n"
@@ -320,14 +402,19 @@ static void usage(FILE *f)
 		"admit   scrapes once; exit 0 if N more VMs of the given demand (or of a running\n"
 		"        VM's, --like) fit under\n"
 		"        capacity (default: online CPUs) x overcommit (default 1.0), else 1.\n"
-		"scrape  prints the Prometheus text once.\n",
+		"scrape  prints the Prometheus text once.\n"
+		"place   one-shot placement from demand: hosts are cgroups <root>/<parent>/<NAME>\n"
+		"        capped at CPUS; the VMs of a host whose demand exceeds its capacity are\n"
+		"        packed onto the others up to --target (0.9) of their capacity, largest\n"
+		"        first; a move is pause, snapshot (into --state-dir), stop, restore under\n"
+		"        --mote in the destination cgroup with the same API socket, resume.\n",
 		DEFAULT_LISTEN);
 }
 
 enum {
 	OPT_VM_DIR = 256, OPT_LISTEN, OPT_INTERVAL, OPT_CAPACITY, OPT_OVERCOMMIT, OPT_CG_VERSION,
 	OPT_CG_ROOT, OPT_CG_PARENT, OPT_HEADROOM, OPT_MIN_CAP, OPT_NO_CAP, OPT_DEMAND, OPT_COUNT,
-	OPT_LIKE,
+	OPT_LIKE, OPT_HOST, OPT_MOTE, OPT_STATE_DIR, OPT_TARGET, OPT_DRY_RUN, OPT_RESTORE_DEMAND,
 };
 
 static const struct option opts[] = {
@@ -344,6 +431,12 @@ static const struct option opts[] = {
 	{ "no-cap", no_argument, NULL, OPT_NO_CAP },
 	{ "demand", required_argument, NULL, OPT_DEMAND },
 	{ "like", required_argument, NULL, OPT_LIKE },
+	{ "host", required_argument, NULL, OPT_HOST },
+	{ "mote", required_argument, NULL, OPT_MOTE },
+	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
+	{ "target", required_argument, NULL, OPT_TARGET },
+	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+	{ "restore-demand", required_argument, NULL, OPT_RESTORE_DEMAND },
 	{ "count", required_argument, NULL, OPT_COUNT },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -369,6 +462,11 @@ int main(int argc, char **argv)
 	const char *listen_spec = DEFAULT_LISTEN;
 	double v, demand = -1, count = 1;
 	const char *like = NULL;
+	static struct agent_host hosts[AGENT_MAX_HOSTS];
+	unsigned nr_hosts = 0;
+	struct agent_place_ctx pctx = { .cg = &a.cg, .mote_bin = NULL, .state_dir = NULL };
+	double target = 0.9;
+	bool dry_run = false;
 	int c;
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -428,6 +526,29 @@ int main(int argc, char **argv)
 				return 64;
 			break;
 		case OPT_LIKE: like = optarg; break;
+		case OPT_HOST: {
+			const char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg || (size_t)(eq - optarg) >= AGENT_NAME_MAX ||
+			    nr_hosts == AGENT_MAX_HOSTS ||
+			    num_arg("--host capacity", eq + 1, 0.01, 1024,
+				    &hosts[nr_hosts].capacity_cpus)) {
+				fprintf(stderr, "mote-agent: --host NAME=CPUS (at most %d hosts)\n",
+					AGENT_MAX_HOSTS);
+				return 64;
+			}
+			memcpy(hosts[nr_hosts].name, optarg, (size_t)(eq - optarg));
+			hosts[nr_hosts].name[eq - optarg] = '\0';
+			nr_hosts++;
+			break;
+		}
+		case OPT_MOTE: pctx.mote_bin = optarg; break;
+		case OPT_STATE_DIR: pctx.state_dir = optarg; break;
+		case OPT_TARGET:
+			if (num_arg("--target", optarg, 0.05, 1, &target))
+				return 64;
+			break;
+		case OPT_DRY_RUN: dry_run = true; break;
+		case OPT_RESTORE_DEMAND: pctx.demand_args = optarg; break;
 		case OPT_COUNT:
 			if (num_arg("--count", optarg, 0, 1e6, &count))
 				return 64;
@@ -448,6 +569,8 @@ int main(int argc, char **argv)
 		signal(SIGPIPE, SIG_IGN);
 		return serve(&a, listen_spec);
 	}
+	/* Only serve sets per-VM cgroups; place moves whole VMs between hosts. */
+	a.act = false;
 	scrape_all(&a);
 	if (!strcmp(cmd, "scrape"))
 		return agent_prom_render(stdout, a.vms, a.nr_vms, &a.adm, a.scrapes,
@@ -473,6 +596,8 @@ int main(int argc, char **argv)
 		printf("%s\n", msg);
 		return ok == 1 ? 0 : 1;
 	}
+	if (!strcmp(cmd, "place"))
+		return place(&a, hosts, nr_hosts, target, dry_run, &pctx);
 	fprintf(stderr, "mote-agent: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 64;

@@ -99,10 +99,21 @@ static int wait_fd(int fd, short events)
 
 int agent_http_unix(const char *sock, const char *path, char **body)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	char req[512];
+
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+		 path);
+	return agent_http_raw(sock, req, body);
+}
+
+int agent_http_raw(const char *sock, const char *req, char **body)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	char *discard = NULL;
 	int fd, ret;
 
+	if (!body)
+		body = &discard;
 	*body = NULL;
 	if (strlen(sock) >= sizeof(a.sun_path))
 		return -ENAMETOOLONG;
@@ -115,9 +126,8 @@ int agent_http_unix(const char *sock, const char *path, char **body)
 		close(fd);
 		return ret;
 	}
-	int n = snprintf(req, sizeof(req),
-			 "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path);
-	if (write(fd, req, (size_t)n) != n) {
+	size_t n = strlen(req);
+	if (write(fd, req, n) != (ssize_t)n) {
 		close(fd);
 		return -EIO;
 	}
@@ -153,6 +163,7 @@ int agent_http_unix(const char *sock, const char *path, char **body)
 	}
 	memmove(buf, sep + 4, strlen(sep + 4) + 1);
 	*body = buf;
+	free(discard);
 	return status;
 }
 

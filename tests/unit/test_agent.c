@@ -248,6 +248,52 @@ static void test_cgroup_v2(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void test_place_plan(void **state)
+{
+	(void)state;
+	struct agent_host hosts[4] = { { "h0", 1.0 }, { "h1", 1.0 }, { "h2", 1.0 }, { "h3", 1.0 } };
+	/* The paper's host: 8 VMs of 0.25 on h0 (2 CPUs of demand on 1). */
+	double demand[9] = { 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.1 };
+	int host_of[9] = { 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+	struct agent_move m[16];
+	unsigned n;
+	char msg[256];
+
+	/* One step: 3 stay (0.75 <= 0.9), 5 move, largest room first. */
+	assert_int_equal(agent_place_plan(demand, host_of, 9, hosts, 4, 0.9, m, 16, &n, msg,
+					  sizeof(msg)), 5);
+	assert_int_equal(n, 5);
+	double load[4] = { 0.75, 0.1, 0, 0 };
+	for (unsigned k = 0; k < n; k++) {
+		assert_int_equal(m[k].from, 0);
+		assert_int_not_equal(m[k].to, 0);
+		load[m[k].to] += demand[m[k].vm];
+	}
+	for (int h = 0; h < 4; h++)
+		assert_true(load[h] <= 0.9 + 1e-9);
+	/* Nothing over capacity: nothing moves. */
+	double small[2] = { 0.3, 0.3 };
+	int at[2] = { 0, 0 };
+	assert_int_equal(agent_place_plan(small, at, 2, hosts, 4, 0.9, m, 16, &n, msg,
+					  sizeof(msg)), 0);
+	/* A VM on no host is placed. */
+	at[1] = -1;
+	assert_int_equal(agent_place_plan(small, at, 2, hosts, 4, 0.9, m, 16, &n, msg,
+					  sizeof(msg)), 1);
+	assert_int_equal(m[0].vm, 1);
+	assert_int_equal(m[0].from, -1);
+	/* Too little room anywhere: refused, with how much is missing. */
+	struct agent_host two[2] = { { "a", 0.5 }, { "b", 0.5 } };
+	double big[4] = { 0.3, 0.3, 0.3, 0.3 };
+	int on_a[4] = { 0, 0, 0, 0 };
+	assert_int_equal(agent_place_plan(big, on_a, 4, two, 2, 0.9, m, 16, &n, msg, sizeof(msg)),
+			 -ENOSPC);
+	assert_int_equal(n, 1); /* a keeps one, b takes one, two fit nowhere */
+	assert_non_null(strstr(msg, "0.60 CPUs of demand fit on no host"));
+	assert_int_equal(agent_place_plan(big, on_a, 4, two, 0, 0.9, m, 16, &n, msg, sizeof(msg)),
+			 -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_prometheus_text),
 		cmocka_unit_test(test_cgroup_v1),
 		cmocka_unit_test(test_cgroup_v2),
+		cmocka_unit_test(test_place_plan),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
