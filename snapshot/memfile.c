@@ -64,11 +64,22 @@ static int mark_file_extents(int fd, uint64_t size, uint8_t *bm)
 	return 0;
 }
 
+/* /proc/self/pagemap, opened before the VMM thread's seccomp filter (which
+ * lets it create files to write, not open files to read). */
+static int pagemap_fd = -1;
+
+int memfile_pagemap_fd(void)
+{
+	if (pagemap_fd < 0)
+		pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	return pagemap_fd;
+}
+
 /* Marks the pages of [base, base+size) this process wrote privately. */
 static int mark_private_pages(const uint8_t *base, uint64_t size, uint8_t *bm)
 {
 	uint64_t entries[PAGEMAP_CHUNK];
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int fd = memfile_pagemap_fd();
 	int ret = 0;
 
 	if (fd < 0)
@@ -87,7 +98,6 @@ static int mark_private_pages(const uint8_t *base, uint64_t size, uint8_t *bm)
 				bit_set(bm, p + i);
 		}
 	}
-	close(fd);
 	return ret;
 }
 

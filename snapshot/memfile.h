@@ -27,5 +27,7 @@ int memfile_write_footer(int out, uint64_t mem_bytes, uint64_t id, uint64_t pare
  * it has none (or a damaged one). */
 int memfile_read_footer(int fd, uint64_t file_size, struct snap_mem_footer *f);
 uint32_t memfile_footer_crc(const struct snap_mem_footer *f);
+/* This process's /proc/self/pagemap, opened once (-1 with errno). */
+int memfile_pagemap_fd(void);
 
 #endif

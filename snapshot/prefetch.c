@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "snapshot/memfile.h"
 #include "snapshot/snapshot.h"
 
 #ifndef MADV_POPULATE_READ
@@ -58,7 +59,7 @@ int snapshot_ws_record(const struct guest_mem *mem, const char *path, uint64_t *
 	int pm, out = -1, ret = 0;
 
 	*nr_pages = 0;
-	pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	pm = memfile_pagemap_fd();
 	if (pm < 0)
 		return -errno;
 	for (uint64_t p = 0; p < npages && !ret; p += CHUNK) {
@@ -91,7 +92,6 @@ int snapshot_ws_record(const struct guest_mem *mem, const char *path, uint64_t *
 			nr++;
 		}
 	}
-	close(pm);
 	if (ret)
 		goto out;
 	struct ws_header h = { .mem_bytes = mem->size, .nr_ranges = nr };

@@ -19,6 +19,7 @@
 
 #define SNAP_CONFIG_MAGIC 0x47464e43 /* "CNFG" */
 #define SNAP_DRIVE_MAGIC  0x56495244 /* "DRIV" */
+#define SNAP_VSOCK_MAGIC  0x4b535356 /* "VSSK" */
 #define SNAP_MEMORY_MAGIC 0x4d454d53 /* "SMEM" */
 #define SNAP_DEV_MAGIC    0x56454444 /* "DDEV" */
 #define SNAP_SECTION_VERSION 1
@@ -50,6 +51,11 @@ __attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, 
 }
 
 /* ---- create ---------------------------------------------------------------- */
+
+int snapshot_prepare(void)
+{
+	return memfile_pagemap_fd() < 0 ? -errno : 0;
+}
 
 /* The last snapshot this process wrote or restored: a diff's parent. */
 static uint64_t last_snapshot_id;
@@ -156,6 +162,15 @@ static int save_config(struct vm *vm, struct snap_writer *w, uint64_t id, const 
 		d->ops_refill_ms = b->ops.refill_time_ms;
 		d->ops_burst = b->ops.one_time_burst;
 	}
+	if (vm->cfg.has_vsock) {
+		struct snap_vsock *v = snap_writer_section(w, SNAP_SEC_VSOCK, 0, sizeof(*v));
+		if (!v)
+			return w->err;
+		v->magic = SNAP_VSOCK_MAGIC;
+		v->version = SNAP_SECTION_VERSION;
+		v->guest_cid = vm->cfg.vsock.guest_cid;
+		snprintf(v->uds_path, sizeof(v->uds_path), "%s", vm->cfg.vsock.uds_path);
+	}
 	struct snap_memory *m = snap_writer_section(w, SNAP_SEC_MEMORY, 0, sizeof(*m));
 	if (!m)
 		return w->err;
@@ -219,10 +234,11 @@ int snapshot_create(struct vm *vm, const struct snap_create_opts *o, char *err, 
 
 	if (strlen(o->state_path) >= SNAP_PATH_MAX || strlen(o->mem_path) >= SNAP_PATH_MAX)
 		return fail(err, errlen, -ENAMETOOLONG, "snapshot path too long");
-	/* Net and vsock devices have no state hooks in this build yet. */
-	if (vm->nr_virtio != vm->cfg.nr_drives)
+	/* Net devices have no state hooks in this build yet (vsock: its
+	 * config is saved, its streams reset on restore). */
+	if (vm->nr_virtio != vm->cfg.nr_drives + (vm->cfg.has_vsock ? 1 : 0))
 		return fail(err, errlen, -EOPNOTSUPP, "snapshots of microVMs with devices other than "
-			    "drives are not supported by this build yet");
+			    "drives and vsock are not supported by this build yet");
 	if (o->diff && !vm->cfg.track_dirty_pages)
 		return fail(err, errlen, -EINVAL, "a Diff snapshot needs dirty page tracking: "
 			    "machine-config track_dirty_pages (or track_dirty_pages on "
@@ -473,7 +489,15 @@ int snapshot_open(struct snap_image *img, const char *state_path, const char *me
 				    "section is missing or of the wrong size", state_path, i);
 	}
 	n = snap_state_count(&img->st, SNAP_SEC_VIRTIO);
-	if (n != c->nr_virtio || c->nr_virtio != c->nr_drives)
+	img->has_vsock = snap_state_count(&img->st, SNAP_SEC_VSOCK) == 1;
+	if (img->has_vsock) {
+		ret = get_section(img, SNAP_SEC_VSOCK, 0, "vsock", &img->vsock, sizeof(img->vsock),
+				  SNAP_VSOCK_MAGIC, err, errlen);
+		if (ret)
+			return ret;
+		img->vsock.uds_path[sizeof(img->vsock.uds_path) - 1] = '\0';
+	}
+	if (n != c->nr_virtio || c->nr_virtio != c->nr_drives + (img->has_vsock ? 1 : 0))
 		return fail(err, errlen, -EINVAL, "snapshot state file '%s': %u virtio device "
 			    "sections, %u devices and %u drives in the config", state_path, n,
 			    c->nr_virtio, c->nr_drives);
@@ -532,6 +556,14 @@ void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg)
 		b->bandwidth = (struct token_bucket_config){ d->bw_size, d->bw_refill_ms, d->bw_burst };
 		b->ops = (struct token_bucket_config){ d->ops_size, d->ops_refill_ms, d->ops_burst };
 	}
+	/* The uds path as saved: a relative one resolves in the restoring
+	 * process's working directory, so clones in their own directories (or
+	 * jails) each get their own socket. */
+	cfg->has_vsock = img->has_vsock;
+	if (img->has_vsock) {
+		cfg->vsock.guest_cid = img->vsock.guest_cid;
+		snprintf(cfg->vsock.uds_path, sizeof(cfg->vsock.uds_path), "%s", img->vsock.uds_path);
+	}
 	cfg->mem_file_fd = img->mem_fd;
 	img->mem_fd = -1;
 }
@@ -584,6 +616,13 @@ static int restore_devices(struct vm *vm, const struct snap_image *img, char *er
 		if (!sec || virtio_mmio_restore(&vm->virtio[i], sec->data, (size_t)sec->len, &why))
 			return fail(err, errlen, -EINVAL, "snapshot state file '%s': virtio device %u "
 				    "(%s): %s", img->state_path, i, vm->virtio[i].dev->name, why);
+	}
+	/* The guest's streams ended with the saved process: tell it (the
+	 * transport reset event), so it drops them and listens again. */
+	if (vm->vsock) {
+		int r = virtio_vsock_transport_reset(vm->vsock);
+		if (r && r != -ENODEV)
+			log_warn("snapshot: vsock transport reset: %s", strerror(-r));
 	}
 	return 0;
 }

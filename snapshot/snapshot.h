@@ -54,6 +54,14 @@ struct snap_drive {
 	uint64_t ops_size, ops_refill_ms, ops_burst;
 };
 
+/* The vsock device's config; its streams are not saved (a restore resets
+ * them, as Firecracker does: the guest hears it through the event queue). */
+struct snap_vsock {
+	uint32_t magic, version;
+	uint64_t guest_cid;
+	char uds_path[VSOCK_UDS_PATH_MAX];
+};
+
 struct snap_memory {
 	uint32_t magic, version;
 	uint64_t snapshot_id;
@@ -69,6 +77,11 @@ struct snap_create_opts {
 	bool diff;             /* only pages dirtied since the last snapshot (track_dirty_pages) */
 };
 
+/* Opens what a later snapshot_create needs but the VMM thread's seccomp
+ * filter does not allow it to open (/proc/self/pagemap). Call before the
+ * filter is installed. 0 or -errno. */
+int snapshot_prepare(void);
+
 /* Writes a snapshot of vm, whose vCPUs must be paused (vm_pause). Runs on
  * the VMM thread. Returns 0, or -errno with a message naming the file and
  * the problem in err; on failure no file exists under the final names
@@ -83,6 +96,8 @@ struct snap_image {
 	struct snap_config cfg;
 	struct snap_memory mem;
 	struct snap_drive drives[BLK_MAX_DRIVES];
+	bool has_vsock;
+	struct snap_vsock vsock;
 	int mem_fd;            /* the memory file, opened read-only */
 	bool clock_realtime;   /* apply: advance kvmclock by the wall time since the save */
 	char state_path[SNAP_PATH_MAX];

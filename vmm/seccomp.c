@@ -12,6 +12,7 @@
 #include "vmm/seccomp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -127,8 +128,11 @@ static const struct seccomp_rule vmm_rules[] = {
 	ALLOW_IOCTL(KVM_GET_CLOCK, "snapshot/create: kvmclock"),
 	ALLOW_IOCTL(KVM_GET_DIRTY_LOG, "snapshot/create with track_dirty_pages: the pages the "
 				       "vCPUs wrote since the last snapshot (Diff)"),
-	ALLOW(openat, "snapshot/create: creates the state and memory files (temporary names), "
-		      "opens their directories to fsync them and /proc/self/pagemap"),
+	ALLOW_ARG(openat, 2, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  "snapshot/create: creates the state and memory files under temporary names "
+		  "(files to write only: nothing can be opened for reading)"),
+	ALLOW_ARG(openat, 2, O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+		  "snapshot/create: opens the files' directories to fsync the renames"),
 	ALLOW(lseek, "snapshot/create: SEEK_DATA/SEEK_HOLE find the guest pages that hold data"),
 	ALLOW(pwrite64, "snapshot/create: writes guest pages at their offsets (sparse file)"),
 	ALLOW(ftruncate, "snapshot/create: sizes the memory file (holes where nothing was written)"),

@@ -318,6 +318,12 @@ static void test_load_through_api_paused_then_resumed(void **state)
 	harness_proc_pump(&p, 300);
 	assert_null(strstr(p.out, "snap: step"));
 	expect(api("PUT", "/snapshot/load", body), 400, "already started");
+	/* A snapshot of the restored VM (its memory: the file's data plus the
+	 * pages it copied on write), under the VMM thread's seccomp filter. */
+	char *g2s = path_in_tmp("gen2.state"), *g2m = path_in_tmp("gen2.mem");
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", g2s,
+		 g2m);
+	expect(api("PUT", "/snapshot/create", body), 204, NULL);
 	expect(api("PATCH", "/vm", "{\"state\":\"Resumed\"}"), 204, NULL);
 	struct run_result r = harness_proc_finish(&p, 60);
 	assert_exit_status(&r, 0);
@@ -328,6 +334,20 @@ static void test_load_through_api_paused_then_resumed(void **state)
 	if (bad) {
 		harness_dump(&r);
 		fail_msg("%s", bad);
+	}
+	free(all);
+	harness_free(&r);
+
+	/* The second-generation snapshot continues from the same point. */
+	r = harness_run(MOTE("--restore", g2s, "--mem", g2m, "--resume", "--no-api"), 60, NULL);
+	assert_exit_status(&r, 0);
+	all = malloc(strlen(out_before) + r.out_len + 1);
+	strcpy(all, out_before);
+	strcat(all, r.out);
+	bad = check_transcript(all, STEPS, why, sizeof(why));
+	if (bad) {
+		harness_dump(&r);
+		fail_msg("second generation: %s", bad);
 	}
 	free(all);
 	harness_free(&r);

@@ -3,6 +3,7 @@
  * taken off, so every test that loads one does it in a child; the parent
  * never calls seccomp_prepare, so each child starts unprepared). */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <sys/mman.h>
@@ -90,7 +91,18 @@ static void test_ioctl_only_by_request(void **state)
 		assert_false(has_rule(k, SCMP_SYS(ioctl), "KVM_CREATE_VCPU"));
 		assert_false(has_rule(k, SCMP_SYS(ioctl), "KVM_SET_USER_MEMORY_REGION"));
 		assert_false(has_rule(k, SCMP_SYS(open), NULL));
-		assert_false(has_rule(k, SCMP_SYS(openat), NULL));
+		/* openat only on the VMM thread, only to create files to write
+		 * or open directories (snapshot/create): never to read a file. */
+		const struct seccomp_rule *o;
+		size_t no = seccomp_rules(k, &o);
+		for (size_t i = 0; i < no; i++) {
+			if (o[i].nr != SCMP_SYS(openat))
+				continue;
+			assert_int_equal(k, SECCOMP_VMM);
+			assert_int_equal(o[i].arg, 2);
+			assert_true(o[i].value == (O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC) ||
+				    o[i].value == (O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+		}
 		assert_false(has_rule(k, SCMP_SYS(execve), NULL));
 		assert_false(has_rule(k, SCMP_SYS(mprotect), NULL));
 		/* mmap only for malloc: readable+writable, never executable. */
