@@ -642,10 +642,12 @@ static void on_demand_tick(void *opaque)
 
 	if (ctl.metrics_fd < 0 || time_now_ns() - ctl.last_flush_ns < every_ms * 1000000ULL)
 		return;
+	static bool warned; /* once: the next ticks would say the same */
 	int ret = write_metrics_line();
-	if (ret)
+	if (ret && !warned)
 		log_warn("periodic metrics flush to '%s' failed: %s", ctl.metrics_path,
 			 strerror(-ret));
+	warned |= ret != 0;
 }
 
 static void get_demand(struct api_response *resp)
