@@ -128,6 +128,8 @@ static void lapic_write(uint32_t reg, uint32_t value)
 	mmio_write32(LAPIC_BASE + reg, value);
 }
 
+static int lvt_oneshot; /* LVT timer set to one-shot, unmasked */
+
 static uint64_t tsc_to_ns(uint64_t t)
 {
 	return t / tsc_per_ms * 1000000 + (t % tsc_per_ms) * 1000000 / tsc_per_ms;
@@ -154,7 +156,11 @@ static void timer_arm_until(uint64_t target)
 		ns = 1;
 	if (ns > 0xffffffffu)
 		ns = 0xffffffffu;
-	lapic_write(LAPIC_LVT_TIMER, IRQ_VECTOR_TIMER);
+	if (!lvt_oneshot) {
+		/* once: each LAPIC write is a VM exit */
+		lapic_write(LAPIC_LVT_TIMER, IRQ_VECTOR_TIMER);
+		lvt_oneshot = 1;
+	}
 	lapic_write(LAPIC_TIMER_INIT, (uint32_t)ns);
 }
 
@@ -341,6 +347,8 @@ static void poll_while_handling(void)
 
 static uint64_t fn_sleep(uint64_t ns)
 {
+	if (ns > (1ULL << 50)) /* ~13 days: no overflow below */
+		ns = 1ULL << 50;
 	uint64_t wake = cpu_rdtsc() + ns_to_tsc(ns);
 
 	for (;;) {
