@@ -81,6 +81,8 @@ enum fstate { ST_HDR, ST_BODY, ST_SEND, ST_CLOSING };
 
 struct fconn {
 	struct vsock_conn *vc;  /* NULL: free */
+	uint32_t gen;           /* bumped at every accept: the slot may be reused
+				 * while a handler runs (a stream reset meanwhile) */
 	uint32_t seq;           /* accept order: streams are served first come first */
 	enum fstate state;
 	uint16_t q[INBOX];      /* held RX buffers, in stream order */
@@ -489,6 +491,7 @@ static int app_accept(struct vsock_conn *c)
 		return 0;
 	/* Field by field: a memset of the inbox costs ~1 us a word at CPL0. */
 	f->vc = c;
+	f->gen++;
 	f->seq = next_seq++;
 	f->state = ST_HDR;
 	f->qhead = f->qlen = f->front_off = f->unreported = 0;
@@ -649,12 +652,19 @@ static uint64_t run_user(uint32_t op, int deadline_ms)
 	return r;
 }
 
-/* Copies the pending segments at CPL3, then frees their buffers. */
-static void flush_copies(struct fconn *f)
+/* Copies the pending segments at CPL3, then frees their buffers.
+ * Returns 0 if the stream went away meanwhile (streams move on while
+ * CPL3 code runs, poll_while_handling). */
+static int flush_copies(struct fconn *f)
 {
+	uint32_t gen = f->gen;
+
 	if (fn_job.nseg)
 		run_user(FN_JOB_COPY, (int)default_deadline_ms);
+	if (!f->vc || f->gen != gen)
+		return 0;
 	release_taken(f);
+	return 1;
 }
 
 /* A response the runtime writes itself: status and a text body. */
@@ -691,10 +701,11 @@ static void run_request(struct fconn *f)
 	fn_job.resp_cap = FN_MAX_RESPONSE;
 	memcpy(fn_job.seed, f->hdr.seed, sizeof(fn_job.seed));
 	requests++;
+	uint32_t gen = f->gen;
 	uint64_t t0 = cpu_rdtsc();
 	uint64_t r = run_user(FN_JOB_CALL, (int)deadline_ms);
 	uint64_t us = (cpu_rdtsc() - t0) * 1000 / tsc_per_ms;
-	if (!f->vc)
+	if (!f->vc || f->gen != gen)
 		return; /* the stream went away meanwhile: nobody to answer */
 	release_taken(f);
 
@@ -825,11 +836,8 @@ static int serve(void)
 			fn_job.nseg++;
 			f->body_have += n;
 			progress = 1;
-			if (fn_job.nseg == FN_SEG_MAX) {
-				flush_copies(f);
-				if (!f->vc)
-					return 1;
-			}
+			if (fn_job.nseg == FN_SEG_MAX && !flush_copies(f))
+				return 1;
 		}
 		if (f->body_have == f->hdr.body_len) {
 			/* The response area is free once the last one is out. */
@@ -838,8 +846,7 @@ static int serve(void)
 			run_request(f);
 			return 1;
 		}
-		flush_copies(f);
-		if (!f->vc)
+		if (!flush_copies(f))
 			return 1;
 		break;
 	case ST_SEND: {
