@@ -482,7 +482,28 @@ static void vsock_reset(struct virtio_device *dev)
 	v->active = false;
 }
 
+/* Snapshots: only whether the driver is up. Streams are not saved: their
+ * host ends die with this process, and a restore resets them
+ * (virtio_vsock_transport_reset). */
+static int vsock_save(struct virtio_device *dev, void *buf, size_t cap)
+{
+	if (cap < 1)
+		return -ENOSPC;
+	*(uint8_t *)buf = to_vsock(dev)->active;
+	return 1;
+}
+
+static int vsock_restore(struct virtio_device *dev, const void *buf, size_t len)
+{
+	if (len != 1)
+		return -EINVAL;
+	to_vsock(dev)->active = *(const uint8_t *)buf != 0;
+	return 0;
+}
+
 static const struct virtio_device_ops vsock_ops = {
+	.save = vsock_save,
+	.restore = vsock_restore,
 	.device_id = VIRTIO_ID_VSOCK,
 	.nr_queues = 3,
 	.queue_max_size = VSOCK_QUEUE_SIZE,
