@@ -35,7 +35,7 @@ LINUX_DIR := $(BUILD)/linux
 
 all: mote guest jailer agent launcher
 
-mote: $(BUILD)/mote
+mote: $(BUILD)/mote $(BUILD)/mote-uffd-handler
 
 deps:
 	@./scripts/install-deps.sh
@@ -64,6 +64,11 @@ $(BUILD)/libmote.a: $(call objs,$(BUILD),$(LIB_SRCS))
 MOTE_LDFLAGS ?= -static
 $(BUILD)/mote: $(BUILD)/obj/vmm/main.o $(BUILD)/libmote.a
 	$(CC) $(CFLAGS) $(MOTE_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The example page-fault handler for snapshot/load's Uffd memory backend.
+$(BUILD)/mote-uffd-handler: snapshot/examples/uffd_handler.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $<
 
 # --- guest images -----------------------------------------------------------
 guest: $(GUEST_ELF)

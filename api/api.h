@@ -111,6 +111,7 @@ struct api_snapshot_load {
 	char snapshot_path[API_PATH_MAX];
 	char mem_path[API_PATH_MAX];
 	bool track_dirty_pages, resume_vm, clock_realtime;
+	bool uffd;                       /* mem_backend Uffd: mem_path is the handler's socket */
 };
 
 struct api_request {

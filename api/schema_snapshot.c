@@ -99,10 +99,8 @@ int schema_snapshot_load(const struct jctx *c, const json_t *o, struct api_snaps
 		    snap_string(&bc, backend, "backend_path", true, s->mem_path,
 				sizeof(s->mem_path)) < 0)
 			return -1;
-		if (!strcmp(type, "Uffd"))
-			return schema_fail(c, "mem_backend.backend_type Uffd is not supported by this "
-					   "build yet; use File");
-		if (strcmp(type, "File"))
+		s->uffd = !strcmp(type, "Uffd");
+		if (!s->uffd && strcmp(type, "File"))
 			return schema_fail(c, "mem_backend.backend_type must be File or Uffd, got '%s'",
 					   type);
 	}

@@ -135,7 +135,7 @@ int memfile_write(int out, const struct guest_mem *mem, const uint64_t *only, bo
 			if (only[p / 64] & (1ULL << (p % 64)))
 				bit_set(bm, p);
 	} else {
-		if (mem->fd >= 0) {
+		if (mem->fd >= 0 && !mem->uffd) {
 			ret = mark_file_extents(mem->fd, mem->size, bm);
 			if (ret)
 				goto out;

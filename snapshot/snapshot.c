@@ -449,6 +449,8 @@ int snapshot_open(struct snap_image *img, const char *state_path, const char *me
 
 	memset(img, 0, sizeof(*img));
 	img->mem_fd = -1;
+	if (!mem_path)
+		mem_path = "";
 	if (strlen(state_path) >= SNAP_PATH_MAX || strlen(mem_path) >= SNAP_PATH_MAX)
 		return fail(err, errlen, -ENAMETOOLONG, "snapshot path too long");
 	snprintf(img->state_path, sizeof(img->state_path), "%s", state_path);
@@ -519,6 +521,8 @@ int snapshot_open(struct snap_image *img, const char *state_path, const char *me
 				    strerror(errno));
 		close(fd);
 	}
+	if (!mem_path[0])
+		return 0; /* Uffd: the page-fault handler has the memory */
 	return check_memory_file(img, err, errlen);
 }
 
@@ -539,7 +543,7 @@ void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg)
 	cfg->kernel_path = c->kernel_path;
 	cfg->initrd_path = NULL;
 	cfg->cmdline = c->cmdline;
-	cfg->mem_from_file = true;
+	cfg->mem_from_file = img->mem_fd >= 0;
 	cfg->mem_bytes = c->mem_bytes;
 	cfg->nr_vcpus = c->nr_vcpus;
 	cfg->cpu_template = c->cpu_template;

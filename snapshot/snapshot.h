@@ -106,7 +106,8 @@ struct snap_image {
 
 /* Reads state_path and checks it (container, config, vCPU and device
  * sections present and well-formed, each drive's backing file still
- * there), then opens mem_path and checks its size and footer. Returns 0,
+ * there), then opens mem_path and checks its size and footer (mem_path
+ * NULL: the Uffd backend, whose handler owns the memory file). Returns 0,
  * or -errno with "'<file>': <problem>" in err. */
 int snapshot_open(struct snap_image *img, const char *state_path, const char *mem_path,
 		  char *err, size_t errlen);
@@ -128,6 +129,12 @@ void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg);
  * vm_create_vcpus: sets every vCPU, the irqchip, PIT, clock, serial,
  * i8042 and virtio device to the saved state. 0 or -errno with err. */
 int snapshot_apply(struct vm *vm, const struct snap_image *img, char *err, size_t errlen);
+
+/* uffd.c: guest RAM filled on demand by a page-fault handler: registers
+ * mem with a new userfaultfd and sends it, with the region list, to the
+ * handler listening on sock_path. Before anything touches guest RAM.
+ * 0 or -errno with err. */
+int snapshot_uffd_attach(struct guest_mem *mem, const char *sock_path, char *err, size_t errlen);
 
 /* prefetch.c: working-set prefetch. record writes the guest pages this
  * process has mapped (touched since the restore) to path; prefetch maps

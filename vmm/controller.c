@@ -744,6 +744,7 @@ static struct {
 	bool resume;
 	bool clock_realtime;
 	const char *prefetch_path;
+	const char *uffd_path;
 } restoring;
 
 /* --record-working-set: where controller_shutdown writes the pages the
@@ -782,6 +783,7 @@ static void snapshot_load_req(const struct api_snapshot_load *s, struct api_resp
 	struct controller_restore_opts o = {
 		.state_path = s->snapshot_path, .mem_path = s->mem_path, .resume = s->resume_vm,
 		.track_dirty_pages = s->track_dirty_pages, .clock_realtime = s->clock_realtime,
+		.uffd_path = s->uffd ? s->mem_path : NULL,
 	};
 	log_capture_errors(err, sizeof(err));
 	int ret = controller_restore(&o);
@@ -946,7 +948,14 @@ int controller_boot(void)
 	if (!ret && restoring.img) {
 		char err[512];
 		restoring.img->clock_realtime = restoring.clock_realtime;
-		if (snapshot_apply(vm, restoring.img, err, sizeof(err))) {
+		/* Uffd: the handler must be serving before anything (the devices'
+		 * restore included) touches guest RAM. */
+		if (restoring.uffd_path &&
+		    snapshot_uffd_attach(&vm->mem, restoring.uffd_path, err, sizeof(err))) {
+			log_error("%s", err);
+			ret = MOTE_EXIT_NOINPUT;
+		}
+		if (!ret && snapshot_apply(vm, restoring.img, err, sizeof(err))) {
 			log_error("%s", err);
 			ret = MOTE_EXIT_BAD_IMAGE;
 		}
@@ -1004,7 +1013,8 @@ int controller_restore(const struct controller_restore_opts *o)
 
 	if (!img)
 		return MOTE_EXIT_INTERNAL;
-	ret = snapshot_open(img, o->state_path, o->mem_path, err, sizeof(err));
+	ret = snapshot_open(img, o->state_path, o->uffd_path ? NULL : o->mem_path, err,
+			    sizeof(err));
 	if (ret) {
 		log_error("%s", err);
 		snapshot_close(img);
@@ -1022,6 +1032,7 @@ int controller_restore(const struct controller_restore_opts *o)
 	restoring.resume = o->resume;
 	restoring.clock_realtime = o->clock_realtime;
 	restoring.prefetch_path = o->prefetch_path;
+	restoring.uffd_path = o->uffd_path;
 	snprintf(ws_record_path, sizeof(ws_record_path), "%s",
 		 o->record_ws_path ? o->record_ws_path : "");
 	ret = controller_boot();

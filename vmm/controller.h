@@ -32,6 +32,7 @@ struct controller_restore_opts {
 	bool clock_realtime;    /* advance the guest clock by the time spent saved */
 	const char *prefetch_path;  /* working-set record to populate before resuming */
 	const char *record_ws_path; /* write the pages this VM touched here at exit */
+	const char *uffd_path;      /* Uffd backend: the page-fault handler's socket (no mem_path) */
 };
 /* Builds and starts the VM from a snapshot instead of a kernel (CLI
  * --restore, PUT /snapshot/load). Every file is checked before anything

@@ -26,6 +26,9 @@ struct guest_mem {
 	 * buffers, used rings. KVM's dirty log has what the vCPUs wrote. NULL
 	 * unless guest_mem_track_dirty() was called. */
 	uint64_t *dirty;
+	/* Pages arrive from a userfaultfd handler (snapshot/load Uffd): a hole
+	 * in the memfd is not a zero page. */
+	bool uffd;
 	unsigned nr_regions;
 	struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
 };

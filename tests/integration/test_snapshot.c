@@ -306,12 +306,13 @@ static void test_load_through_api_paused_then_resumed(void **state)
 
 	(void)state;
 	spawn_with_api(&p, MOTE("--api-sock", sock_path));
-	/* Wrong first: a load after configuring a boot source is refused. */
+	/* A backend type that does not exist. */
 	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_backend\":{\"backend_type\":"
-		 "\"Uffd\",\"backend_path\":\"%s\"}}", base_state, base_mem);
-	expect(api("PUT", "/snapshot/load", body), 400, "Uffd is not supported");
+		 "\"Disk\",\"backend_path\":\"%s\"}}", base_state, base_mem);
+	expect(api("PUT", "/snapshot/load", body), 400, "backend_type must be File or Uffd");
 	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_backend\":{\"backend_type\":"
-		 "\"File\",\"backend_path\":\"%s\"},\"resume_vm\":false}", base_state, base_mem);
+		 "\"File\",\"backend_path\":\"%s\"},\"resume_vm\":false,\"clock_realtime\":true}",
+		 base_state, base_mem);
 	expect(api("PUT", "/snapshot/load", body), 204, NULL);
 	expect(api("GET", "/", NULL), 200, "\"state\":\"Paused\"");
 	/* Paused: no guest code runs. */
@@ -647,6 +648,56 @@ static void test_fifty_clones_share_memory(void **state)
 	free(before);
 }
 
+/* ---- the Uffd backend -------------------------------------------------------------- */
+
+static void test_load_with_uffd_handler(void **state)
+{
+	char handler_bin[512], why[256], body[768];
+	char *hsock = path_in_tmp("uffd.sock");
+	struct harness_proc h, p;
+
+	(void)state;
+	/* The example handler is built beside mote. */
+	snprintf(handler_bin, sizeof(handler_bin), "%s", mote_bin);
+	strcpy(strrchr(handler_bin, '/') + 1, "mote-uffd-handler");
+	char *const hargv[] = { handler_bin, hsock, base_mem, NULL };
+	harness_spawn(&h, hargv);
+	assert_true(harness_proc_wait_for(&h, "listening", false, 10));
+
+	spawn_with_api(&p, MOTE("--api-sock", sock_path));
+	/* A socket nobody listens on: a clear 400, nothing started. */
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_backend\":{\"backend_type\":"
+		 "\"Uffd\",\"backend_path\":\"%s\"},\"resume_vm\":true}", base_state,
+		 path_in_tmp("nobody.sock"));
+	expect(api("PUT", "/snapshot/load", body), 400, "cannot connect to the page-fault handler");
+	kill(p.pid, SIGTERM);
+	struct run_result r = harness_proc_finish(&p, 10);
+	harness_free(&r);
+
+	spawn_with_api(&p, MOTE("--api-sock", sock_path));
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_backend\":{\"backend_type\":"
+		 "\"Uffd\",\"backend_path\":\"%s\"},\"resume_vm\":true}", base_state, hsock);
+	expect(api("PUT", "/snapshot/load", body), 204, NULL);
+	r = harness_proc_finish(&p, 60);
+	assert_exit_status(&r, 0);
+	char *all = malloc(strlen(out_before) + r.out_len + 1);
+	strcpy(all, out_before);
+	strcat(all, r.out);
+	const char *bad = check_transcript(all, STEPS, why, sizeof(why));
+	if (bad) {
+		harness_dump(&r);
+		fail_msg("%s", bad);
+	}
+	free(all);
+	harness_free(&r);
+	/* The handler served the pages and ends with the VM. */
+	struct run_result hr = harness_proc_finish(&h, 10);
+	assert_exit_status(&hr, 0);
+	assert_output_contains(&hr, out, "served ");
+	assert_null(strstr(hr.out, "served 0 pages"));
+	harness_free(&hr);
+}
+
 /* ---- working-set prefetch -------------------------------------------------------- */
 
 static void test_working_set_record_and_prefetch(void **state)
@@ -814,6 +865,7 @@ int main(void)
 		cmocka_unit_test(test_fifty_clones_share_memory),
 		cmocka_unit_test(test_diff_snapshot_holds_written_pages_and_merges),
 		cmocka_unit_test(test_working_set_record_and_prefetch),
+		cmocka_unit_test(test_load_with_uffd_handler),
 	};
 	return cmocka_run_group_tests_name("snapshot", tests, group_setup, group_teardown);
 }
