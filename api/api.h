@@ -112,6 +112,8 @@ struct api_snapshot_load {
 	char mem_path[API_PATH_MAX];
 	bool track_dirty_pages, resume_vm, clock_realtime;
 	bool uffd;                       /* mem_backend Uffd: mem_path is the handler's socket */
+	char vsock_uds_path[API_PATH_MAX]; /* vsock_override.uds_path, "" when absent */
+	uint64_t vsock_cid;              /* vsock_override.guest_cid (mote's), 0 when absent */
 };
 
 struct api_request {

@@ -118,8 +118,25 @@ int schema_snapshot_load(const struct jctx *c, const json_t *o, struct api_snaps
 		if (json_array_size(nets))
 			return schema_fail(c, "network_overrides are not supported by this build yet");
 	}
-	json_t *vsock = json_object_get(o, "vsock_override");
-	if (vsock && !json_is_null(vsock))
-		return schema_fail(c, "vsock_override is not supported by this build yet");
+	json_t *vsock = NULL;
+	if (schema_get_object(c, o, "vsock_override", false, &vsock) < 0)
+		return -1;
+	if (vsock) {
+		static const char *const vfields[] = { "uds_path", "guest_cid", NULL };
+		struct jctx vc = { c->res, "vsock_override.", c->err, c->errlen };
+		json_t *cid = json_object_get(vsock, "guest_cid");
+
+		/* <uds_path>_<port> must still fit a unix socket address. */
+		if (schema_check_fields(&vc, vsock, vfields) ||
+		    snap_string(&vc, vsock, "uds_path", true, s->vsock_uds_path, 97) < 0)
+			return -1;
+		if (cid && !json_is_null(cid)) {
+			if (!json_is_integer(cid) || json_integer_value(cid) < 3 ||
+			    json_integer_value(cid) > 0xfffffffeLL)
+				return schema_fail(c, "vsock_override.guest_cid must be an integer "
+						   "between 3 and 4294967294");
+			s->vsock_cid = (uint64_t)json_integer_value(cid);
+		}
+	}
 	return 0;
 }

@@ -784,6 +784,8 @@ static void snapshot_load_req(const struct api_snapshot_load *s, struct api_resp
 		.state_path = s->snapshot_path, .mem_path = s->mem_path, .resume = s->resume_vm,
 		.track_dirty_pages = s->track_dirty_pages, .clock_realtime = s->clock_realtime,
 		.uffd_path = s->uffd ? s->mem_path : NULL,
+		.vsock_uds_path = s->vsock_uds_path[0] ? s->vsock_uds_path : NULL,
+		.vsock_cid = s->vsock_cid,
 	};
 	log_capture_errors(err, sizeof(err));
 	int ret = controller_restore(&o);
@@ -1025,6 +1027,19 @@ int controller_restore(const struct controller_restore_opts *o)
 		  (unsigned long long)((time_now_ns() - t0) / 1000));
 	snapshot_vm_config(img, &ctl.cfg);
 	ctl.cfg.track_dirty_pages = o->track_dirty_pages;
+	/* Clones need identity: their own vsock socket and CID. The guest
+	 * learns of the change from the transport reset after the restore. */
+	if ((o->vsock_uds_path || o->vsock_cid) && !ctl.cfg.has_vsock) {
+		log_error("vsock_override: the snapshot '%s' has no vsock device", o->state_path);
+		snapshot_close(img);
+		free(img);
+		return MOTE_EXIT_USAGE;
+	}
+	if (o->vsock_uds_path)
+		snprintf(ctl.cfg.vsock.uds_path, sizeof(ctl.cfg.vsock.uds_path), "%s",
+			 o->vsock_uds_path);
+	if (o->vsock_cid)
+		ctl.cfg.vsock.guest_cid = o->vsock_cid;
 	snprintf(ctl.kernel_path, sizeof(ctl.kernel_path), "%s", img->cfg.kernel_path);
 	snprintf(ctl.cmdline, sizeof(ctl.cmdline), "%s", img->cfg.cmdline);
 	ctl.initrd_path[0] = '\0';

@@ -33,6 +33,8 @@ struct controller_restore_opts {
 	const char *prefetch_path;  /* working-set record to populate before resuming */
 	const char *record_ws_path; /* write the pages this VM touched here at exit */
 	const char *uffd_path;      /* Uffd backend: the page-fault handler's socket (no mem_path) */
+	const char *vsock_uds_path; /* vsock_override: this clone's socket, NULL: as saved */
+	uint64_t vsock_cid;         /* vsock_override: this clone's CID, 0: as saved */
 };
 /* Builds and starts the VM from a snapshot instead of a kernel (CLI
  * --restore, PUT /snapshot/load). Every file is checked before anything

@@ -698,6 +698,55 @@ static void test_load_with_uffd_handler(void **state)
 	harness_free(&hr);
 }
 
+/* ---- clone identity: vsock_override ------------------------------------------------ */
+
+static void test_vsock_override_gives_a_clone_its_own_socket(void **state)
+{
+	char *st = path_in_tmp("vs.state"), *mem = path_in_tmp("vs.mem");
+	char *orig = path_in_tmp("v.sock"), *mine = path_in_tmp("clone.sock");
+	char vsock_arg[256], body[768];
+	struct harness_proc p;
+
+	(void)state;
+	snprintf(vsock_arg, sizeof(vsock_arg), "cid=5,uds=%s", orig);
+	spawn_with_api(&p, MOTE("--api-sock", sock_path, "--kernel", (char *)guest_elf, "--cmdline",
+				"test=snap-compute snapsteps=100000 snapticks=5 snapnodisk=1",
+				"--mem-mib", MEM_MIB, "--vsock", vsock_arg));
+	assert_true(harness_proc_wait_for(&p, "snap: step 2 ", false, 30));
+	expect(api("PATCH", "/vm", "{\"state\":\"Paused\"}"), 204, NULL);
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st, mem);
+	expect(api("PUT", "/snapshot/create", body), 204, NULL);
+	kill(p.pid, SIGKILL);
+	struct run_result r = harness_proc_finish(&p, 10);
+	harness_free(&r);
+	unlink(orig);
+
+	/* No vsock in the base snapshot: an override is an error. */
+	spawn_with_api(&p, MOTE("--api-sock", sock_path));
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\","
+		 "\"vsock_override\":{\"uds_path\":\"%s\"}}", base_state, base_mem, mine);
+	expect(api("PUT", "/snapshot/load", body), 400, "has no vsock device");
+	kill(p.pid, SIGTERM);
+	r = harness_proc_finish(&p, 10);
+	harness_free(&r);
+
+	spawn_with_api(&p, MOTE("--api-sock", sock_path));
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\","
+		 "\"resume_vm\":true,\"vsock_override\":{\"uds_path\":\"%s\",\"guest_cid\":7}}",
+		 st, mem, mine);
+	expect(api("PUT", "/snapshot/load", body), 204, NULL);
+	/* The clone listens on its own socket, not the saved one, and runs. */
+	struct stat sb;
+	assert_int_equal(stat(mine, &sb), 0);
+	assert_true(S_ISSOCK(sb.st_mode));
+	assert_int_equal(access(orig, F_OK), -1);
+	assert_true(harness_proc_wait_for(&p, "snap: step 4 ", false, 30));
+	expect(api("GET", "/vm/config", NULL), 200, "\"guest_cid\":7");
+	kill(p.pid, SIGTERM);
+	r = harness_proc_finish(&p, 10);
+	harness_free(&r);
+}
+
 /* ---- working-set prefetch -------------------------------------------------------- */
 
 static void test_working_set_record_and_prefetch(void **state)
@@ -866,6 +915,7 @@ int main(void)
 		cmocka_unit_test(test_diff_snapshot_holds_written_pages_and_merges),
 		cmocka_unit_test(test_working_set_record_and_prefetch),
 		cmocka_unit_test(test_load_with_uffd_handler),
+		cmocka_unit_test(test_vsock_override_gives_a_clone_its_own_socket),
 	};
 	return cmocka_run_group_tests_name("snapshot", tests, group_setup, group_teardown);
 }
