@@ -996,6 +996,12 @@ static void inv_complete(struct invocation *inv)
 	int status = fn_status_http(rd->hdr.status);
 
 	inv->t_done = ev_now_ns();
+	if (inv->first_on_clone && inv->inst)
+		log_debug("instance %s: spawn %llu us, then stream accepted after %llu us (%u "
+			  "retries), answered after %llu us more",
+			  inv->inst->name, (unsigned long long)((inv->t_dispatch - inv->inst->spawn_ns) / 1000),
+			  (unsigned long long)((inv->t_connected - inv->t_dispatch) / 1000), inv->retries,
+			  (unsigned long long)((inv->t_done - inv->t_connected) / 1000));
 	inv_detach(inv, false);
 	fn->invocations++;
 	inv->d->invocations++;
@@ -1221,6 +1227,8 @@ static void inv_run_on(struct invocation *inv, struct instance *inst)
 	inst->inflight++;
 	fn->nr_inflight++;
 	inv->first_on_clone = inst->state == INST_RESTORING;
+	if (inst->first_pending)
+		inv->t_spawn = inst->spawn_ns;
 	inv->start = inst->first_pending ? inst->kind : START_WARM;
 	inst->first_pending = false;
 	if (inv->start == START_WARM)

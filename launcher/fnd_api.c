@@ -77,6 +77,8 @@ struct batch {
 	unsigned requested, launched, pending, ok, failed, parallel;
 	uint64_t t0;
 	uint64_t *lat_us;
+	uint64_t *phase_us[3];          /* spawn, spawn->stream accepted, accepted->answer */
+	unsigned nr_phases;
 	char first_error[512];
 	bool check, in_launch;
 	struct instance **targets;      /* check: the instances to probe */
@@ -108,7 +110,23 @@ static void batch_finish(struct batch *b)
 			      wall ? b->ok * 1e6 / (double)wall : 0.0);
 	if (o && b->first_error[0])
 		json_object_set_new(o, "first_error", json_string(b->first_error));
+	if (o && b->nr_phases) {
+		static const char *const names[3] = { "spawn", "accept", "answer" };
+		json_t *ph = json_object();
+		for (int k = 0; k < 3; k++) {
+			qsort(b->phase_us[k], b->nr_phases, sizeof(uint64_t), cmp_u64);
+			json_object_set_new(ph, names[k],
+					    json_pack("{s:I, s:I}", "p50",
+						      (json_int_t)b->phase_us[k][(b->nr_phases - 1) / 2],
+						      "p99",
+						      (json_int_t)b->phase_us[k][(size_t)((b->nr_phases - 1) *
+											   0.99)]));
+		}
+		json_object_set_new(o, "phases_us", ph);
+	}
 	respond_json(b->r, b->failed && !b->ok ? 503 : 200, o);
+	for (int k = 0; k < 3; k++)
+		free(b->phase_us[k]);
 	free(b->lat_us);
 	free(b->targets);
 	free(b);
@@ -123,6 +141,12 @@ static void probe_done(struct invocation *inv, int status, const char *msg)
 	b->pending--;
 	if (status == 200) {
 		b->lat_us[b->ok++] = (ev_now_ns() - inv->t_arrive) / 1000;
+		if (inv->t_spawn && inv->t_connected && b->phase_us[0]) {
+			unsigned n = b->nr_phases++;
+			b->phase_us[0][n] = (inv->t_dispatch - inv->t_spawn) / 1000;
+			b->phase_us[1][n] = (inv->t_connected - inv->t_dispatch) / 1000;
+			b->phase_us[2][n] = (inv->t_done - inv->t_connected) / 1000;
+		}
 	} else {
 		b->failed++;
 		if (!b->first_error[0])
@@ -237,7 +261,11 @@ static void handle_batch(struct fnd *d, struct function *fn, struct http_req *r,
 	}
 	b->requested = add;
 	b->lat_us = calloc(add + 1, sizeof(uint64_t));
-	if (!b->lat_us || (check && !b->targets)) {
+	for (int k = 0; k < 3; k++)
+		b->phase_us[k] = calloc(add + 1, sizeof(uint64_t));
+	if (!b->lat_us || !b->phase_us[2] || (check && !b->targets)) {
+		for (int k = 0; k < 3; k++)
+			free(b->phase_us[k]);
 		free(b->lat_us);
 		free(b->targets);
 		free(b);

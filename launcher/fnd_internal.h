@@ -101,6 +101,7 @@ struct invocation {
 	struct instance *inst;
 	enum start_kind start;
 	uint64_t t_arrive, t_dispatch, t_connected, t_done;
+	uint64_t t_spawn;               /* its instance's spawn, when it started one */
 	struct ev_watch w;
 	int fd;
 	char prefix[64];
