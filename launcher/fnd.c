@@ -618,6 +618,11 @@ static struct instance *inst_start(struct fnd *d, struct function *fn, char *why
 	struct argv_buf a = { .n = 0 };
 	bool restore = false, make_template = false;
 
+	if (fn->deleted || d->stopping) {
+		snprintf(why, whylen, "%s", d->stopping ? "the launcher is shutting down" :
+							  "the function was deleted");
+		return NULL;
+	}
 	if (fn->snap == SNAP_READY) {
 		struct file_ident now;
 		if (file_ident_stat(fn->spec.image, &now) || !file_ident_same_stat(&now, &fn->snap_image)) {
@@ -1361,6 +1366,10 @@ void fnd_invoke(struct fnd *d, struct invocation *inv)
 		inv->req->data = inv;
 		inv->req->on_abort = inv_abort;
 	}
+	if (d->stopping) {
+		inv_fail(inv, 503, false, "the launcher is shutting down");
+		return;
+	}
 	if (fn->boot_error[0] && fn->snap != SNAP_READY && !fn->nr_insts &&
 	    ev_now_ns() - fn->boot_error_ns < 2000000000ull) {
 		/* It failed to boot a moment ago: say so instead of booting it
@@ -1601,6 +1610,16 @@ void fnd_destroy(struct fnd *d)
 {
 	if (!d)
 		return;
+	/* Nothing of a stopped daemon is of use to the next one (which
+	 * removes it anyway); only the logs of failed instances stay. */
+	if (!d->nr_insts && d->run_dir[0]) {
+		char bin[FND_DIR_MAX + 8];
+		snprintf(bin, sizeof(bin), "%s/bin", d->cfg.state_dir);
+		proc_rmtree(d->run_dir);
+		proc_rmtree(d->jail_base);
+		proc_rmtree(d->fn_dir);
+		proc_rmtree(bin);
+	}
 	http_server_close(d->http);
 	if (d->sig_w.fd >= 0)
 		close(d->sig_w.fd);

@@ -162,6 +162,15 @@ static void probe_done(struct invocation *inv, int status, const char *msg)
 static void batch_launch(struct batch *b)
 {
 	b->in_launch = true;
+	/* The function went away (or the daemon is stopping): launch no more. */
+	if (b->fn->deleted || b->d->stopping) {
+		if (b->launched < b->requested && !b->first_error[0])
+			snprintf(b->first_error, sizeof(b->first_error), "%s",
+				 b->d->stopping ? "the launcher is shutting down" :
+						  "the function was deleted");
+		b->failed += b->requested - b->launched;
+		b->launched = b->requested;
+	}
 	while (b->launched < b->requested && b->pending < b->parallel) {
 		struct invocation *inv = inv_new(b->d, b->fn, NULL);
 		char why[512];

@@ -547,13 +547,41 @@ int main(int argc, char **argv)
 		json_decref(o);
 	}
 
-	/* stop everything */
+	/* stop everything; remember the monitors, in case the daemon could
+	 * not (jailed monitors do not die with it) */
+	pid_t *left = NULL;
+	size_t nleft = 0;
+	json_t *lo = NULL;
+	fn_live("fn", &lo);
+	json_t *ll = json_object_get(lo, "instance_list");
+	left = calloc(json_array_size(ll) + 1, sizeof(pid_t));
+	json_array_foreach(ll, i, it)
+		if (left)
+			left[nleft++] = (pid_t)json_integer_value(json_object_get(it, "pid"));
+	json_decref(lo);
 	kill(pid, SIGTERM);
 	int wst = 0;
 	for (int k = 0; k < 1200 && waitpid(pid, &wst, WNOHANG) != pid; k++)
 		usleep(100000);
+	if (waitpid(pid, &wst, WNOHANG) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &wst, 0);
+	}
 	daemon_pid = 0;
-	progress("mote-fnd stopped (%s)", WIFEXITED(wst) ? "exit" : "signal");
+	unsigned killed = 0;
+	for (size_t k = 0; k < nleft; k++) {
+		char path[64], comm[32] = "";
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)left[k]);
+		FILE *cf = fopen(path, "r");
+		if (cf && fgets(comm, sizeof(comm), cf) && !strncmp(comm, "mote", 4) &&
+		    kill(left[k], SIGKILL) == 0)
+			killed++;
+		if (cf)
+			fclose(cf);
+	}
+	free(left);
+	progress("mote-fnd stopped (%s)%s", WIFEXITED(wst) ? "exit" : "signal",
+		 killed ? "; killed monitors it left" : "");
 
 	/* report */
 	FILE *o = fopen(out_path, "w");

@@ -108,17 +108,15 @@ static void daemon_stop(void)
 	if (WEXITSTATUS(status) != 0)
 		dump_log();
 	assert_int_equal(WEXITSTATUS(status), 0);
-	/* Every instance directory and jail is gone. */
-	char path[128];
-	snprintf(path, sizeof(path), "%s/run", D.state);
-	DIR *dir = opendir(path);
-	if (dir) {
-		struct dirent *e;
-		while ((e = readdir(dir)))
-			if (e->d_name[0] != '.')
-				fail_msg("instance directory %s/%s was left behind", path, e->d_name);
-		closedir(dir);
-	}
+	/* Every instance directory, jail and snapshot is gone: only the logs
+	 * of instances that failed stay. */
+	DIR *dir = opendir(D.state);
+	assert_non_null(dir);
+	struct dirent *e;
+	while ((e = readdir(dir)))
+		if (e->d_name[0] != '.' && strcmp(e->d_name, "log"))
+			fail_msg("%s/%s was left behind", D.state, e->d_name);
+	closedir(dir);
 	nftw(D.state, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 	if (!getenv("LAUNCHER_KEEP_LOG"))
 		unlink(D.log);
