@@ -28,3 +28,6 @@ echo "demo: exec -> first KVM_RUN:      ${first_run:-?} us"
 echo "demo: exec -> guest boot timer:   ${boot:-?} us"
 echo "demo: whole run (exec -> exit):   $(( (end - start) / 1000 )) us"
 echo "demo: (measured under this host's virtualization; see benches/results/boot.md)"
+
+# Serverless functions through the launcher (mote-fnd).
+[ -x "$BUILD/mote-fnd" ] && ./scripts/demo-fn.sh "$BUILD"
