@@ -30,4 +30,4 @@ echo "demo: whole run (exec -> exit):   $(( (end - start) / 1000 )) us"
 echo "demo: (measured under this host's virtualization; see benches/results/boot.md)"
 
 # Serverless functions through the launcher (mote-fnd).
-[ -x "$BUILD/mote-fnd" ] && ./scripts/demo-fn.sh "$BUILD"
+if [ -x "$BUILD/mote-fnd" ]; then ./scripts/demo-fn.sh "$BUILD"; fi
