@@ -113,6 +113,11 @@ with open(out, "w") as f:
     f.write("\nmote / QEMU compares mote as it starts by default. `wss=off` is mote with the demand\n"
             "metrics' sampled working-set tracker off (`--demand wss=off`): by default it zaps 4096 guest\n"
             "pages a second from the VMM thread (one madvise each), and the guest faults them back in.\n")
+    if float(l0.split()[0]) > 2 or float(l1.split()[0]) > 2:
+        f.write("\n**The host was busy** (load average above 2 on 2 cores): the frames/s and MB/s columns\n"
+                "then mostly measure how the scheduler shared the cores among the guest, the monitor, the\n"
+                "host side and other work, and swing by tens of percent between runs; the main-thread CPU\n"
+                "per frame is the steadier comparison of the two monitors.\n")
     f.write("\nGoal: mote >= QEMU's userspace virtio-net (ratio >= 1).\n")
 print(open(out).read())
 PY
