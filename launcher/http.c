@@ -455,26 +455,36 @@ int http_server_open(struct http_server **out, struct evloop *loop,
 	s->cfg = *cfg;
 	s->loop = loop;
 	strcpy(s->path, cfg->sock_path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto fail;
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 && errno == EADDRINUSE) {
-		/* A socket file left by a dead daemon is replaced; a live one is not. */
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		bool stale = probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) < 0 &&
-			     errno == ECONNREFUSED;
-		if (probe >= 0)
-			close(probe);
-		if (!stale) {
-			errno = EADDRINUSE;
-			goto fail;
-		}
-		unlink(addr.sun_path);
-		if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-			goto fail;
+	/* A live daemon on the path is an error; a socket file left by a dead
+	 * one is replaced. */
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+		close(probe);
+		free(s);
+		snprintf(err, errlen, "cannot listen on '%s': another server is listening there",
+			 cfg->sock_path);
+		return -EADDRINUSE;
 	}
-	if (listen(fd, 1024) < 0)
+	if (probe >= 0)
+		close(probe);
+	/* Bound and listening under a temporary name, then renamed: the path
+	 * appears only once a client can connect to it. */
+	struct sockaddr_un tmp = { .sun_family = AF_UNIX };
+	if (snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d", cfg->sock_path, (int)getpid()) >=
+	    (int)sizeof(tmp.sun_path)) {
+		free(s);
+		snprintf(err, errlen, "socket path '%s' is too long", cfg->sock_path);
+		return -ENAMETOOLONG;
+	}
+	unlink(tmp.sun_path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0 || listen(fd, 1024) < 0 ||
+	    rename(tmp.sun_path, cfg->sock_path) < 0) {
+		int e = errno;
+		unlink(tmp.sun_path);
+		errno = e;
 		goto fail;
+	}
 	if (ev_add(loop, &s->lw, fd, EPOLLIN, server_accept, s))
 		goto fail;
 	*out = s;

@@ -65,9 +65,16 @@ static void daemon_start(const char *extra)
 		_exit(127);
 	}
 	D.pid = pid;
-	for (int i = 0; i < 200; i++) {
-		struct stat st;
-		if (stat(D.sock, &st) == 0)
+	/* Up when it accepts a connection (the file exists from bind(), a
+	 * moment before listen()). */
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	strcpy(addr.sun_path, D.sock);
+	for (int i = 0; i < 500; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool up = fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+		if (fd >= 0)
+			close(fd);
+		if (up)
 			return;
 		usleep(10000);
 	}
