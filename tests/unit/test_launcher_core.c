@@ -469,8 +469,8 @@ static void test_http_server(void **state)
 	struct http_server_config cfg = { path, 1024, 8, handler, &s };
 	assert_int_equal(http_server_open(&s.http, s.loop, &cfg, err, sizeof(err)), 0);
 	/* a second server on a live socket is refused; nothing is left of its try */
-	struct http_server *second;
-	assert_int_equal(http_server_open(&second, s.loop, &cfg, err, sizeof(err)), -EADDRINUSE);
+	struct http_server *other;
+	assert_int_equal(http_server_open(&other, s.loop, &cfg, err, sizeof(err)), -EADDRINUSE);
 	assert_non_null(strstr(err, "another server"));
 
 	/* two pipelined requests on one connection, answered in order */
