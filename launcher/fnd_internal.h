@@ -23,6 +23,17 @@
 #define FND_PATH_MAX 512
 #define FND_INST_DIR_MAX 144            /* <state>/jail/mote/<fn>-<id>/root */
 
+/* An instance's files: relative paths, resolved in its own directory (or
+ * jail root), so one snapshot's socket path is each clone's own. */
+#define GUEST_CID 3
+#define VSOCK_NAME "v.sock"
+#define READY_NAME "v.sock_53"
+#define API_NAME "a.sock"
+#define RETRY_FIRST_NS 100000ull      /* connect retry backoff while a VM starts */
+#define RETRY_MAX_NS 2000000ull
+#define DEADLINE_GRACE_MS 1000u       /* past the runtime's own deadline */
+#define API_CALL_TIMEOUT_MS 10000
+
 enum start_kind { START_COLD, START_RESTORE, START_WARM, START_NR };
 
 enum snap_state {
@@ -159,6 +170,36 @@ void fnd_host_state(struct fnd *d, struct admit_host *h);
 unsigned fnd_fds_in_use(struct fnd *d);
 const char *start_kind_name(enum start_kind k);
 const char *snap_state_name(enum snap_state s);
+
+/* fnd.c (internal) */
+void pid_insert(struct fnd *d, struct instance *inst);
+void fn_free(struct fnd *d, struct function *fn);
+/* Stops every instance of fn (they drain what they run). */
+void fn_stop_all(struct fnd *d, struct function *fn);
+/* Answers every waiting invocation of fn with status and msg. */
+void fn_fail_queue(struct fnd *d, struct function *fn, int status, const char *msg);
+
+/* fnd_inst.c */
+void inst_list_remove(struct instance *inst);
+void inst_list_push(struct instance *inst, bool front);
+bool inst_has_slot(const struct instance *inst);
+/* Moves inst through inst_state.h's machine, acting on the state entered. */
+void inst_event(struct fnd *d, struct instance *inst, enum inst_event ev);
+/* A new instance of fn (clone or boot), or NULL with why. */
+struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_t whylen);
+/* Its process was reaped with status: fail what it held, free it. */
+void inst_reaped(struct fnd *d, struct instance *inst, int status);
+
+/* fnd_inv.c */
+/* Hands waiting invocations of fn to whatever can take them now. */
+void fn_pump(struct fnd *d, struct function *fn);
+void inv_run_on(struct invocation *inv, struct instance *inst);
+void inv_connect(struct invocation *inv);
+void inv_retry_later(struct invocation *inv);
+void inv_io(struct ev_watch *w, uint32_t events);
+/* Answers inv with an error and frees it; broken: its VM is not used again. */
+void inv_fail(struct invocation *inv, int status, bool broken, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* fnd_api.c */
 void fnd_http_handler(void *opaque, struct http_req *r);

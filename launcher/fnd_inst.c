@@ -1,0 +1,616 @@
+/* mote-fnd's instances: one mote each, started by a cold boot (that may
+ * make the function's warm snapshot) or as a clone of that snapshot,
+ * watched until ready, stopped on TTL or failure, reaped. See
+ * inst_state.h for the states. */
+#include "launcher/fnd_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "launcher/hclient.h"
+#include "vmm/log.h"
+
+void inst_list_remove(struct instance *inst)
+{
+	struct function *fn = inst->fn;
+
+	if (inst->prev)
+		inst->prev->next = inst->next;
+	else
+		fn->insts = inst->next;
+	if (inst->next)
+		inst->next->prev = inst->prev;
+	inst->prev = inst->next = NULL;
+}
+
+void inst_list_push(struct instance *inst, bool front)
+{
+	struct function *fn = inst->fn;
+
+	if (front || !fn->insts) {
+		inst->prev = NULL;
+		inst->next = fn->insts;
+		if (fn->insts)
+			fn->insts->prev = inst;
+		fn->insts = inst;
+		return;
+	}
+	struct instance *t = fn->insts;
+	while (t->next)
+		t = t->next;
+	t->next = inst;
+	inst->prev = t;
+	inst->next = NULL;
+}
+
+bool inst_has_slot(const struct instance *inst)
+{
+	return inst_state_accepts(inst->state) && inst->inflight < inst->fn->spec.concurrency;
+}
+
+/* ---- instances ------------------------------------------------------------------- */
+
+static void inst_kill(struct instance *inst)
+{
+	if (inst->pid > 0)
+		kill(inst->pid, SIGKILL);
+}
+
+static void ready_close(struct fnd *d, struct instance *inst)
+{
+	if (inst->ready_lw.fd >= 0) {
+		char path[FND_INST_DIR_MAX + 16];
+		if (snprintf(path, sizeof(path), "%s/%s", inst->dir, READY_NAME) < (int)sizeof(path))
+			unlink(path);
+	}
+	if (inst->ready_cw.fd >= 0) {
+		ev_del(d->loop, &inst->ready_cw);
+		close(inst->ready_cw.fd);
+		inst->ready_cw.fd = -1;
+		d->nr_boot_socks--;
+	}
+	if (inst->ready_lw.fd >= 0) {
+		ev_del(d->loop, &inst->ready_lw);
+		close(inst->ready_lw.fd);
+		inst->ready_lw.fd = -1;
+		d->nr_boot_socks--;
+	}
+}
+
+static void inst_timer_cb(struct ev_timer *t);
+
+static void inst_enter(struct fnd *d, struct instance *inst, enum inst_state next)
+{
+	enum inst_state prev = inst->state;
+	struct function *fn = inst->fn;
+
+	inst->state = next;
+	if ((prev == INST_BOOTING || prev == INST_RESTORING) && next != prev)
+		fn->nr_starting--;
+	if (next == INST_STOPPING && prev != INST_STOPPING) {
+		ev_timer_cancel(d->loop, &inst->timer);
+		ready_close(d, inst);
+		inst_kill(inst);
+	}
+	if (next == INST_READY && prev != INST_READY) {
+		inst->ready_ns = ev_now_ns();
+		hist_add(&fn->start_hist[inst->kind == START_RESTORE],
+			 (inst->ready_ns - inst->spawn_ns) / 1000);
+		ev_timer_cancel(d->loop, &inst->timer);
+	}
+	if (next == INST_READY) {
+		/* Free slots first, so the busiest instances are looked at
+		 * last and the idle ones at the back age out. */
+		inst_list_remove(inst);
+		inst_list_push(inst, inst_has_slot(inst));
+		if (inst->inflight == 0) {
+			inst->last_used_ns = ev_now_ns();
+			ev_timer_arm(d->loop, &inst->timer, (uint64_t)fn->spec.idle_ttl_s * 1000000000ull);
+		} else {
+			ev_timer_cancel(d->loop, &inst->timer);
+		}
+	}
+}
+
+void inst_event(struct fnd *d, struct instance *inst, enum inst_event ev)
+{
+	int next = inst_next_state(inst->state, ev, inst->inflight);
+
+	if (next < 0) {
+		log_warn("instance %s: event %d in state %s ignored", inst->name, (int)ev,
+			 inst_state_name(inst->state));
+		return;
+	}
+	inst_enter(d, inst, (enum inst_state)next);
+}
+
+static void inst_timer_cb(struct ev_timer *t)
+{
+	struct instance *inst = t->opaque;
+	struct fnd *d = inst->fn->d;
+	switch (inst->state) {
+	case INST_BOOTING:
+	case INST_RESTORING:
+		snprintf(inst->exit_note, sizeof(inst->exit_note),
+			 "did not become ready within %u ms",
+			 inst->state == INST_BOOTING ? d->cfg.boot_timeout_ms :
+						       d->cfg.restore_timeout_ms);
+		inst->failed_start = true;
+		inst_event(d, inst, IEV_START_TIMEOUT);
+		break;
+	case INST_READY:
+		log_debug("instance %s idle for %u s: stopping", inst->name, inst->fn->spec.idle_ttl_s);
+		inst_event(d, inst, IEV_IDLE_TTL);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The monitor's argv. Paths inside the VM's world: relative ones resolve
+ * in its working directory, which is the instance directory (or the
+ * jail's root), so one snapshot's "v.sock" is every clone's own. */
+struct argv_buf {
+	char *v[64];
+	int n;
+	char store[8192];
+	size_t used;
+};
+
+static void arg(struct argv_buf *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void arg(struct argv_buf *a, const char *fmt, ...)
+{
+	va_list ap;
+	char *dst = a->store + a->used;
+	size_t room = sizeof(a->store) - a->used;
+
+	if (a->n >= 63 || room < 2)
+		return;
+	va_start(ap, fmt);
+	int n = vsnprintf(dst, room, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= room)
+		return;
+	a->v[a->n++] = dst;
+	a->v[a->n] = NULL;
+	a->used += (size_t)n + 1;
+}
+
+static void ready_conn_cb(struct ev_watch *w, uint32_t events);
+
+static void ready_accept_cb(struct ev_watch *w, uint32_t events)
+{
+	struct instance *inst = w->opaque;
+	struct fnd *d = inst->fn->d;
+
+	(void)events;
+	int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (inst->ready_cw.fd >= 0) {
+		close(fd); /* one ready stream is enough */
+		return;
+	}
+	if (ev_add(d->loop, &inst->ready_cw, fd, EPOLLIN, ready_conn_cb, inst)) {
+		close(fd);
+		return;
+	}
+	d->nr_boot_socks++;
+}
+
+static int ready_listen(struct fnd *d, struct instance *inst)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int n = snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s", inst->dir, READY_NAME);
+
+	if (n < 0 || (size_t)n >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(a.sun_path);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 4) ||
+	    (d->cfg.jail && (chown(a.sun_path, d->cfg.uid, d->cfg.gid) || chmod(a.sun_path, 0600))) ||
+	    ev_add(d->loop, &inst->ready_lw, fd, EPOLLIN, ready_accept_cb, inst)) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	d->nr_boot_socks++;
+	return 0;
+}
+
+/* A jailed cold boot: the jail's root appears only when the jailer has
+ * made it, and the ready listener must be in it before the guest calls. */
+static void boot_poll_cb(struct ev_timer *t)
+{
+	struct instance *inst = t->opaque;
+	struct fnd *d = inst->fn->d;
+	struct stat st;
+
+	if (inst->state != INST_BOOTING || inst->ready_lw.fd >= 0)
+		return;
+	if (ev_now_ns() - inst->spawn_ns > (uint64_t)d->cfg.boot_timeout_ms * 1000000ull) {
+		inst->timer.cb = inst_timer_cb;
+		inst_timer_cb(t);
+		return;
+	}
+	if (stat(inst->dir, &st) == 0 && st.st_uid == d->cfg.uid) {
+		int ret = ready_listen(d, inst);
+		if (ret) {
+			snprintf(inst->exit_note, sizeof(inst->exit_note),
+				 "cannot listen for the ready signal: %s", strerror(-ret));
+			inst->failed_start = true;
+			inst_event(d, inst, IEV_BROKEN);
+			return;
+		}
+		/* From now on the timer is the boot deadline. */
+		inst->timer.cb = inst_timer_cb;
+		uint64_t spent = ev_now_ns() - inst->spawn_ns;
+		uint64_t limit = (uint64_t)d->cfg.boot_timeout_ms * 1000000ull;
+		ev_timer_arm(d->loop, &inst->timer, limit > spent ? limit - spent : 0);
+		return;
+	}
+	ev_timer_arm(d->loop, t, 200000);
+}
+
+/* Makes the warm snapshot from a template that just said ready: pause,
+ * snapshot, resume, over its API socket. Blocking, but it happens once
+ * per function and image, and takes milliseconds. */
+static void template_snapshot(struct fnd *d, struct instance *inst)
+{
+	struct function *fn = inst->fn;
+	char api[FND_PATH_MAX + 16], body[2 * FND_PATH_MAX + 128], err[512] = "";
+	char st_path[FND_PATH_MAX], mem_path[FND_PATH_MAX];
+	struct hclient_resp r = { 0 };
+	uint64_t t0 = ev_now_ns();
+	int ret;
+
+	snprintf(api, sizeof(api), "%s/%s", inst->dir, API_NAME);
+	if (d->cfg.jail) {
+		strcpy(st_path, "/snap.state");
+		strcpy(mem_path, "/snap.mem");
+	} else {
+		snprintf(st_path, sizeof(st_path), "%s", fn->snap_state_path);
+		snprintf(mem_path, sizeof(mem_path), "%s", fn->snap_mem_path);
+	}
+	ret = hclient_request(api, "PATCH", "/vm", "{\"state\":\"Paused\"}", 18, API_CALL_TIMEOUT_MS,
+			      &r, err, sizeof(err));
+	if (!ret && r.status != 204)
+		snprintf(err, sizeof(err), "pause: %d %s", r.status, r.body), ret = -EIO;
+	free(r.body);
+	if (!ret) {
+		snprintf(body, sizeof(body),
+			 "{\"snapshot_type\":\"Full\",\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}",
+			 st_path, mem_path);
+		ret = hclient_request(api, "PUT", "/snapshot/create", body, strlen(body),
+				      API_CALL_TIMEOUT_MS, &r, err, sizeof(err));
+		if (!ret && r.status != 204)
+			snprintf(err, sizeof(err), "%s", r.body), ret = -EIO;
+		free(r.body);
+	}
+	struct hclient_resp r2 = { 0 };
+	char err2[256];
+	if (hclient_request(api, "PATCH", "/vm", "{\"state\":\"Resumed\"}", 19, API_CALL_TIMEOUT_MS,
+			    &r2, err2, sizeof(err2)) == 0 &&
+	    r2.status != 204)
+		log_warn("function %s: template %s did not resume: %s", fn->spec.name, inst->name,
+			 r2.body);
+	free(r2.body);
+	if (!ret && d->cfg.jail) {
+		/* Out of the jail, owned by root and read-only: clones link it,
+		 * and no monitor may change what the others map. */
+		char src[FND_PATH_MAX + 16];
+		const char *names[2] = { "snap.state", "snap.mem" };
+		const char *dst[2] = { fn->snap_state_path, fn->snap_mem_path };
+		for (int i = 0; i < 2 && !ret; i++) {
+			snprintf(src, sizeof(src), "%s/%s", inst->dir, names[i]);
+			if (rename(src, dst[i]) || chown(dst[i], 0, 0) || chmod(dst[i], 0444)) {
+				snprintf(err, sizeof(err), "moving %s out of the jail: %s", names[i],
+					 strerror(errno));
+				ret = -errno;
+			}
+		}
+	}
+	if (ret) {
+		fn->snap = strstr(err, "not supported") ? SNAP_UNAVAILABLE : SNAP_NONE;
+		snprintf(fn->snap_note, sizeof(fn->snap_note), "warm snapshot failed: %.480s", err);
+		log_warn("function %s: %s%s", fn->spec.name, fn->snap_note,
+			 fn->snap == SNAP_UNAVAILABLE ? " (every start will boot)" : "");
+		return;
+	}
+	file_ident_full(fn->spec.image, &fn->snap_image);
+	fn->snap = SNAP_READY;
+	fn->snap_note[0] = '\0';
+	log_info("function %s: warm snapshot made from %s in %llu us", fn->spec.name, inst->name,
+		 (unsigned long long)((ev_now_ns() - t0) / 1000));
+}
+
+static void ready_conn_cb(struct ev_watch *w, uint32_t events)
+{
+	struct instance *inst = w->opaque;
+	struct fnd *d = inst->fn->d;
+	size_t room = sizeof(inst->ready_buf) - 1 - inst->ready_len;
+	ssize_t n = room ? recv(w->fd, inst->ready_buf + inst->ready_len, room, MSG_DONTWAIT) : 0;
+
+	(void)events;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0) {
+		inst->ready_len += (size_t)n;
+		inst->ready_buf[inst->ready_len] = '\0';
+	}
+	bool ready = strstr(inst->ready_buf, FN_READY_LINE) != NULL;
+	if (!ready && n > 0)
+		return;
+	/* EOF or garbage without the line: wait for another stream. */
+	ev_del(d->loop, &inst->ready_cw);
+	close(inst->ready_cw.fd);
+	inst->ready_cw.fd = -1;
+	d->nr_boot_socks--;
+	if (!ready) {
+		inst->ready_len = 0;
+		return;
+	}
+	ready_close(d, inst);
+	if (inst->is_template)
+		template_snapshot(d, inst);
+	inst_event(d, inst, IEV_READY);
+	/* Invocations that waited for this boot go now. */
+	for (struct invocation *inv = inst->invs, *next; inv; inv = next) {
+		next = inv->inext;
+		if (inv->fd < 0 && !ev_timer_armed(&inv->timer))
+			inv_connect(inv);
+	}
+	fn_pump(d, inst->fn);
+}
+
+/* Starts one instance of fn: a clone of the warm snapshot when there is
+ * one for the current image, else a cold boot (which makes the snapshot
+ * when this mote can). */
+struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_t whylen)
+{
+	struct argv_buf a = { .n = 0 };
+	bool restore = false, make_template = false;
+
+	if (fn->deleted || d->stopping) {
+		snprintf(why, whylen, "%s", d->stopping ? "the launcher is shutting down" :
+							  "the function was deleted");
+		return NULL;
+	}
+	if (fn->snap == SNAP_READY) {
+		struct file_ident now;
+		if (file_ident_stat(fn->spec.image, &now) || !file_ident_same_stat(&now, &fn->snap_image)) {
+			if (file_ident_full(fn->spec.image, &now) || now.hash != fn->snap_image.hash) {
+				log_info("function %s: image changed; rebuilding its warm snapshot",
+					 fn->spec.name);
+				fn->snap = SNAP_NONE;
+			} else {
+				fn->snap_image = now; /* touched, same bytes */
+			}
+		}
+	}
+	if (fn->snap == SNAP_READY)
+		restore = true;
+	else if (fn->snap == SNAP_NONE)
+		make_template = true;
+	else if (fn->snap == SNAP_BUILDING) {
+		snprintf(why, whylen, "the function's warm snapshot is being built");
+		return NULL;
+	}
+
+	struct instance *inst = calloc(1, sizeof(*inst));
+	if (!inst) {
+		snprintf(why, whylen, "out of memory");
+		return NULL;
+	}
+	inst->fn = fn;
+	inst->id = ++d->next_inst_id;
+	inst->kind = restore ? START_RESTORE : START_COLD;
+	inst->is_template = make_template;
+	inst->first_pending = true;
+	inst->ready_lw.fd = inst->ready_cw.fd = -1;
+	ev_timer_init(&inst->timer, inst_timer_cb, inst);
+	snprintf(inst->name, sizeof(inst->name), "%s-%llu", fn->spec.name,
+		 (unsigned long long)inst->id);
+	snprintf(inst->log_path, sizeof(inst->log_path), "%s/%s.log", d->log_dir, inst->name);
+	if (d->cfg.jail) {
+		snprintf(inst->top_dir, sizeof(inst->top_dir) - 8, "%s/mote/%s", d->jail_base,
+			 inst->name);
+		snprintf(inst->dir, sizeof(inst->dir), "%.130s/root", inst->top_dir);
+	} else {
+		snprintf(inst->top_dir, sizeof(inst->top_dir), "%s/%s", d->run_dir, inst->name);
+		snprintf(inst->dir, sizeof(inst->dir), "%s", inst->top_dir);
+		int ret = proc_mkdirs(inst->dir, 0700);
+		if (ret) {
+			snprintf(why, whylen, "cannot create '%s': %s", inst->dir, strerror(-ret));
+			free(inst);
+			return NULL;
+		}
+	}
+
+	if (d->cfg.jail) {
+		arg(&a, "%s", d->cfg.jailer_bin);
+		arg(&a, "--id");
+		arg(&a, "%s", inst->name);
+		arg(&a, "--exec-file");
+		arg(&a, "%s", d->mote_copy);
+		arg(&a, "--uid");
+		arg(&a, "%u", (unsigned)d->cfg.uid);
+		arg(&a, "--gid");
+		arg(&a, "%u", (unsigned)d->cfg.gid);
+		arg(&a, "--chroot-base-dir");
+		arg(&a, "%s", d->jail_base);
+		arg(&a, "--link-exec");
+		if (restore) {
+			arg(&a, "--copy-in");
+			arg(&a, "%s:/snap.state", fn->snap_state_path);
+			arg(&a, "--link-in");
+			arg(&a, "%s:/snap.mem", fn->snap_mem_path);
+		} else {
+			arg(&a, "--copy-in");
+			arg(&a, "%s:/fn.elf", fn->spec.image);
+		}
+		arg(&a, "--");
+	} else {
+		arg(&a, "%s", d->cfg.mote_bin);
+	}
+	if (restore) {
+		arg(&a, "--restore");
+		arg(&a, "%s", d->cfg.jail ? "/snap.state" : fn->snap_state_path);
+		arg(&a, "--mem");
+		arg(&a, "%s", d->cfg.jail ? "/snap.mem" : fn->snap_mem_path);
+		arg(&a, "--resume");
+		arg(&a, "--no-api");
+	} else {
+		arg(&a, "--kernel");
+		arg(&a, "%s", d->cfg.jail ? "/fn.elf" : fn->spec.image);
+		arg(&a, "--mem-mib");
+		arg(&a, "%u", fn->spec.mem_mib);
+		arg(&a, "--vcpus");
+		arg(&a, "%u", fn->spec.vcpus);
+		arg(&a, "--vsock");
+		arg(&a, "cid=%u,uds=%s", GUEST_CID, VSOCK_NAME);
+		if (make_template) {
+			arg(&a, "--api-sock");
+			arg(&a, "%s", API_NAME);
+			arg(&a, "--id");
+			arg(&a, "%s", inst->name);
+		} else {
+			arg(&a, "--no-api");
+		}
+	}
+	arg(&a, "--log-level");
+	arg(&a, "%s", d->cfg.mote_log_level);
+
+	/* Unjailed, the ready listener goes up before the monitor starts;
+	 * jailed, as soon as the jail's root exists (boot_poll_cb). */
+	if (!restore && !d->cfg.jail) {
+		int ret = ready_listen(d, inst);
+		if (ret) {
+			snprintf(why, whylen, "cannot listen for the ready signal in '%s': %s",
+				 inst->dir, strerror(-ret));
+			proc_rmtree(inst->top_dir);
+			free(inst);
+			return NULL;
+		}
+	}
+	inst->spawn_ns = ev_now_ns();
+	int ret = proc_spawn(a.v, d->cfg.jail ? NULL : inst->dir, inst->log_path, &inst->pid);
+	log_debug("instance %s: spawn took %llu us", inst->name,
+		  (unsigned long long)((ev_now_ns() - inst->spawn_ns) / 1000));
+	if (ret) {
+		snprintf(why, whylen, "cannot start %s: %s", a.v[0], strerror(-ret));
+		ready_close(d, inst);
+		proc_rmtree(inst->top_dir);
+		free(inst);
+		return NULL;
+	}
+	inst->state = restore ? INST_RESTORING : INST_BOOTING;
+	pid_insert(d, inst);
+	inst_list_push(inst, false);
+	fn->nr_insts++;
+	fn->nr_starting++;
+	fn->starts[inst->kind]++;
+	d->nr_insts++;
+	d->mem_mib_live += fn->spec.mem_mib;
+	if (make_template)
+		fn->snap = SNAP_BUILDING;
+	if (!restore && d->cfg.jail) {
+		inst->timer.cb = boot_poll_cb;
+		ev_timer_arm(d->loop, &inst->timer, 200000);
+	} else {
+		ev_timer_arm(d->loop, &inst->timer,
+			     (uint64_t)(restore ? d->cfg.restore_timeout_ms : d->cfg.boot_timeout_ms) *
+				     1000000ull);
+	}
+	log_debug("instance %s: %s, pid %d", inst->name, restore ? "restoring" : "booting",
+		  (int)inst->pid);
+	return inst;
+}
+
+void inst_reaped(struct fnd *d, struct instance *inst, int status)
+{
+	struct function *fn = inst->fn;
+	/* Died while starting, or stopped because it did not start in time. */
+	bool never_ready = inst->state == INST_BOOTING || inst->state == INST_RESTORING ||
+			   inst->failed_start;
+	char how[64];
+
+	if (WIFSIGNALED(status))
+		snprintf(how, sizeof(how), "was killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
+	if (never_ready) {
+		char tail[600];
+		proc_log_tail(inst->log_path, tail, sizeof(tail));
+		fn->start_failures++;
+		if (!inst->exit_note[0])
+			snprintf(inst->exit_note, sizeof(inst->exit_note), "monitor %s", how);
+		if (inst->kind == START_COLD) {
+			snprintf(fn->boot_error, sizeof(fn->boot_error),
+				 "function image did not boot: %s before the runtime said ready "
+				 "(monitor log: %s)",
+				 inst->exit_note, tail[0] ? tail : "empty");
+			fn->boot_error_ns = ev_now_ns();
+		} else {
+			snprintf(fn->boot_error, sizeof(fn->boot_error),
+				 "snapshot clone did not start: %s (monitor log: %s)", inst->exit_note,
+				 tail[0] ? tail : "empty");
+			/* Rebuild the snapshot on the next start. */
+			if (fn->snap == SNAP_READY)
+				fn->snap = SNAP_NONE;
+		}
+		log_warn("instance %s: %s", inst->name, fn->boot_error);
+	}
+	if (inst->is_template && fn->snap == SNAP_BUILDING)
+		fn->snap = SNAP_NONE;
+	if (!inst->exit_note[0])
+		snprintf(inst->exit_note, sizeof(inst->exit_note), "the VM's monitor %s", how);
+	inst_event(d, inst, IEV_EXITED);
+	ev_timer_cancel(d->loop, &inst->timer);
+	ready_close(d, inst);
+	while (inst->invs) {
+		struct invocation *inv = inst->invs;
+		if (never_ready)
+			inv_fail(inv, 502, false, "%s", fn->boot_error);
+		else
+			inv_fail(inv, 502, false,
+				 "instance %s of function %s failed mid-invocation: %s", inst->name,
+				 fn->spec.name, inst->exit_note);
+	}
+	inst_list_remove(inst);
+	fn->nr_insts--;
+	d->nr_insts--;
+	d->mem_mib_live -= fn->spec.mem_mib;
+	proc_rmtree(inst->top_dir);
+	if (!never_ready && !d->cfg.keep_logs)
+		unlink(inst->log_path);
+	free(inst);
+
+	/* An image that does not boot fails its waiters instead of being
+	 * booted again and again. */
+	if (never_ready && fn->boot_error[0] && fn->snap != SNAP_READY)
+		fn_fail_queue(d, fn, 502, fn->boot_error);
+	if (fn->deleted && !fn->nr_insts)
+		fn_free(d, fn);
+	else
+		fn_pump(d, fn);
+	if (d->stopping && !d->nr_insts)
+		evloop_stop(d->loop);
+}
