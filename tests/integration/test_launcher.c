@@ -423,7 +423,8 @@ static void test_200_concurrent_over_50_instances(void **state)
 
 	(void)state;
 	reg("echo", "echo.elf", "\"max_instances\": 50, \"concurrency\": 1");
-	expect_answer("echo", "warm-up", "warm-up"); /* the template and its snapshot */
+	/* All at once at a function nothing runs yet: they wait while the
+	 * template boots and makes the warm snapshot, then clones take them. */
 	int ok = concurrent_echo("echo", 200, &wall);
 	fprintf(stderr, "200 concurrent invocations: %d correct in %.0f ms, %lld instances\n", ok,
 		wall, fn_field("echo", "total", "instances"));
@@ -434,6 +435,13 @@ static void test_200_concurrent_over_50_instances(void **state)
 	assert_true(insts <= 50);
 	assert_true(insts >= 2); /* more than one took part */
 	assert_int_equal(fn_field("echo", "errors", NULL), 0);
+	assert_int_equal((int)metric("mote_fn_starts_total{function=\"echo\",kind=\"cold-boot\"} "), 1);
+	assert_true(metric("mote_fn_starts_total{function=\"echo\",kind=\"snapshot-restore\"} ") >= 1);
+	/* and again, now that they are warm */
+	ok = concurrent_echo("echo", 200, &wall);
+	fprintf(stderr, "200 more on warm instances: %d correct in %.0f ms\n", ok, wall);
+	assert_int_equal(ok, 200);
+	assert_true(fn_field("echo", "total", "instances") <= 50);
 }
 
 /* ---- kill -9 mid-invocation ------------------------------------------------------ */
