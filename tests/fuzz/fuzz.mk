@@ -18,12 +18,20 @@ FUZZ_API_SRCS := tests/fuzz/fuzz_api.c api/server.c api/routes.c api/schema.c vi
 	api/schema_snapshot.c vmm/log.c \
 	vmm/caps.c vmm/seccomp.c
 FUZZ_API_LIBS := -lhttp_parser -ljansson -lseccomp -lpthread
+# The virtio-net device behind the MMIO transport, a socketpair as its TAP.
+FUZZ_NET_SRCS := tests/fuzz/fuzz_net.c virtio/net.c virtio/net_config.c virtio/tap.c \
+	virtio/mmio.c virtio/queue.c virtio/ratelimit.c vmm/mem.c vmm/bus.c vmm/loop.c vmm/log.c
 # The snapshot state-file parser: the file is input a user hands to restore.
 FUZZ_SNAPSHOT_SRCS := tests/fuzz/fuzz_snapshot.c snapshot/state.c
 
 .PHONY: fuzz fuzz-build fuzz-seeds
 
-fuzz-build: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api $(BUILD)/fuzz/fuzz_snapshot
+fuzz-build: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api $(BUILD)/fuzz/fuzz_snapshot \
+	$(BUILD)/fuzz/fuzz_net
+
+$(BUILD)/fuzz/fuzz_net: $(FUZZ_NET_SRCS) virtio/net.h virtio/mmio.h virtio/queue.h tests/fuzz/fuzz.mk
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_NET_SRCS) -lpthread
 
 $(BUILD)/fuzz/fuzz_snapshot: $(FUZZ_SNAPSHOT_SRCS) snapshot/state.h tests/fuzz/fuzz.mk
 	@mkdir -p $(dir $@)
@@ -37,8 +45,11 @@ $(BUILD)/fuzz/fuzz_api: $(FUZZ_API_SRCS) api/api.h api/schema.h vmm/log.h tests/
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -DMOTE_VERSION='"$(VERSION)"' -o $@ $(FUZZ_API_SRCS) $(FUZZ_API_LIBS)
 
-fuzz: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api $(BUILD)/fuzz/fuzz_snapshot
-	@mkdir -p $(BUILD)/fuzz/corpus/virtq $(BUILD)/fuzz/corpus/api $(BUILD)/fuzz/corpus/snapshot
+fuzz: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api $(BUILD)/fuzz/fuzz_snapshot $(BUILD)/fuzz/fuzz_net
+	@mkdir -p $(BUILD)/fuzz/corpus/virtq $(BUILD)/fuzz/corpus/api $(BUILD)/fuzz/corpus/snapshot \
+		$(BUILD)/fuzz/corpus/net
+	$(BUILD)/fuzz/fuzz_net $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
+		-artifact_prefix=$(BUILD)/fuzz/net- $(BUILD)/fuzz/corpus/net tests/fuzz/corpus/net
 	$(BUILD)/fuzz/fuzz_snapshot $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 		-artifact_prefix=$(BUILD)/fuzz/snapshot- $(BUILD)/fuzz/corpus/snapshot tests/fuzz/corpus/snapshot
 	$(BUILD)/fuzz/fuzz_virtq $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
@@ -46,7 +57,9 @@ fuzz: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api $(BUILD)/fuzz/fuzz_snapsho
 	$(BUILD)/fuzz/fuzz_api $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 		-artifact_prefix=$(BUILD)/fuzz/api- $(BUILD)/fuzz/corpus/api tests/fuzz/corpus/api
 
-fuzz-seeds: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api $(BUILD)/fuzz/fuzz_snapshot
+fuzz-seeds: $(BUILD)/fuzz/fuzz_virtq $(BUILD)/fuzz/fuzz_api $(BUILD)/fuzz/fuzz_snapshot \
+	$(BUILD)/fuzz/fuzz_net
+	$(BUILD)/fuzz/fuzz_net $(FUZZ_ARGS) -runs=0 tests/fuzz/corpus/net
 	$(BUILD)/fuzz/fuzz_snapshot $(FUZZ_ARGS) -runs=0 tests/fuzz/corpus/snapshot
 	$(BUILD)/fuzz/fuzz_virtq $(FUZZ_ARGS) -runs=0 tests/fuzz/corpus/virtq
 	$(BUILD)/fuzz/fuzz_api $(FUZZ_ARGS) -runs=0 tests/fuzz/corpus/api
