@@ -675,6 +675,35 @@ static void test_image_change_rebuilds_snapshot(void **state)
 	unlink(img);
 }
 
+/* Without the jailer (--no-jail, the default when not root): each
+ * instance in its own directory, clones of the same snapshot. */
+static int setup_unjailed(void **state)
+{
+	(void)state;
+	daemon_start("--no-jail");
+	return 0;
+}
+
+static void test_unjailed_instances(void **state)
+{
+	(void)state;
+	reg("echo", "echo.elf", NULL);
+	expect_answer("echo", "unjailed", "unjailed");
+	const char *body = "{\"add\": 3}";
+	struct hclient_resp r = call("POST", "/functions/echo/scale", body, strlen(body));
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"started\":3"));
+	free(r.body);
+	r = call("POST", "/functions/echo/check", NULL, 0);
+	assert_non_null(strstr(r.body, "\"answered\":4"));
+	free(r.body);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/run/echo-2/v.sock", D.state);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0); /* the clone's own socket, in its own directory */
+	assert_true(S_ISSOCK(st.st_mode));
+}
+
 /* ---- the CLI --------------------------------------------------------------------- */
 
 static void test_cli(void **state)
@@ -811,6 +840,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_admission, setup_small_host, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_ttl_and_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image_change_rebuilds_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unjailed_instances, setup_unjailed, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
 	};
 	/* LAUNCHER_TEST=test_cli runs one test (for development). */
