@@ -41,6 +41,7 @@ MARKER="snap: step"
 SNAP_AT=20
 
 rm -f "$RAW"
+LOAD_START=$(cat /proc/loadavg)
 # ---- mote: snapshot at step SNAP_AT, for every size ------------------------
 declare -A CREATE_US STATE_B MEM_B MEM_DISK
 for mib in $SIZES; do
@@ -143,15 +144,15 @@ done
 # CLONES restores of the 128 MiB snapshot started at once; clones/s = CLONES
 # / (time until every one printed its first serial byte after resume). Then
 # each clone's smaps_rollup: private (clean+dirty) and PSS.
-mib=$(echo "$SIZES" | awk '{print $1}')
+CLONE_MIB=$(echo "$SIZES" | awk '{print $1}')
 CLONE_ROWS=""
 for round in $(seq "$CLONE_ROUNDS"); do
 	rm -rf "$WORK/clones"; mkdir -p "$WORK/clones"
 	t0=$(date +%s%N)
 	pids=()
 	for i in $(seq "$CLONES"); do
-		"$MOTE" --restore "$WORK/$mib.state" --mem "$WORK/$mib.mem" --resume --no-api \
-			>"$WORK/clones/$i.out" 2>/dev/null &
+		"$MOTE" --restore "$WORK/$CLONE_MIB.state" --mem "$WORK/$CLONE_MIB.mem" --resume \
+			--no-api >"$WORK/clones/$i.out" 2>/dev/null &
 		pids+=($!)
 	done
 	left=$CLONES
@@ -230,7 +231,7 @@ stats() { # stats LABEL COLUMN -> "n min median p90"
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 	echo "- machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel \`$(uname -r)\`"
 	echo "- mote: git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (+ uncommitted changes)'); QEMU: $(qemu-system-x86_64 --version 2>/dev/null | head -1 || echo none)"
-	echo "- load average at the end: \`$(cat /proc/loadavg)\` (other helpers share the 2 CPUs)"
+	echo "- load average at the start: \`$LOAD_START\`; at the end: \`$(cat /proc/loadavg)\` (other sessions share the 2 CPUs)"
 	echo "- command: \`benches/snapshot/run.sh $BUILD\` (RUNS=$RUNS, SIZES=\"$SIZES\", QEMU_SIZES=\"$QEMU_SIZES\", CLONES=$CLONES)"
 	echo "- guest: \`$CMDLINE\`, 1 vCPU, snapshotted at step $SNAP_AT; after a restore it prints the next step at once"
 	echo "- Firecracker (published): 29–34 ms to restore 1 vCPU / 128 MiB on x86, target < 5 ms"
@@ -285,7 +286,7 @@ stats() { # stats LABEL COLUMN -> "n min median p90"
 	echo "Diff snapshots (\`snapshot_type: Diff\`, \`track_dirty_pages\`) write only the pages written since"
 	echo "the last snapshot: in \`test_snapshot\` a diff after the guest wrote 21 pages held 23 pages."
 	echo
-	echo "## Clones of one snapshot ($mib MiB), $CLONES started at once"
+	echo "## Clones of one snapshot ($CLONE_MIB MiB), $CLONES started at once"
 	echo
 	echo "| round | clones | without output after 120 s | all first bytes after (ms) | clones/s | private KiB per clone (median) | PSS KiB (median) | RSS KiB (median) |"
 	echo "|---|---|---|---|---|---|---|---|"
