@@ -46,3 +46,22 @@ $(BUILD)/benches/density: benches/density/density.c $(BUILD)/launcher.a
 .PHONY: bench-density
 bench-density: all $(BUILD)/benches/density
 	./benches/density/run.sh $(BUILD)
+
+# libFuzzer target of the launcher's parsers (tests/fuzz/fuzz_launcher.c):
+# `make fuzz` fuzzes it too, `make fuzz-seeds` replays its corpus.
+FUZZ_LAUNCHER_SRCS := tests/fuzz/fuzz_launcher.c launcher/fnwire.c launcher/spec.c
+
+$(BUILD)/fuzz/fuzz_launcher: $(FUZZ_LAUNCHER_SRCS) launcher/fnwire.h launcher/spec.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_LAUNCHER_SRCS) -ljansson
+
+.PHONY: fuzz-launcher fuzz-launcher-seeds
+fuzz: fuzz-launcher
+fuzz-seeds: fuzz-launcher-seeds
+fuzz-launcher: $(BUILD)/fuzz/fuzz_launcher
+	@mkdir -p $(BUILD)/fuzz/corpus/launcher
+	$(BUILD)/fuzz/fuzz_launcher $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		-artifact_prefix=$(BUILD)/fuzz/launcher- $(BUILD)/fuzz/corpus/launcher \
+		tests/fuzz/corpus/launcher
+fuzz-launcher-seeds: $(BUILD)/fuzz/fuzz_launcher
+	$(BUILD)/fuzz/fuzz_launcher $(FUZZ_ARGS) -runs=0 tests/fuzz/corpus/launcher
