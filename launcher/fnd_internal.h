@@ -113,6 +113,7 @@ struct invocation {
 	enum start_kind start;
 	uint64_t t_arrive, t_dispatch, t_connected, t_done;
 	uint64_t t_spawn;               /* its instance's spawn, when it started one */
+	char inst_name[FN_NAME_MAX + 24]; /* who served it (X-Mote-Instance) */
 	struct ev_watch w;
 	int fd;
 	char prefix[64];

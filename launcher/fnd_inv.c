@@ -138,11 +138,12 @@ static void inv_timing_headers(struct invocation *inv, char *out, size_t len, co
 
 	snprintf(out, len,
 		 "X-Mote-Status: %s\r\nX-Mote-Start: %s\r\nX-Mote-Queue-Us: %llu\r\n"
-		 "X-Mote-Handler-Us: %u\r\nX-Mote-Total-Us: %llu\r\n",
+		 "X-Mote-Handler-Us: %u\r\nX-Mote-Total-Us: %llu\r\nX-Mote-Instance: %s\r\n",
 		 status, inv->t_dispatch ? start_kind_name(inv->start) : "none",
 		 (unsigned long long)((disp - inv->t_arrive) / 1000),
 		 inv->rd.st == FNR_DONE ? inv->rd.hdr.handler_us : 0,
-		 (unsigned long long)((now - inv->t_arrive) / 1000));
+		 (unsigned long long)((now - inv->t_arrive) / 1000),
+		 inv->inst_name[0] ? inv->inst_name : "none");
 }
 
 void inv_fail(struct invocation *inv, int status, bool broken, const char *fmt, ...)
@@ -410,6 +411,7 @@ void inv_run_on(struct invocation *inv, struct instance *inst)
 	inst->invs = inv;
 	inst->inflight++;
 	fn->nr_inflight++;
+	snprintf(inv->inst_name, sizeof(inv->inst_name), "%s", inst->name);
 	inv->first_on_clone = inst->state == INST_RESTORING;
 	if (inst->first_pending)
 		inv->t_spawn = inst->spawn_ns;

@@ -309,6 +309,7 @@ static void test_examples_answer(void **state)
 	assert_int_equal(r.status, 200);
 	assert_string_equal(header(&r, "X-Mote-Start"), "warm");
 	assert_true(strtoll(header(&r, "X-Mote-Total-Us"), NULL, 10) > 0);
+	assert_string_equal(header(&r, "X-Mote-Instance"), "echo-1");
 	free(r.body);
 	assert_int_equal(fn_field("echo", "total", "instances"), 1);
 	assert_true(metric("mote_fn_invocations_total{function=\"echo\",status=\"ok\"} ") >= 3);
