@@ -458,7 +458,10 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 		arg(&a, "%s", d->jail_base);
 		arg(&a, "--link-exec");
 		if (restore) {
-			arg(&a, "--copy-in");
+			/* Both root-owned and read-only (template_snapshot): linked,
+			 * not copied, so a start writes nothing but the jail's
+			 * directories and device nodes. */
+			arg(&a, "--link-in");
 			arg(&a, "%s:/snap.state", fn->snap_state_path);
 			arg(&a, "--link-in");
 			arg(&a, "%s:/snap.mem", fn->snap_mem_path);
