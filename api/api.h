@@ -106,6 +106,12 @@ struct api_snapshot_create {
 	bool diff;                       /* snapshot_type "Diff" */
 };
 
+/* network_overrides: this clone's TAP for one of the snapshot's interfaces */
+struct api_net_override {
+	char iface_id[NET_ID_MAX + 1];
+	char host_dev_name[NET_TAP_NAME_MAX + 1];
+};
+
 /* PUT /snapshot/load (mem_backend File, or the legacy mem_file_path) */
 struct api_snapshot_load {
 	char snapshot_path[API_PATH_MAX];
@@ -114,6 +120,8 @@ struct api_snapshot_load {
 	bool uffd;                       /* mem_backend Uffd: mem_path is the handler's socket */
 	char vsock_uds_path[API_PATH_MAX]; /* vsock_override.uds_path, "" when absent */
 	uint64_t vsock_cid;              /* vsock_override.guest_cid (mote's), 0 when absent */
+	unsigned nr_net_overrides;
+	struct api_net_override net_overrides[NET_MAX_IFACES];
 };
 
 struct api_request {

@@ -112,11 +112,30 @@ int schema_snapshot_load(const struct jctx *c, const json_t *o, struct api_snaps
 	s->track_dirty_pages = s->track_dirty_pages || diff;
 	json_t *nets = json_object_get(o, "network_overrides");
 	if (nets && !json_is_null(nets)) {
+		static const char *const nfields[] = { "iface_id", "host_dev_name", NULL };
+		size_t i;
+		json_t *item;
+
 		if (!json_is_array(nets))
 			return schema_fail(c, "network_overrides must be an array, got %s",
 					   schema_kind(nets));
-		if (json_array_size(nets))
-			return schema_fail(c, "network_overrides are not supported by this build yet");
+		if (json_array_size(nets) > NET_MAX_IFACES)
+			return schema_fail(c, "network_overrides: at most %d entries", NET_MAX_IFACES);
+		json_array_foreach(nets, i, item) {
+			struct api_net_override *no = &s->net_overrides[i];
+			struct jctx nc = { c->res, "network_overrides[].", c->err, c->errlen };
+
+			if (!json_is_object(item))
+				return schema_fail(c, "network_overrides[%zu] must be an object, got %s",
+						   i, schema_kind(item));
+			if (schema_check_fields(&nc, item, nfields) ||
+			    snap_string(&nc, item, "iface_id", true, no->iface_id,
+					sizeof(no->iface_id)) < 0 ||
+			    snap_string(&nc, item, "host_dev_name", true, no->host_dev_name,
+					sizeof(no->host_dev_name)) < 0)
+				return -1;
+			s->nr_net_overrides++;
+		}
 	}
 	json_t *vsock = NULL;
 	if (schema_get_object(c, o, "vsock_override", false, &vsock) < 0)

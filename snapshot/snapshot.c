@@ -20,6 +20,7 @@
 #define SNAP_CONFIG_MAGIC 0x47464e43 /* "CNFG" */
 #define SNAP_DRIVE_MAGIC  0x56495244 /* "DRIV" */
 #define SNAP_VSOCK_MAGIC  0x4b535356 /* "VSSK" */
+#define SNAP_NET_MAGIC    0x5054454e /* "NETP" */
 #define SNAP_MEMORY_MAGIC 0x4d454d53 /* "SMEM" */
 #define SNAP_DEV_MAGIC    0x56454444 /* "DDEV" */
 #define SNAP_SECTION_VERSION 1
@@ -162,6 +163,26 @@ static int save_config(struct vm *vm, struct snap_writer *w, uint64_t id, const 
 		d->ops_refill_ms = b->ops.refill_time_ms;
 		d->ops_burst = b->ops.one_time_burst;
 	}
+	for (unsigned i = 0; i < vm->cfg.nr_nets; i++) {
+		const struct net_config *nc = &vm->cfg.nets[i];
+		struct snap_net *n = snap_writer_section(w, SNAP_SEC_NET, i, sizeof(*n));
+		if (!n)
+			return w->err;
+		n->magic = SNAP_NET_MAGIC;
+		n->version = SNAP_SECTION_VERSION;
+		snprintf(n->id, sizeof(n->id), "%s", nc->id);
+		snprintf(n->tap, sizeof(n->tap), "%s", nc->tap);
+		memcpy(n->mac, nc->mac, 6);
+		n->has_mac = nc->has_mac;
+		n->mtu = nc->mtu;
+		const struct token_bucket_config *tb[4] = { &nc->rx_bw, &nc->rx_ops, &nc->tx_bw,
+							    &nc->tx_ops };
+		for (unsigned k = 0; k < 4; k++) {
+			n->rl[3 * k] = tb[k]->size;
+			n->rl[3 * k + 1] = tb[k]->refill_time_ms;
+			n->rl[3 * k + 2] = tb[k]->one_time_burst;
+		}
+	}
 	if (vm->cfg.has_vsock) {
 		struct snap_vsock *v = snap_writer_section(w, SNAP_SEC_VSOCK, 0, sizeof(*v));
 		if (!v)
@@ -236,9 +257,9 @@ int snapshot_create(struct vm *vm, const struct snap_create_opts *o, char *err, 
 		return fail(err, errlen, -ENAMETOOLONG, "snapshot path too long");
 	/* Net devices have no state hooks in this build yet (vsock: its
 	 * config is saved, its streams reset on restore). */
-	if (vm->nr_virtio != vm->cfg.nr_drives + (vm->cfg.has_vsock ? 1 : 0))
+	if (vm->nr_virtio != vm->cfg.nr_drives + vm->cfg.nr_nets + (vm->cfg.has_vsock ? 1 : 0))
 		return fail(err, errlen, -EOPNOTSUPP, "snapshots of microVMs with devices other than "
-			    "drives and vsock are not supported by this build yet");
+			    "drives, network interfaces and vsock are not supported by this build");
 	if (o->diff && !vm->cfg.track_dirty_pages)
 		return fail(err, errlen, -EINVAL, "a Diff snapshot needs dirty page tracking: "
 			    "machine-config track_dirty_pages (or track_dirty_pages on "
@@ -499,7 +520,21 @@ int snapshot_open(struct snap_image *img, const char *state_path, const char *me
 			return ret;
 		img->vsock.uds_path[sizeof(img->vsock.uds_path) - 1] = '\0';
 	}
-	if (n != c->nr_virtio || c->nr_virtio != c->nr_drives + (img->has_vsock ? 1 : 0))
+	img->nr_nets = snap_state_count(&img->st, SNAP_SEC_NET);
+	if (img->nr_nets > NET_MAX_IFACES)
+		return fail(err, errlen, -EINVAL, "snapshot state file '%s': %u network interfaces, "
+			    "at most %d", state_path, img->nr_nets, NET_MAX_IFACES);
+	for (unsigned i = 0; i < img->nr_nets; i++) {
+		struct snap_net *sn = &img->nets[i];
+		ret = get_section(img, SNAP_SEC_NET, i, "network interface", sn, sizeof(*sn),
+				  SNAP_NET_MAGIC, err, errlen);
+		if (ret)
+			return ret;
+		sn->id[sizeof(sn->id) - 1] = '\0';
+		sn->tap[sizeof(sn->tap) - 1] = '\0';
+	}
+	if (n != c->nr_virtio ||
+	    c->nr_virtio != c->nr_drives + img->nr_nets + (img->has_vsock ? 1 : 0))
 		return fail(err, errlen, -EINVAL, "snapshot state file '%s': %u virtio device "
 			    "sections, %u devices and %u drives in the config", state_path, n,
 			    c->nr_virtio, c->nr_drives);
@@ -563,6 +598,22 @@ void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg)
 	/* The uds path as saved: a relative one resolves in the restoring
 	 * process's working directory, so clones in their own directories (or
 	 * jails) each get their own socket. */
+	cfg->nr_nets = img->nr_nets;
+	for (unsigned i = 0; i < img->nr_nets; i++) {
+		const struct snap_net *sn = &img->nets[i];
+		struct net_config *nc = &cfg->nets[i];
+		memset(nc, 0, sizeof(*nc));
+		snprintf(nc->id, sizeof(nc->id), "%s", sn->id);
+		snprintf(nc->tap, sizeof(nc->tap), "%s", sn->tap);
+		memcpy(nc->mac, sn->mac, 6);
+		nc->has_mac = sn->has_mac;
+		nc->mtu = sn->mtu;
+		struct token_bucket_config *tb[4] = { &nc->rx_bw, &nc->rx_ops, &nc->tx_bw,
+						      &nc->tx_ops };
+		for (unsigned k = 0; k < 4; k++)
+			*tb[k] = (struct token_bucket_config){ sn->rl[3 * k], sn->rl[3 * k + 1],
+							       sn->rl[3 * k + 2] };
+	}
 	cfg->has_vsock = img->has_vsock;
 	if (img->has_vsock) {
 		cfg->vsock.guest_cid = img->vsock.guest_cid;

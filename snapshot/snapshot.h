@@ -62,6 +62,17 @@ struct snap_vsock {
 	char uds_path[VSOCK_UDS_PATH_MAX];
 };
 
+/* A network interface's config (the TAP can be replaced on load:
+ * network_overrides). */
+struct snap_net {
+	uint32_t magic, version;
+	char id[NET_ID_MAX + 1];
+	char tap[NET_TAP_NAME_MAX + 1];
+	uint8_t mac[6], has_mac, pad;
+	uint16_t mtu, pad2[3];
+	uint64_t rl[12]; /* rx bw, rx ops, tx bw, tx ops: size, refill ms, burst each */
+};
+
 struct snap_memory {
 	uint32_t magic, version;
 	uint64_t snapshot_id;
@@ -98,6 +109,8 @@ struct snap_image {
 	struct snap_drive drives[BLK_MAX_DRIVES];
 	bool has_vsock;
 	struct snap_vsock vsock;
+	unsigned nr_nets;
+	struct snap_net nets[NET_MAX_IFACES];
 	int mem_fd;            /* the memory file, opened read-only */
 	bool clock_realtime;   /* apply: advance kvmclock by the wall time since the save */
 	char state_path[SNAP_PATH_MAX];

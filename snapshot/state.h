@@ -40,6 +40,7 @@ enum snap_tag {
 	SNAP_SEC_I8042,        /* struct snap_i8042 */
 	SNAP_SEC_VIRTIO,       /* instance = virtio slot: transport + device state */
 	SNAP_SEC_VSOCK,        /* the vsock device's config (struct snap_vsock) */
+	SNAP_SEC_NET,          /* instance = interface index (struct snap_net) */
 };
 
 /* A state file being built, in memory. */

@@ -559,7 +559,54 @@ static void net_reset(struct virtio_device *dev)
 		timerfd_settime(n->rl_timerfd, 0, &off, NULL);
 }
 
+/* Snapshots: the MAC the guest knows (a restore onto another interface
+ * config is refused) and nothing else: a frame read from the TAP but not
+ * yet delivered is dropped, as a network may drop it. The offloads are
+ * set on the (possibly new) TAP again by activate. */
+#define NET_STATE_MAGIC 0x5445454e /* "NEET" */
+#define NET_STATE_VERSION 1
+
+struct net_state {
+	uint32_t magic, version;
+	uint8_t mac[6], pad[2];
+};
+
+static int net_save(struct virtio_device *dev, void *buf, size_t cap)
+{
+	struct net_state st = { .magic = NET_STATE_MAGIC, .version = NET_STATE_VERSION };
+
+	if (cap < sizeof(st))
+		return -ENOSPC;
+	memcpy(st.mac, to_net(dev)->config.mac, 6);
+	memcpy(buf, &st, sizeof(st));
+	return (int)sizeof(st);
+}
+
+static int net_restore(struct virtio_device *dev, const void *buf, size_t len)
+{
+	struct virtio_net *n = to_net(dev);
+	struct net_state st;
+
+	if (len != sizeof(st))
+		return -EINVAL;
+	memcpy(&st, buf, sizeof(st));
+	if (st.magic != NET_STATE_MAGIC || st.version != NET_STATE_VERSION ||
+	    memcmp(st.mac, n->config.mac, 6))
+		return -EINVAL;
+	/* The guest keeps what it negotiated: the TAP it is restored onto must
+	 * offer it too (the offloads of another TAP may differ). */
+	uint64_t offered = net_features(dev) | (1ULL << VIRTIO_F_VERSION_1);
+	if (n->vdev.driver_features & ~offered) {
+		log_error("%s: TAP '%s' lacks features the guest negotiated (%#llx)", n->name,
+			  n->cfg.tap, (unsigned long long)(n->vdev.driver_features & ~offered));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static const struct virtio_device_ops net_ops = {
+	.save = net_save,
+	.restore = net_restore,
 	.device_id = VIRTIO_ID_NET,
 	.nr_queues = 2,
 	.queue_max_size = NET_QUEUE_SIZE,

@@ -786,6 +786,7 @@ static void snapshot_load_req(const struct api_snapshot_load *s, struct api_resp
 		.uffd_path = s->uffd ? s->mem_path : NULL,
 		.vsock_uds_path = s->vsock_uds_path[0] ? s->vsock_uds_path : NULL,
 		.vsock_cid = s->vsock_cid,
+		.nr_net_overrides = s->nr_net_overrides, .net_overrides = s->net_overrides,
 	};
 	log_capture_errors(err, sizeof(err));
 	int ret = controller_restore(&o);
@@ -1040,6 +1041,19 @@ int controller_restore(const struct controller_restore_opts *o)
 			 o->vsock_uds_path);
 	if (o->vsock_cid)
 		ctl.cfg.vsock.guest_cid = o->vsock_cid;
+	for (unsigned i = 0; i < o->nr_net_overrides; i++) {
+		const struct api_net_override *no = &o->net_overrides[i];
+		int at = find_net(no->iface_id);
+		if (at < 0) {
+			log_error("network_overrides: the snapshot '%s' has no interface '%s'",
+				  o->state_path, no->iface_id);
+			snapshot_close(img);
+			free(img);
+			return MOTE_EXIT_USAGE;
+		}
+		snprintf(ctl.cfg.nets[at].tap, sizeof(ctl.cfg.nets[at].tap), "%s",
+			 no->host_dev_name);
+	}
 	snprintf(ctl.kernel_path, sizeof(ctl.kernel_path), "%s", img->cfg.kernel_path);
 	snprintf(ctl.cmdline, sizeof(ctl.cmdline), "%s", img->cfg.cmdline);
 	ctl.initrd_path[0] = '\0';

@@ -35,6 +35,8 @@ struct controller_restore_opts {
 	const char *uffd_path;      /* Uffd backend: the page-fault handler's socket (no mem_path) */
 	const char *vsock_uds_path; /* vsock_override: this clone's socket, NULL: as saved */
 	uint64_t vsock_cid;         /* vsock_override: this clone's CID, 0: as saved */
+	unsigned nr_net_overrides;  /* network_overrides: this clone's TAPs */
+	const struct api_net_override *net_overrides;
 };
 /* Builds and starts the VM from a snapshot instead of a kernel (CLI
  * --restore, PUT /snapshot/load). Every file is checked before anything

@@ -103,9 +103,17 @@ static void test_load(void **state)
 	    "\"backend_path\":\"/m\",\"extra\":1}}", "unknown field 'mem_backend.extra'");
 	bad("/snapshot/load", "{\"snapshot_path\":\"/s\",\"mem_file_path\":\"/m\",\"resume_vm\":1}",
 	    "resume_vm must be a boolean");
+	ok("PUT", "/snapshot/load", "{\"snapshot_path\":\"/s\",\"mem_file_path\":\"/m\","
+	   "\"network_overrides\":[{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap1\"}]}");
+	assert_int_equal(req.snap_load.nr_net_overrides, 1);
+	assert_string_equal(req.snap_load.net_overrides[0].iface_id, "eth0");
+	assert_string_equal(req.snap_load.net_overrides[0].host_dev_name, "tap1");
 	bad("/snapshot/load", "{\"snapshot_path\":\"/s\",\"mem_file_path\":\"/m\","
-	    "\"network_overrides\":[{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap1\"}]}",
-	    "network_overrides are not supported");
+	    "\"network_overrides\":[{\"iface_id\":\"eth0\"}]}",
+	    "missing required field 'network_overrides[].host_dev_name'");
+	bad("/snapshot/load", "{\"snapshot_path\":\"/s\",\"mem_file_path\":\"/m\","
+	    "\"network_overrides\":[{\"iface_id\":\"eth0\",\"host_dev_name\":\"a-tap-name-far-too-long\"}]}",
+	    "host_dev_name is longer than");
 	bad("/snapshot/load", "{\"snapshot_path\":\"/s\",\"mem_file_path\":\"/m\","
 	    "\"vsock_override\":{\"guest_cid\":2,\"uds_path\":\"/v\"}}",
 	    "guest_cid must be an integer between 3 and");

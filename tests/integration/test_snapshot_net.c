@@ -1,0 +1,214 @@
+/* A VM with a live virtio-net interface (the guest's net-reflect scenario:
+ * driver up, RX buffers posted) is snapshotted and its monitor killed; a
+ * new process loads it with network_overrides onto another TAP, and the
+ * restored guest reflects frames sent on that TAP. The test runs in a
+ * network namespace of its own (it unshares one at start: root only). */
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#define ETH_TYPE_TEST 0x88b5
+#define FRAMES 3
+
+static const char *mote_bin, *guest_elf;
+static char dir[64], sock_path[108];
+static int pkt_fd = -1;
+
+static int sh(const char *cmd)
+{
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int curl_api(const char *method, const char *path, const char *body, char *out,
+		    size_t outlen)
+{
+	char url[256], buf[8192];
+	int po[2];
+
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	if (pipe2(po, O_CLOEXEC))
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		const char *argv[] = { "curl", "-s", "--max-time", "30", "--unix-socket", sock_path,
+				       "-X", method, "-o", "-", "-w", "\n%{http_code}",
+				       body ? "--data-binary" : url, body ? body : NULL, url, NULL };
+		dup2(po[1], 1);
+		execvp("curl", (char *const *)argv);
+		_exit(127);
+	}
+	close(po[1]);
+	size_t len = 0;
+	ssize_t n;
+	while ((n = read(po[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(po[0]);
+	waitpid(pid, NULL, 0);
+	buf[len] = '\0';
+	char *nl = strrchr(buf, '\n');
+	if (!nl)
+		return 0;
+	*nl = '\0';
+	if (out)
+		snprintf(out, outlen, "%s", buf);
+	return atoi(nl + 1);
+}
+
+static void start_api(struct harness_proc *p, char *const argv[])
+{
+	unlink(sock_path);
+	harness_spawn(p, argv);
+	for (int i = 0; i < 2000 && access(sock_path, F_OK); i++)
+		usleep(5000);
+	usleep(20000);
+}
+
+static int setup(void **state)
+{
+	struct sockaddr_ll sll = { 0 };
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/mote-snapnet-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(sock_path, sizeof(sock_path), "%s/api.sock", dir);
+	/* Our own network namespace: the TAPs and mote live there. */
+	if (unshare(CLONE_NEWNET)) {
+		perror("unshare(CLONE_NEWNET)");
+		return -1;
+	}
+	if (sh("ip link set lo up") ||
+	    sh("ip tuntap add dev snapa mode tap && ip link set snapa up") ||
+	    sh("ip tuntap add dev snapb mode tap && ip link set snapb up"))
+		return -1;
+	sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
+	pkt_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_TYPE_TEST));
+	sll.sll_family = AF_PACKET;
+	sll.sll_protocol = htons(ETH_TYPE_TEST);
+	sll.sll_ifindex = (int)if_nametoindex("snapb");
+	if (pkt_fd < 0 || !sll.sll_ifindex || bind(pkt_fd, (struct sockaddr *)&sll, sizeof(sll)))
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return sh(cmd);
+}
+
+static ssize_t recv_reflected(uint8_t *buf, size_t len, int timeout_ms)
+{
+	double end = harness_now_ms() + timeout_ms;
+
+	for (;;) {
+		struct sockaddr_ll from;
+		socklen_t fl = sizeof(from);
+		struct pollfd p = { pkt_fd, POLLIN, 0 };
+		double left = end - harness_now_ms();
+
+		if (left <= 0 || poll(&p, 1, (int)left + 1) <= 0)
+			return -1;
+		ssize_t n = recvfrom(pkt_fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+		if (n > 0 && from.sll_pkttype != PACKET_OUTGOING)
+			return n;
+	}
+}
+
+static void test_net_vm_restored_onto_another_tap_reflects(void **state)
+{
+	char st[128], mem[128], body[768], reply[8192];
+	struct harness_proc p;
+
+	(void)state;
+	snprintf(st, sizeof(st), "%s/net.state", dir);
+	snprintf(mem, sizeof(mem), "%s/net.mem", dir);
+	char cmdline[64];
+	snprintf(cmdline, sizeof(cmdline), "test=net-reflect frames=%d", FRAMES);
+	char *const boot[] = { (char *)mote_bin, "--api-sock", sock_path, "--kernel",
+			       (char *)guest_elf, "--net", "tap=snapa,id=net0", "--cmdline", cmdline,
+			       NULL };
+	start_api(&p, boot);
+	if (!harness_proc_wait_for(&p, "net-reflect: ready", false, 30)) {
+		kill(p.pid, SIGKILL);
+		struct run_result r = harness_proc_finish(&p, 5);
+		harness_dump(&r);
+		fail_msg("the guest's net driver never came up");
+	}
+	assert_int_equal(curl_api("PATCH", "/vm", "{\"state\":\"Paused\"}", NULL, 0), 204);
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st, mem);
+	assert_int_equal(curl_api("PUT", "/snapshot/create", body, reply, sizeof(reply)), 204);
+	kill(p.pid, SIGKILL);
+	struct run_result first = harness_proc_finish(&p, 10);
+	harness_free(&first);
+
+	char *const fresh[] = { (char *)mote_bin, "--api-sock", sock_path, NULL };
+	/* An interface the snapshot does not have. */
+	start_api(&p, fresh);
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\","
+		 "\"network_overrides\":[{\"iface_id\":\"eth9\",\"host_dev_name\":\"snapb\"}]}",
+		 st, mem);
+	assert_int_equal(curl_api("PUT", "/snapshot/load", body, reply, sizeof(reply)), 400);
+	assert_non_null(strstr(reply, "has no interface 'eth9'"));
+	kill(p.pid, SIGTERM);
+	struct run_result r0 = harness_proc_finish(&p, 10);
+	harness_free(&r0);
+
+	start_api(&p, fresh);
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\","
+		 "\"resume_vm\":true,\"network_overrides\":[{\"iface_id\":\"net0\","
+		 "\"host_dev_name\":\"snapb\"}]}", st, mem);
+	assert_int_equal(curl_api("PUT", "/snapshot/load", body, reply, sizeof(reply)), 204);
+	assert_int_equal(curl_api("GET", "/vm/config", NULL, reply, sizeof(reply)), 200);
+	assert_non_null(strstr(reply, "\"host_dev_name\":\"snapb\""));
+	/* The restored guest's driver, its RX buffers and the device carry
+	 * on: frames sent on the new TAP come back reflected. */
+	for (int i = 0; i < FRAMES; i++) {
+		uint8_t f[64] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1,
+				  ETH_TYPE_TEST >> 8, ETH_TYPE_TEST & 0xff };
+		uint8_t back[256];
+		for (int k = 14; k < 64; k++)
+			f[k] = (uint8_t)(k * 7 + i);
+		assert_int_equal(send(pkt_fd, f, sizeof(f), 0), (ssize_t)sizeof(f));
+		ssize_t n = recv_reflected(back, sizeof(back), 10000);
+		if (n < 60) {
+			kill(p.pid, SIGKILL);
+			struct run_result r = harness_proc_finish(&p, 5);
+			harness_dump(&r);
+			fail_msg("frame %d: no reflection (%zd)", i, n);
+		}
+		/* Source and destination swapped, payload intact. */
+		assert_memory_equal(back, f + 6, 6);
+		assert_memory_equal(back + 6, f, 6);
+		assert_memory_equal(back + 14, f + 14, 64 - 14);
+	}
+	struct run_result r = harness_proc_finish(&p, 30);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, out, "TEST PASS net-reflect");
+	harness_free(&r);
+}
+
+int main(void)
+{
+	mote_bin = harness_env("MOTE_BIN");
+	guest_elf = harness_env("MOTE_GUEST");
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_net_vm_restored_onto_another_tap_reflects),
+	};
+	return cmocka_run_group_tests_name("snapshot of a VM with virtio-net", tests, setup,
+					   teardown);
+}
