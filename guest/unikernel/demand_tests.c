@@ -38,9 +38,11 @@
 
 #define CALL_SLEEP_NS (USER_CALL_FIRST_FREE + 0)
 
-/* ~1 ms rounds: long enough to see the sustained speed (short rounds
- * read fast), short enough that some round runs undisturbed. */
-#define CALIB_ITERS   2500000ULL
+/* ~5 ms rounds: long enough to include the host's periodic interrupts
+ * (4 ms ticks), so they read the sustained speed (1 ms rounds read ~10 %
+ * fast, 40 us ones ~35 %); the fastest of 8 skips rounds that were
+ * preempted. */
+#define CALIB_ITERS   12500000ULL
 #define CALIB_ROUNDS  8
 #define PAGE          4096ULL
 #define MIB           (1ULL << 20)

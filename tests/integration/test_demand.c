@@ -152,7 +152,7 @@ static void test_duty_alone(void **state)
 	struct vm v;
 
 	pin_to_one_cpu();
-	start_duty(&v, 0, "test=duty work_us=2000 sleep_us=2000 secs=5");
+	start_duty(&v, 0, "test=duty work_us=10000 sleep_us=10000 secs=5");
 	assert_true(harness_proc_wait_for(&v.p, "duty: running", false, 10));
 	sleep(4); /* a full window (3 s) of steady state */
 	json_t *d = get_demand(v.sock);
@@ -199,7 +199,7 @@ static void test_duty_four_on_one_cpu(void **state)
 
 	pin_to_one_cpu();
 	for (int i = 0; i < 4; i++)
-		start_duty(&v[i], i, "test=duty work_us=2000 sleep_us=2000 secs=6");
+		start_duty(&v[i], i, "test=duty work_us=10000 sleep_us=10000 secs=6");
 	for (int i = 0; i < 4; i++)
 		assert_true(harness_proc_wait_for(&v[i].p, "duty: running", false, 10));
 	sleep(4);
