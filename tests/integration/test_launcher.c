@@ -542,7 +542,7 @@ static long long fn_queued(const char *name)
 
 static void test_admission(void **state)
 {
-	struct bg_call busy = { .name = "burn", .body = "100 50000 40" }; /* ~2 s */
+	struct bg_call busy = { .name = "burn", .body = "100 50000 80" }; /* ~4 s */
 	struct bg_call waiting = { .name = "burn", .body = "100 0 1" };
 
 	(void)state;
@@ -553,7 +553,7 @@ static void test_admission(void **state)
 	assert_true(busy_instance_pid("burn") > 0);
 	/* the function's one instance is busy: the next caller waits... */
 	assert_int_equal(pthread_create(&waiting.t, NULL, bg_invoke, &waiting), 0);
-	for (int i = 0; i < 200 && fn_queued("burn") != 1; i++)
+	for (int i = 0; i < 300 && fn_queued("burn") != 1; i++)
 		usleep(10000);
 	assert_int_equal(fn_queued("burn"), 1);
 	/* ...and with the queue full (--max-queue 1), the one after is refused */
