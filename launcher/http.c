@@ -33,6 +33,7 @@ struct http_conn {
 	char *out;
 	size_t out_len, out_off, out_cap;
 	bool closing, broken, in_pump;
+	bool rd_closed;             /* the client shut its sending side (half-close) */
 	struct http_conn *prev, *next;
 };
 
@@ -293,8 +294,15 @@ static void conn_read(struct http_conn *c)
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
-		c->broken = true; /* gone: nothing more to answer to */
+	if (n == 0) {
+		/* End of what it sends: a half-close still wants its answers. */
+		c->rd_closed = true;
+		if (!c->current && !c->queue)
+			c->broken = true;
+		return;
+	}
+	if (n < 0) {
+		c->broken = true;
 		return;
 	}
 	size_t used = http_parser_execute(&c->p, &settings, buf, (size_t)n);
@@ -333,15 +341,24 @@ static void conn_pump(struct http_conn *c)
 		c->s->cfg.handler(c->s->cfg.opaque, r);
 	}
 	c->in_pump = false;
+	/* A half-closed client with nothing left to answer is done. */
+	if (c->rd_closed && !c->current && !c->queue)
+		c->closing = true;
 	conn_flush(c);
 	bool pending = c->out_len > c->out_off;
 	if (c->broken || (c->closing && !pending && !c->current)) {
 		conn_free(c);
 		return;
 	}
-	uint32_t ev = EPOLLRDHUP;
-	if (!c->current && !c->queue && !c->closing)
-		ev |= EPOLLIN;
+	/* EPOLLHUP (the client closed for good) is always reported: it
+	 * aborts what is in flight. A half-close is seen once (RDHUP), then
+	 * no longer watched. */
+	uint32_t ev = 0;
+	if (!c->rd_closed) {
+		ev |= EPOLLRDHUP;
+		if (!c->current && !c->queue && !c->closing)
+			ev |= EPOLLIN;
+	}
 	if (pending)
 		ev |= EPOLLOUT;
 	if (ev_modify(c->s->loop, &c->w, ev))
@@ -354,10 +371,12 @@ static void conn_event(struct ev_watch *w, uint32_t events)
 
 	if (events & EPOLLIN)
 		conn_read(c);
-	/* A client that hangs up with a request in flight aborts it. */
-	if ((events & (EPOLLHUP | EPOLLERR)) || ((events & EPOLLRDHUP) && !(events & EPOLLIN) &&
-						 (c->current || c->queue)))
+	/* A client that closes with a request in flight aborts it; one that
+	 * only shut its sending side still gets its answers. */
+	if (events & (EPOLLHUP | EPOLLERR))
 		c->broken = true;
+	else if (events & EPOLLRDHUP)
+		c->rd_closed = true;
 	conn_pump(c);
 }
 

@@ -523,6 +523,28 @@ static void test_http_server(void **state)
 	assert_null(s.held->conn);
 	http_respond(s.held, 200, NULL, NULL, "{}", 2); /* into the void, freed */
 
+	/* a client that half-closes after its request (shutdown(SHUT_WR)) is
+	 * still answered, then the connection ends */
+	s.aborted = 0;
+	fd = raw_exchange(path, later, strlen(later), out, sizeof(out), &s);
+	assert_non_null(s.held);
+	s.held->data = &s;
+	s.held->on_abort = on_abort;
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	spin(&s, 20);
+	assert_int_equal(s.aborted, 0);
+	assert_non_null(s.held->conn);
+	http_respond(s.held, 200, NULL, NULL, "{\"late\":1}", 10);
+	s.held = NULL;
+	spin(&s, 20);
+	n = recv(fd, out, sizeof(out) - 1, MSG_DONTWAIT);
+	assert_true(n > 0);
+	out[n] = '\0';
+	assert_non_null(strstr(out, "{\"late\":1}"));
+	assert_int_equal(recv(fd, out, sizeof(out), MSG_DONTWAIT), 0); /* closed after it */
+	close(fd);
+	spin(&s, 10);
+
 	/* the blocking client against it: in a child, the server here */
 	pid_t pid = fork();
 	if (pid == 0) {
