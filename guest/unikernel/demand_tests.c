@@ -38,11 +38,11 @@
 
 #define CALL_SLEEP_NS (USER_CALL_FIRST_FREE + 0)
 
-/* ~5 ms rounds: long enough to include the host's periodic interrupts
- * (4 ms ticks), so they read the sustained speed (1 ms rounds read ~10 %
- * fast, 40 us ones ~35 %); the fastest of 8 skips rounds that were
- * preempted. */
-#define CALIB_ITERS   12500000ULL
+/* ~1 ms rounds, the fastest of 8: long enough to read close to the
+ * sustained speed (40 us rounds read ~35 % fast, 1 ms ones ~10 % on a
+ * quiet host here), short enough that some round runs undisturbed when
+ * the CPU is shared. */
+#define CALIB_ITERS   2500000ULL
 #define CALIB_ROUNDS  8
 #define PAGE          4096ULL
 #define MIB           (1ULL << 20)

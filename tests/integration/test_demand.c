@@ -1,6 +1,7 @@
 /* Demand metrics on real mote VMs (metrics/, GET /demand), with the test
  * unikernel's CPL3 workloads:
- *   - one VM, 50 % duty cycle, alone on a CPU: usage ~ demand ~ 50 %;
+ *   - one VM, 50 % duty cycle, alone on a CPU: usage ~ demand ~ the
+ *     guest's own busy fraction (+-5 points), ~50 %;
  *   - four such VMs on one CPU: each uses ~25 % but demand stays ~50 %;
  *   - a guest touching exactly 32 MiB of 256 MiB: working set ~32 MiB;
  *   - GET /demand before boot is a 400; the metrics file gets a demand
@@ -170,22 +171,21 @@ static void test_duty_alone(void **state)
 	double busy = atof(b + 9) / 100;
 	printf("alone: usage %.3f demand %.3f ready %.3f; guest's own busy fraction %.2f\n", usage,
 	       demand, ready, busy);
-	/* Demand does not depend on how long the vCPU waited for the core,
-	 * but the work's CPU cost does depend on the host: with the other
-	 * core busy too (ready > 5 %, nested virtualization, shared caches)
-	 * the same loop took up to ~25 % more CPU here. */
-	double tol = ready < 0.05 ? 0.05 : 0.15;
-	if (fabs(demand - 0.5) > tol)
-		fail_msg("alone: demand %.3f, expected 0.50 +- %.2f", demand, tol);
-	/* Usage does: checked when the core was really ours (other work on
-	 * it shows up as Ready time). */
+	/* The guest's duty cycle is nominally 50 %, but what the same loop
+	 * costs depends on the host: calibrated at boot, it ran up to ~1.7x
+	 * slower when the machine's other core was busy (nested software
+	 * virtualization, shared caches). The guest's own busy fraction
+	 * (time outside its sleeps) is the truth to compare with when the
+	 * core was the VM's alone (little Ready time). */
+	if (fabs(demand - 0.5) > 0.15)
+		fail_msg("alone: demand %.3f, expected 0.50 +- 0.15", demand);
 	if (ready < 0.05) {
-		if (fabs(usage - 0.5) > 0.05 || fabs(usage - busy) > 0.05)
-			fail_msg("alone: usage %.3f (guest busy %.2f), expected 0.50 +- 0.05", usage,
-				 busy);
+		if (fabs(demand - busy) > 0.05 || fabs(usage - busy) > 0.05)
+			fail_msg("alone: usage %.3f, demand %.3f, expected the guest's busy fraction "
+				 "%.2f +- 0.05", usage, demand, busy);
 	} else {
-		printf("alone: the core was busy with other work (ready %.0f %%): usage not "
-		       "checked\n", ready * 100);
+		printf("alone: the core was busy with other work (ready %.0f %%): only "
+		       "usage < demand checked\n", ready * 100);
 		assert_true(usage < demand);
 	}
 	harness_free(&r);
