@@ -452,7 +452,7 @@ int main(int argc, char **argv)
 		 log_path);
 
 	/* 2a. start rate by cold boot */
-	struct scale_res cold = { 0 }, warm = { 0 }, tmpl = { 0 };
+	struct scale_res cold = { 0 }, warm = { 0 }, tmpl = { 0 }, seq = { 0 };
 	if (!interrupted && reg("coldfn", image, false, rate_n)) {
 		progress("start rate: %d cold boots, %d at a time", rate_n, parallel);
 		scale("coldfn", rate_n, parallel, &cold);
@@ -487,6 +487,14 @@ int main(int argc, char **argv)
 			 warm.p50_ms, warm.p99_ms, warm.error[0] ? "; first error: " : "", warm.error);
 		progress("  phases p50: spawn %.2f ms, to stream accepted %.2f ms, to answer %.2f ms",
 			 warm.spawn_ms, warm.accept_ms, warm.answer_ms);
+		/* one at a time: the latency of a start on an otherwise quiet launcher */
+		int n1 = rate_n < 50 ? rate_n : 50;
+		progress("start latency: %d starts from the snapshot, one at a time", n1);
+		scale("fn", n1, 1, &seq);
+		progress("one at a time: %lld of %d started, %.1f/s, first response p50 %.2f ms p99 "
+			 "%.2f ms; phases p50: spawn %.2f, to accepted %.2f, to answer %.2f ms",
+			 seq.started, n1, seq.per_s, seq.p50_ms, seq.p99_ms, seq.spawn_ms, seq.accept_ms,
+			 seq.answer_ms);
 	}
 
 	/* 3. density: add idle clones until the target or a refusal */
@@ -540,7 +548,7 @@ int main(int argc, char **argv)
 	if (!interrupted) {
 		int st;
 		double t0 = now_ms();
-		json_t *o = api("POST", "/functions/fn/check", "{\"parallel\": 64}", &st);
+		json_t *o = api("POST", "/functions/fn/check", "{\"parallel\": 1}", &st);
 		check_s = (now_ms() - t0) / 1000;
 		answered = jint(o, "answered");
 		check_p50 = (double)jint(o, "first_response_us.p50") / 1000;
@@ -618,9 +626,12 @@ int main(int argc, char **argv)
 		   "|---|---|---|---|---|---|---|\n");
 	fprintf(o, "| cold boot | %lld/%d | %.1f | %.1f | %.1f | %.1f | — |\n", cold.started, rate_n,
 		cold.per_s, cold.p50_ms, cold.p99_ms, cold.max_ms);
-	fprintf(o, "| %s | %lld/%d | %.1f | %.2f | %.2f | %.2f | ≥ 500/s, p99 ≤ 10 ms |\n\n",
+	fprintf(o, "| %s | %lld/%d | %.1f | %.2f | %.2f | %.2f | ≥ 500/s, p99 ≤ 10 ms |\n",
 		snap_ok ? "snapshot clone" : "snapshot clone (unavailable: cold boot)", warm.started,
 		rate_n, warm.per_s, warm.p50_ms, warm.p99_ms, warm.max_ms);
+	fprintf(o, "| %s, one at a time | %lld/%d | %.1f | %.2f | %.2f | %.2f | p99 ≤ 10 ms |\n\n",
+		snap_ok ? "snapshot clone" : "cold boot", seq.started, rate_n < 50 ? rate_n : 50,
+		seq.per_s, seq.p50_ms, seq.p99_ms, seq.max_ms);
 	if (!snap_ok)
 		fprintf(o, "The warm snapshot could not be made: %s\n\n", snap_note);
 	fprintf(o, "Where a start's time goes (p50, ms): the launcher's spawn (vfork + exec of "
@@ -630,13 +641,16 @@ int main(int argc, char **argv)
 	fprintf(o, "| start | spawn | → stream accepted (p50 / p99) | → answer |\n|---|---|---|---|\n");
 	fprintf(o, "| cold boot | %.2f | %.2f / %.2f | %.2f |\n", cold.spawn_ms, cold.accept_ms,
 		cold.accept_p99_ms, cold.answer_ms);
-	fprintf(o, "| %s | %.2f | %.2f / %.2f | %.2f |\n\n", snap_ok ? "snapshot clone" : "(cold boot)",
+	fprintf(o, "| %s | %.2f | %.2f / %.2f | %.2f |\n", snap_ok ? "snapshot clone" : "(cold boot)",
 		warm.spawn_ms, warm.accept_ms, warm.accept_p99_ms, warm.answer_ms);
+	fprintf(o, "| %s, one at a time | %.2f | %.2f / %.2f | %.2f |\n\n",
+		snap_ok ? "snapshot clone" : "(cold boot)", seq.spawn_ms, seq.accept_ms,
+		seq.accept_p99_ms, seq.answer_ms);
 	fprintf(o, "## Density\n\n| measure | value | goal |\n|---|---|---|\n");
 	fprintf(o, "| live VMs | %lld (stopped: %s) | ≥ 5,000 |\n", live, stop_reason);
 	fprintf(o, "| time to add them | %.1f s | |\n", dens_s);
 	fprintf(o, "| every VM answers | %lld of %lld (%.1f s) | all |\n", answered, live, check_s);
-	fprintf(o, "| warm invocation of each idle VM, request → response (64 at a time) | p50 %.2f ms, p99 %.2f ms | |\n",
+	fprintf(o, "| warm invocation of each idle VM in turn, request → response | p50 %.2f ms, p99 %.2f ms | |\n",
 		check_p50, check_p99);
 	fprintf(o, "| PSS per VM, monitor (all but guest RAM) | %.3f MiB | ≤ 1 MiB |\n", per_vm_mon);
 	fprintf(o, "| PSS per VM, guest RAM | %.3f MiB | |\n", per_vm_guest);
