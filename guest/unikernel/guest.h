@@ -168,6 +168,8 @@ int demand_test_run(const char *name, size_t len, int *code);
 int snap_compute(void);
 /* snap_tests.c: snap-dirty, the diff-snapshot scenario (never returns). */
 int snap_dirty(void);
+/* snap_tests.c: snap-random, clones reseed from the host after a restore. */
+int snap_random(void);
 /* net_tests.c: the same for the net-* scenarios. */
 int net_test_run(const char *name, size_t len, int *code);
 

@@ -235,6 +235,8 @@ int main(uint32_t start_info_paddr)
 		code = snap_compute();
 	} else if (main_name_is(name, len, "snap-dirty")) {
 		code = snap_dirty();
+	} else if (main_name_is(name, len, "snap-random")) {
+		code = snap_random();
 	} else if (demand_test_run(name, len, &code)) {
 		/* duty or touch ran */
 	} else if (blk_test_run(name, len, &code)) {

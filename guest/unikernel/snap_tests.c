@@ -20,6 +20,7 @@
  * tests/integration/test_snapshot.c computes the same values on the host.
  */
 #include "blk.h"
+#include "vsock.h"
 
 #define SNAP_TABLE     4096
 #define SNAP_MIX_ROUNDS 64
@@ -172,4 +173,93 @@ int snap_dirty(void)
 	for (;;)
 		cpu_pause();
 	return GUEST_EXIT_FAIL;
+}
+
+/*
+ * snap-random: clones need their own randomness. The guest seeds a PRNG
+ * from the host (8 bytes read from a vsock stream to host port
+ * vseedport=<n> (7000)), prints "rand: ready", then waits. A restored
+ * clone hears the vsock transport reset (its streams died with the saved
+ * monitor), seeds again from its own host, and prints
+ *   rand: reseeded after restore, value <hex>
+ * then exits 0. Two clones of one snapshot must print different values.
+ */
+static uint8_t rand_seed[8];
+static unsigned rand_got;
+
+static int rand_accept(struct vsock_conn *c)
+{
+	(void)c;
+	return 0;
+}
+
+static void rand_data(struct vsock_conn *c, uint16_t buf, const uint8_t *p, uint32_t len)
+{
+	for (uint32_t i = 0; i < len && rand_got < sizeof(rand_seed); i++)
+		rand_seed[rand_got++] = p[i];
+	vsock_release(c, buf, len);
+}
+
+static void rand_closed(struct vsock_conn *c)
+{
+	(void)c;
+}
+
+static const struct vsock_app rand_app = {
+	.accept = rand_accept, .data = rand_data, .closed = rand_closed,
+};
+
+/* 0 with the seed in *out, or -errno. */
+static int rand_fetch_seed(uint32_t port, uint64_t *out)
+{
+	uint64_t start = cpu_rdtsc();
+	struct vsock_conn *c;
+
+	rand_got = 0;
+	c = vsock_connect(port);
+	if (!c)
+		return -EIO;
+	while (rand_got < sizeof(rand_seed)) {
+		if (cpu_rdtsc() - start > VIRTIO_WAIT_TSC)
+			return -ETIMEDOUT;
+		if (!vsock_poll())
+			vsock_wait();
+	}
+	memcpy(out, rand_seed, sizeof(*out));
+	return 0;
+}
+
+static uint64_t rand_next(uint64_t *s)
+{
+	/* xorshift64*: plenty for telling clones apart. */
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545f4914f6cdd1dull;
+}
+
+int snap_random(void)
+{
+	uint32_t port = (uint32_t)cmdline_u64("vseedport=", 7000);
+	uint64_t state;
+	int r;
+
+	if (vsock_app_open(&rand_app, 0))
+		return snap_fail("no vsock device", -ENODEV);
+	r = rand_fetch_seed(port, &state);
+	if (r)
+		return snap_fail("no seed from the host", r);
+	serial_printf("rand: ready, value %lx\n", (unsigned long)rand_next(&state));
+	uint32_t resets = vsock_transport_resets();
+	while (vsock_transport_resets() == resets) {
+		if (!vsock_poll())
+			vsock_wait();
+	}
+	r = rand_fetch_seed(port, &state);
+	if (r)
+		return snap_fail("no seed from the host after the restore", r);
+	serial_printf("rand: reseeded after restore, value %lx\n",
+		      (unsigned long)rand_next(&state));
+	serial_printf("TEST PASS snap-random\n");
+	return GUEST_EXIT_PASS;
 }

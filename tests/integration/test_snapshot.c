@@ -747,6 +747,97 @@ static void test_vsock_override_gives_a_clone_its_own_socket(void **state)
 	harness_free(&r);
 }
 
+/* ---- clones reseed their randomness ------------------------------------------------ */
+
+/* A host service at path: every connection gets 8 random bytes. */
+static pid_t start_seed_server(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(strlen(path) < sizeof(a.sun_path));
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	unlink(path);
+	assert_true(ls >= 0);
+	assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(ls, 8), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int ur = open("/dev/urandom", O_RDONLY);
+		for (;;) {
+			uint8_t seed[8];
+			int c = accept(ls, NULL, NULL);
+			if (c < 0)
+				continue;
+			if (read(ur, seed, sizeof(seed)) == (ssize_t)sizeof(seed) &&
+			    write(c, seed, sizeof(seed)) < 0) {
+				/* the guest went away: next one */
+			}
+			close(c);
+		}
+	}
+	close(ls);
+	return pid;
+}
+
+static void test_clones_reseed_from_their_host(void **state)
+{
+	char *st = path_in_tmp("rand.state"), *mem = path_in_tmp("rand.mem");
+	char uds[3][80], seed_path[108], vsock_arg[256], body[768], socks[2][108];
+	pid_t servers[3];
+	struct harness_proc p, clone[2];
+	char values[2][32];
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		snprintf(uds[i], sizeof(uds[i]), "%s/r%d.sock", tmp_dir, i);
+		snprintf(seed_path, sizeof(seed_path), "%.90s_7000", uds[i]);
+		servers[i] = start_seed_server(seed_path);
+	}
+	snprintf(vsock_arg, sizeof(vsock_arg), "cid=3,uds=%s", uds[0]);
+	spawn_with_api(&p, MOTE("--api-sock", sock_path, "--kernel", (char *)guest_elf, "--cmdline",
+				"test=snap-random", "--mem-mib", MEM_MIB, "--vsock", vsock_arg));
+	assert_true(harness_proc_wait_for(&p, "rand: ready", false, 30));
+	expect(api("PATCH", "/vm", "{\"state\":\"Paused\"}"), 204, NULL);
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st, mem);
+	expect(api("PUT", "/snapshot/create", body), 204, NULL);
+	kill(p.pid, SIGKILL);
+	struct run_result r = harness_proc_finish(&p, 10);
+	harness_free(&r);
+
+	/* Two clones, each on its own vsock socket and so its own host. */
+	for (int i = 0; i < 2; i++) {
+		snprintf(socks[i], sizeof(socks[i]), "%s/clone%d.api", tmp_dir, i);
+		unlink(socks[i]);
+		harness_spawn(&clone[i], MOTE("--api-sock", socks[i]));
+		for (int k = 0; k < 2000 && access(socks[i], F_OK); k++)
+			usleep(5000);
+		snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\","
+			 "\"resume_vm\":true,\"vsock_override\":{\"uds_path\":\"%s\"}}", st, mem,
+			 uds[i + 1]);
+		expect(api_at(socks[i], "PUT", "/snapshot/load", body), 204, NULL);
+	}
+	for (int i = 0; i < 2; i++) {
+		r = harness_proc_finish(&clone[i], 60);
+		assert_exit_status(&r, 0);
+		assert_output_contains(&r, out, "vsock: transport reset event");
+		const char *v = strstr(r.out, "rand: reseeded after restore, value ");
+		if (!v) {
+			harness_dump(&r);
+			fail_msg("clone %d did not reseed", i);
+		}
+		snprintf(values[i], sizeof(values[i]), "%.16s", v + strlen("rand: reseeded after "
+									  "restore, value "));
+		harness_free(&r);
+	}
+	for (int i = 0; i < 3; i++) {
+		kill(servers[i], SIGKILL);
+		waitpid(servers[i], NULL, 0);
+	}
+	print_message("clone values: %s %s\n", values[0], values[1]);
+	assert_string_not_equal(values[0], values[1]);
+}
+
 /* ---- working-set prefetch -------------------------------------------------------- */
 
 static void test_working_set_record_and_prefetch(void **state)
@@ -916,6 +1007,7 @@ int main(void)
 		cmocka_unit_test(test_working_set_record_and_prefetch),
 		cmocka_unit_test(test_load_with_uffd_handler),
 		cmocka_unit_test(test_vsock_override_gives_a_clone_its_own_socket),
+		cmocka_unit_test(test_clones_reseed_from_their_host),
 	};
 	return cmocka_run_group_tests_name("snapshot", tests, group_setup, group_teardown);
 }
