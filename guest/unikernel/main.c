@@ -3,8 +3,9 @@
  *
  * The command line selects one scenario with a token "test=<name>":
  *   hello, smp, triple-fault, int3, ud2, spin, cpuid, wait-ctrl-alt-del, exit:<N>,
- *   the virtio-blk scenarios blk-* (blk_tests.c) and the virtio-net
- *   scenarios net-* (net_tests.c).
+ *   the virtio-blk scenarios blk-* (blk_tests.c), the virtio-net
+ *   scenarios net-* (net_tests.c) and the snapshot scenarios snap-*
+ *   (snap_tests.c).
  * Results are reported on COM1 and through the exit port (0xf4).
  */
 #include "guest.h"
