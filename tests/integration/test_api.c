@@ -371,8 +371,8 @@ static void test_bad_requests(void **state)
 	expect_fault("PUT", "/network-interfaces/eth0",
 		     "{\"iface_id\":\"eth0\",\"host_dev_name\":\"mote-absent0\"}",
 		     "network-interfaces: TAP 'mote-absent0' does not exist");
-	expect_fault("PUT", "/vsock", "{\"guest_cid\":3,\"uds_path\":\"/tmp/v.sock\"}",
-		     "virtio-vsock is not supported by this build yet");
+	expect_fault("PUT", "/vsock", "{\"guest_cid\":2,\"uds_path\":\"/tmp/v.sock\"}",
+		     "guest_cid");
 
 	/* A body over the 51,200-byte default limit. */
 	snprintf(big, sizeof(big), "%s/big.json", tmp_dir);
