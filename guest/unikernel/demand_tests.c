@@ -9,7 +9,9 @@
  *       LAPIC timer (one-shot). Under contention the work takes longer but
  *       stays the same amount, as in the paper's experiment. secs=0 runs
  *       forever. switch_s=S work2_us=W sleep2_us=Z: after S seconds the
- *       cycle becomes W + Z.
+ *       cycle becomes W + Z. timed=1: the work lasts work_us of wall-clock
+ *       time instead (an exact duty cycle alone, whatever the CPU's speed;
+ *       not a fixed amount of work under contention).
  *   test=touch mb=32 at_mb=64 pause_ms=100 secs=N
  *       Writes one byte in every 4 KiB page of [at_mb, at_mb + mb) MiB,
  *       sleeps pause_ms, repeats: a working set of exactly mb MiB (plus
@@ -162,6 +164,7 @@ struct duty_args {
 	uint64_t work2_iters;
 	uint64_t sleep2_ns;
 	uint64_t checksum;   /* sum of every cycle's spin result */
+	uint64_t work_tsc;   /* timed=1: work for this many TSC ticks instead */
 };
 
 static struct duty_args duty;
@@ -177,7 +180,15 @@ static uint64_t user_duty(uint64_t unused)
 			duty.sleep_ns = duty.sleep2_ns;
 			duty.switch_tsc = 0;
 		}
-		duty.checksum += spin(duty.work_iters);
+		if (duty.work_tsc) {
+			/* Wall-clock work: exactly work_us alone, whatever the
+			 * CPU's speed; under contention it does less. */
+			uint64_t until = cpu_rdtsc() + duty.work_tsc;
+			while (cpu_rdtsc() < until)
+				duty.checksum += spin(1000);
+		} else {
+			duty.checksum += spin(duty.work_iters);
+		}
 		user_call(CALL_SLEEP_NS, duty.sleep_ns, 0);
 		cycles++;
 	} while (!duty.end_tsc || cpu_rdtsc() < duty.end_tsc);
@@ -246,6 +257,7 @@ static int demand_duty(void)
 	duty.work2_iters = work2_us * CALIB_ITERS * tsc_per_us / (ticks ? ticks : 1);
 	duty.sleep2_ns = sleep2_us * 1000;
 	duty.switch_tsc = switch_s ? end_tsc_after(switch_s) : 0;
+	duty.work_tsc = cmdline_u64("timed=", 0) ? work_us * tsc_per_us : 0;
 	serial_printf("duty: running work_us=%lu sleep_us=%lu iters=%lu tsc_per_us=%lu\n",
 		      (unsigned long)work_us, (unsigned long)sleep_us,
 		      (unsigned long)duty.work_iters, (unsigned long)tsc_per_us);
