@@ -117,9 +117,9 @@ static void wss_setup(struct vm_metrics *m)
 		.sample_pages = m->cfg.wss_sample_pages == UINT64_MAX ? 0 : m->cfg.wss_sample_pages,
 		.seed = mono_ns(),
 	};
+	/* Not armed here: the first tick's wss_collect() arms the first
+	 * interval, so zapping guest pages never delays the first KVM_RUN. */
 	ret = wss_init(&m->wss, vm->mem.base, vm->mem.size, &wc, m->pagemap_fd);
-	if (!ret)
-		ret = wss_arm(&m->wss);
 	if (ret) {
 		snprintf(m->wss_why, sizeof(m->wss_why), "off: %s", strerror(-ret));
 		return;
@@ -256,7 +256,11 @@ int vm_metrics_create(struct vm_metrics **out, struct vm *vm, struct event_loop 
 	ret = loop_add(loop, m->timer_fd, EPOLLIN, on_timer, m);
 	if (ret)
 		goto fail;
-	vm_metrics_sample(m); /* the baseline */
+	/* The baseline: CPU counters only (cheap), no working-set work. */
+	uint64_t now = mono_ns();
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		sample_vcpu(m, i, now);
+	m->last_tick_ns = now;
 	*out = m;
 	return 0;
 fail:
