@@ -16,35 +16,8 @@
 #define BOOT_TIMER_VALUE 123
 
 #define TEST_PREFIX     "test="
-#define TEST_PREFIX_LEN 5
 #define EXIT_PREFIX     "exit:"
 #define EXIT_PREFIX_LEN 5
-
-/*
- * Find the token "test=<name>" in the space-separated command line.
- * Returns 0 with name and len set, or -ENOENT.
- */
-static int main_find_test(const char *cmdline, const char **name, size_t *len)
-{
-	const char *p = cmdline;
-
-	while (*p) {
-		const char *tok;
-
-		while (*p == ' ')
-			p++;
-		tok = p;
-		while (*p && *p != ' ')
-			p++;
-		if ((size_t)(p - tok) >= TEST_PREFIX_LEN &&
-		    memcmp(tok, TEST_PREFIX, TEST_PREFIX_LEN) == 0) {
-			*name = tok + TEST_PREFIX_LEN;
-			*len = (size_t)(p - *name);
-			return 0;
-		}
-	}
-	return -ENOENT;
-}
 
 static int main_name_is(const char *name, size_t len, const char *want)
 {
@@ -214,7 +187,7 @@ int main(uint32_t start_info_paddr)
 	if (si->cmdline_paddr)
 		cmdline = (const char *)(uintptr_t)si->cmdline_paddr;
 	guest_cmdline = cmdline;
-	main_find_test(cmdline, &name, &len);
+	cmdline_find(TEST_PREFIX, &name, &len); /* name stays "" when absent */
 
 	if (main_name_is(name, len, "hello")) {
 		code = main_test_hello(si, cmdline);
