@@ -84,7 +84,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmote.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmote.a -lcmocka $(LDLIBS)
 
-$(BUILD)/tests/%: tests/integration/%.c tests/integration/harness.h
+$(BUILD)/tests/%: tests/integration/%.c $(wildcard tests/integration/harness*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -lcmocka $(LDLIBS)
 

@@ -272,6 +272,27 @@ static inline void harness_dump(const struct run_result *r)
 		r->out_len > 8192 ? r->out + r->out_len - 8192 : r->out, r->err);
 }
 
+/* A "<field> <n> kB" value of /proc/<pid>/<file> (status: "VmRSS:",
+ * smaps_rollup: "Rss:", "Pss:"), in KiB; -1 if the file or field is missing. */
+static inline long harness_proc_kib(pid_t pid, const char *file, const char *field)
+{
+	char path[64], line[256];
+	long v = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, field, strlen(field))) {
+			v = atol(line + strlen(field));
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
 #define assert_output_contains(r, field, needle)                                          \
 	do {                                                                               \
 		if (!strstr((r)->field, (needle))) {                                       \

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "tests/integration/harness.h"
+#include "tests/integration/harness_api.h"
 
 static const char *mote_bin;
 static const char *guest_elf;
@@ -21,70 +21,22 @@ static char tmp_dir[64];
 
 #define MOTE(...) ((char *const[]){ (char *)mote_bin, __VA_ARGS__, NULL })
 
-struct reply {
-	int status;     /* HTTP status, 0 if curl failed */
-	char body[16384];
-};
-
 /* One request with curl. body: JSON text, "@file" for a file, or NULL. */
-static struct reply api(const char *method, const char *path, const char *body)
+static struct harness_reply api(const char *method, const char *path, const char *body)
 {
-	struct reply r = { 0 };
-	char url[256];
-	int po[2];
-
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	if (pipe2(po, O_CLOEXEC)) {
-		perror("pipe");
-		exit(2);
-	}
-	pid_t pid = fork();
-	if (pid == 0) {
-		const char *argv[20] = { "curl", "-s", "-S", "--max-time", "30", "--unix-socket",
-					 sock_path, "-X", method, "-o", "-", "-w", "\n%{http_code}" };
-		int n = 13;
-		if (body) {
-			argv[n++] = "-H";
-			argv[n++] = "Content-Type: application/json";
-			argv[n++] = "--data-binary";
-			argv[n++] = body;
-		}
-		argv[n++] = url;
-		argv[n] = NULL;
-		dup2(po[1], 1);
-		execvp("curl", (char *const *)argv);
-		fprintf(stderr, "exec curl: %s (scripts/install-deps.sh installs it)\n",
-			strerror(errno));
-		_exit(127);
-	}
-	close(po[1]);
-	size_t len = 0;
-	ssize_t got;
-	while ((got = read(po[0], r.body + len, sizeof(r.body) - 1 - len)) > 0)
-		len += (size_t)got;
-	close(po[0]);
-	waitpid(pid, NULL, 0);
-	r.body[len] = '\0';
-	char *nl = strrchr(r.body, '\n');
-	if (nl) {
-		r.status = atoi(nl + 1);
-		*nl = '\0';
-	}
-	return r;
+	return harness_api(sock_path, method, path, body);
 }
 
-static void expect_reply(struct reply r, int code, const char *needle)
+static void expect_reply(struct harness_reply r, int code, const char *needle)
 {
-	if (r.status != code || (needle && !strstr(r.body, needle)))
-		fail_msg("got %d '%s', expected %d with '%s'", r.status, r.body, code,
-			 needle ? needle : "");
+	harness_expect_reply(&r, code, needle);
 }
 
 /* A request that must answer 400 with needle in its fault_message. */
 static void expect_fault(const char *method, const char *path, const char *body,
 			 const char *needle)
 {
-	struct reply r = api(method, path, body);
+	struct harness_reply r = api(method, path, body);
 
 	if (r.status != 400 || !strstr(r.body, "{\"fault_message\":") || !strstr(r.body, needle))
 		fail_msg("%s %s %s: got %d '%s', expected 400 with '%s'", method, path,
@@ -93,36 +45,13 @@ static void expect_fault(const char *method, const char *path, const char *body,
 
 static int connect_api(void)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	strcpy(a.sun_path, sock_path);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
-		return fd;
-	if (fd >= 0)
-		close(fd);
-	return -1;
+	return harness_uds_connect(sock_path);
 }
 
 /* Starts mote with the API; returns once the socket accepts. */
 static void start_mote(struct harness_proc *p, char *const argv[])
 {
-	unlink(sock_path);
-	harness_spawn(p, argv);
-	double end = harness_now_ms() + 10e3;
-	for (;;) {
-		int fd = connect_api();
-		if (fd >= 0) {
-			close(fd);
-			return;
-		}
-		if (harness_now_ms() > end || !harness_proc_alive(p)) {
-			struct run_result r = harness_proc_finish(p, 1);
-			harness_dump(&r);
-			fail_msg("the API socket %s never accepted", sock_path);
-		}
-		usleep(2000);
-	}
+	harness_spawn_api(p, argv, sock_path);
 }
 
 static void stop_mote(struct harness_proc *p)
@@ -180,7 +109,7 @@ static void test_full_flow(void **state)
 	(void)state;
 	struct harness_proc p;
 	char body[1024], metrics[128];
-	struct reply r;
+	struct harness_reply r;
 
 	snprintf(metrics, sizeof(metrics), "%s/metrics.json", tmp_dir);
 	unlink(metrics);
@@ -291,7 +220,7 @@ static void test_vm_config_round_trip(void **state)
 		 "\"refill_time\":1000}}}",
 		 make_file("data.img", 1 << 20));
 	expect_reply(api("PUT", "/drives/data", body), 204, NULL);
-	struct reply r = api("GET", "/vm/config", NULL);
+	struct harness_reply r = api("GET", "/vm/config", NULL);
 	expect_reply(r, 200, "\"boot-source\"");
 	stop_mote(&p);
 

@@ -21,7 +21,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "tests/integration/harness.h"
+#include "tests/integration/harness_api.h"
 
 static const char *mote_bin;
 static const char *guest_elf;
@@ -30,50 +30,12 @@ static cpu_set_t saved_affinity;
 
 #define MIB (1024.0 * 1024.0)
 
-/* One HTTP/1.1 request over the API socket; returns the status (0 on
- * error) and the body in *body (malloc'd). */
-static int http(const char *sock, const char *method, const char *path, const char *json,
-		char **body)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	char req[1024], *buf = calloc(1, 1 << 20);
-	size_t len = 0;
-
-	*body = buf;
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-		if (fd >= 0)
-			close(fd);
-		return 0;
-	}
-	int n = snprintf(req, sizeof(req),
-			 "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-			 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-			 method, path, json ? strlen(json) : 0, json ? json : "");
-	if (write(fd, req, (size_t)n) != n) {
-		close(fd);
-		return 0;
-	}
-	ssize_t got;
-	while ((got = read(fd, buf + len, (1 << 20) - 1 - len)) > 0)
-		len += (size_t)got;
-	close(fd);
-	buf[len] = '\0';
-	int status = 0;
-	sscanf(buf, "HTTP/1.1 %d", &status);
-	char *b = strstr(buf, "\r\n\r\n");
-	if (b)
-		memmove(buf, b + 4, strlen(b + 4) + 1);
-	return status;
-}
-
 static void wait_for_socket(struct harness_proc *p, const char *sock)
 {
 	double end = harness_now_ms() + 10e3;
 	char *body;
 
-	while (http(sock, "GET", "/", NULL, &body) != 200) {
+	while (harness_http(sock, "GET", "/", NULL, &body) != 200) {
 		free(body);
 		if (harness_now_ms() > end || !harness_proc_alive(p)) {
 			struct run_result r = harness_proc_finish(p, 1);
@@ -89,7 +51,7 @@ static void wait_for_socket(struct harness_proc *p, const char *sock)
 static json_t *get_demand(const char *sock)
 {
 	char *body;
-	int st = http(sock, "GET", "/demand", NULL, &body);
+	int st = harness_http(sock, "GET", "/demand", NULL, &body);
 	json_error_t e;
 	json_t *o = json_loads(body, 0, &e);
 
@@ -284,23 +246,23 @@ static void test_api_and_metrics_file(void **state)
 			       "period-ms=100,flush-ms=400", NULL };
 	harness_spawn(&p, argv);
 	wait_for_socket(&p, sock);
-	assert_int_equal(http(sock, "GET", "/demand", NULL, &resp), 400);
+	assert_int_equal(harness_http(sock, "GET", "/demand", NULL, &resp), 400);
 	assert_non_null(strstr(resp, "demand: the microVM is not running"));
 	free(resp);
-	assert_int_equal(http(sock, "PUT", "/demand", "{}", &resp), 400);
+	assert_int_equal(harness_http(sock, "PUT", "/demand", "{}", &resp), 400);
 	free(resp);
 	snprintf(body, sizeof(body), "{\"metrics_path\":\"%s\"}", metrics);
-	assert_int_equal(http(sock, "PUT", "/metrics", body, &resp), 204);
+	assert_int_equal(harness_http(sock, "PUT", "/metrics", body, &resp), 204);
 	free(resp);
 	snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\",\"boot_args\":\"test=duty "
 		 "work_us=1000 sleep_us=1000 secs=3\"}", guest_elf);
-	assert_int_equal(http(sock, "PUT", "/boot-source", body, &resp), 204);
+	assert_int_equal(harness_http(sock, "PUT", "/boot-source", body, &resp), 204);
 	free(resp);
-	assert_int_equal(http(sock, "PUT", "/actions", "{\"action_type\":\"InstanceStart\"}", &resp),
+	assert_int_equal(harness_http(sock, "PUT", "/actions", "{\"action_type\":\"InstanceStart\"}", &resp),
 			 204);
 	free(resp);
 	usleep(1500 * 1000);
-	assert_int_equal(http(sock, "PUT", "/actions", "{\"action_type\":\"FlushMetrics\"}", &resp),
+	assert_int_equal(harness_http(sock, "PUT", "/actions", "{\"action_type\":\"FlushMetrics\"}", &resp),
 			 204);
 	free(resp);
 	struct run_result r = harness_proc_finish(&p, 10);

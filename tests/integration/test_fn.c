@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "guest/fn/protocol.h"
-#include "tests/integration/harness.h"
+#include "tests/integration/harness_api.h"
 
 static const char *mote_bin;
 static const char *fn_dir;
@@ -37,20 +37,6 @@ struct fn_reply {
 	uint32_t len;
 };
 
-static int listen_at(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	assert_true(strlen(path) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	unlink(path);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(fd, 4), 0);
-	return fd;
-}
-
 static void fnvm_dump_fail(struct fnvm *vm, const char *what)
 {
 	kill(vm->p.pid, SIGKILL);
@@ -71,7 +57,7 @@ static void fnvm_start_api(struct fnvm *vm, const char *name, const char *cmdlin
 	if (access(vm->image, R_OK))
 		fail_msg("no function image %s (make fn-examples)", vm->image);
 	unlink(vm->uds);
-	vm->ready_lfd = listen_at(vm->ready_path);
+	vm->ready_lfd = harness_uds_listen(vm->ready_path);
 	snprintf(vm->api, sizeof(vm->api), "%s.api", vm->uds);
 	unlink(vm->api);
 	char *argv[16] = { (char *)mote_bin, "--kernel", vm->image, "--mem-mib", "32", "--vsock",
@@ -140,72 +126,13 @@ static struct run_result fnvm_stop(struct fnvm *vm)
 	return r;
 }
 
-static int uds_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		return -errno;
-	}
-	return fd;
-}
-
-static bool read_full(int fd, void *buf, size_t len, int timeout_ms)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		if (poll(&p, 1, timeout_ms) != 1)
-			return false;
-		ssize_t n = read(fd, (uint8_t *)buf + got, len - got);
-		if (n <= 0)
-			return false;
-		got += (size_t)n;
-	}
-	return true;
-}
-
-static bool write_full(int fd, const void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = write(fd, (const uint8_t *)buf + done, len - done);
-		if (n <= 0)
-			return false;
-		done += (size_t)n;
-	}
-	return true;
-}
-
 /* CONNECT FN_VSOCK_PORT through the hybrid vsock socket: the fd, or -1
  * if the guest refused. */
 static int fn_try_dial(struct fnvm *vm)
 {
 	char line[64];
-	size_t n = 0;
-	int fd = uds_connect(vm->uds);
 
-	assert_true(fd >= 0);
-	snprintf(line, sizeof(line), "CONNECT %u\n", FN_VSOCK_PORT);
-	assert_true(write_full(fd, line, strlen(line)));
-	while (n + 1 < sizeof(line)) {
-		if (!read_full(fd, line + n, 1, 30000))
-			break;
-		if (line[n++] == '\n')
-			break;
-	}
-	line[n] = 0;
-	if (strncmp(line, "OK ", 3)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
+	return harness_vsock_dial(vm->uds, FN_VSOCK_PORT, line, sizeof(line));
 }
 
 static int fn_dial(struct fnvm *vm)
@@ -230,15 +157,15 @@ static struct fn_reply fn_call_hdr(int fd, const struct fn_request_hdr *h, const
 	struct fn_reply r = { .status = -1 };
 	struct fn_response_hdr rh;
 
-	assert_true(write_full(fd, h, sizeof(*h)));
+	assert_true(harness_write_full(fd, h, sizeof(*h)));
 	if (len)
-		assert_true(write_full(fd, body, len));
-	if (!read_full(fd, &rh, sizeof(rh), 60000))
+		assert_true(harness_write_full(fd, body, len));
+	if (!harness_read_full(fd, &rh, sizeof(rh), 60000))
 		return r;
 	assert_int_equal(rh.magic, FN_RESP_MAGIC);
 	assert_true(rh.body_len <= FN_MAX_RESPONSE);
 	r.body = malloc(rh.body_len + 1);
-	assert_true(read_full(fd, r.body, rh.body_len, 60000));
+	assert_true(harness_read_full(fd, r.body, rh.body_len, 60000));
 	r.body[rh.body_len] = 0;
 	r.len = rh.body_len;
 	r.status = (int)rh.status;
@@ -268,22 +195,6 @@ static void expect(struct fn_reply *r, int status, const char *body_has)
 			 r->body ? (char *)r->body : "", status, body_has ? body_has : "");
 	free(r->body);
 	r->body = NULL;
-}
-
-static bool wait_eof(int fd, int timeout_ms)
-{
-	char buf[256];
-
-	for (;;) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		if (poll(&p, 1, timeout_ms) != 1)
-			return false;
-		ssize_t n = read(fd, buf, sizeof(buf));
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			return true;
-		if (n < 0)
-			return false;
-	}
 }
 
 static void fill_random(uint8_t *p, size_t n, uint64_t x)
@@ -339,7 +250,7 @@ static void sha256_host(const uint8_t *data, size_t len, char out[65])
 	int fd = mkstemp(path);
 
 	assert_true(fd >= 0);
-	assert_true(write_full(fd, data, len));
+	assert_true(harness_write_full(fd, data, len));
 	close(fd);
 	snprintf(cmd, sizeof(cmd), "sha256sum %s", path);
 	FILE *f = popen(cmd, "r");
@@ -496,8 +407,8 @@ static void test_accepts_while_busy(void **state)
 	fnvm_start(&vm, "loop", NULL);
 	int a = fn_dial(&vm);
 	struct fn_request_hdr h = { .magic = FN_REQ_MAGIC, .body_len = 4, .deadline_ms = 1500 };
-	assert_true(write_full(a, &h, sizeof(h)));
-	assert_true(write_full(a, "spin", 4));
+	assert_true(harness_write_full(a, &h, sizeof(h)));
+	assert_true(harness_write_full(a, "spin", 4));
 	usleep(200000); /* the handler is running */
 	double t0 = harness_now_ms();
 	int b = fn_dial(&vm);
@@ -505,15 +416,15 @@ static void test_accepts_while_busy(void **state)
 	fprintf(stderr, "CONNECT answered after %.1f ms while a handler ran\n", dial_ms);
 	assert_true(dial_ms < 1000);
 	h.deadline_ms = 100;
-	assert_true(write_full(b, &h, sizeof(h)));
-	assert_true(write_full(b, "spin", 4));
+	assert_true(harness_write_full(b, &h, sizeof(h)));
+	assert_true(harness_write_full(b, "spin", 4));
 	struct fn_response_hdr rh;
-	assert_true(read_full(a, &rh, sizeof(rh), 30000));
+	assert_true(harness_read_full(a, &rh, sizeof(rh), 30000));
 	assert_int_equal(rh.status, FN_TIMEOUT);
 	assert_true(rh.handler_us >= 1400000);
 	char msg[256];
-	assert_true(rh.body_len < sizeof(msg) && read_full(a, msg, rh.body_len, 30000));
-	assert_true(read_full(b, &rh, sizeof(rh), 30000));
+	assert_true(rh.body_len < sizeof(msg) && harness_read_full(a, msg, rh.body_len, 30000));
+	assert_true(harness_read_full(b, &rh, sizeof(rh), 30000));
 	assert_int_equal(rh.status, FN_TIMEOUT);
 	assert_true(rh.handler_us >= 90000 && rh.handler_us < 1000000);
 	close(a);
@@ -523,8 +434,8 @@ static void test_accepts_while_busy(void **state)
 	 * and the next stream is served. */
 	a = fn_dial(&vm);
 	h.deadline_ms = 400;
-	assert_true(write_full(a, &h, sizeof(h)));
-	assert_true(write_full(a, "spin", 4));
+	assert_true(harness_write_full(a, &h, sizeof(h)));
+	assert_true(harness_write_full(a, "spin", 4));
 	usleep(100000);
 	close(a);
 	b = fn_dial(&vm);
@@ -579,7 +490,7 @@ static void test_bad_requests(void **state)
 	int fd = fn_dial(&vm);
 	struct fn_reply r = fn_call_hdr(fd, &h, "abcd", 4);
 	expect(&r, FN_BAD_REQUEST, "bad request magic 0xdeadbeef");
-	assert_true(wait_eof(fd, 30000));
+	assert_true(harness_wait_eof(fd, 30000));
 	close(fd);
 
 	h.magic = FN_REQ_MAGIC;
@@ -587,7 +498,7 @@ static void test_bad_requests(void **state)
 	fd = fn_dial(&vm);
 	r = fn_call_hdr(fd, &h, "abcd", 4);
 	expect(&r, FN_BAD_REQUEST, "unknown flags");
-	assert_true(wait_eof(fd, 30000));
+	assert_true(harness_wait_eof(fd, 30000));
 	close(fd);
 
 	h.flags = 0;
@@ -595,16 +506,16 @@ static void test_bad_requests(void **state)
 	fd = fn_dial(&vm);
 	r = fn_call_hdr(fd, &h, NULL, 0);
 	expect(&r, FN_TOO_LARGE, "over the limit");
-	assert_true(wait_eof(fd, 30000));
+	assert_true(harness_wait_eof(fd, 30000));
 	close(fd);
 
 	/* A stream that ends mid-request: the runtime closes it too. */
 	fd = fn_dial(&vm);
 	h.body_len = 1000;
-	assert_true(write_full(fd, &h, sizeof(h)));
-	assert_true(write_full(fd, "partial", 7));
+	assert_true(harness_write_full(fd, &h, sizeof(h)));
+	assert_true(harness_write_full(fd, "partial", 7));
 	shutdown(fd, SHUT_WR);
-	assert_true(wait_eof(fd, 30000));
+	assert_true(harness_wait_eof(fd, 30000));
 	close(fd);
 
 	fd = fn_dial(&vm);
@@ -633,16 +544,16 @@ static void test_two_streams(void **state)
 	uint8_t *big = malloc(200000);
 	fill_random(big, 200000, 5);
 	struct fn_request_hdr h = { .magic = FN_REQ_MAGIC, .body_len = 200000 };
-	assert_true(write_full(a, &h, sizeof(h)));
-	assert_true(write_full(a, big, 200000));
+	assert_true(harness_write_full(a, &h, sizeof(h)));
+	assert_true(harness_write_full(a, big, 200000));
 	r = fn_call(b, "b again", 0);
 	expect(&r, FN_OK, "b again");
 	struct fn_response_hdr rh;
-	assert_true(read_full(a, &rh, sizeof(rh), 60000));
+	assert_true(harness_read_full(a, &rh, sizeof(rh), 60000));
 	assert_int_equal(rh.status, FN_OK);
 	assert_int_equal(rh.body_len, 200000);
 	uint8_t *back = malloc(200000);
-	assert_true(read_full(a, back, 200000, 60000));
+	assert_true(harness_read_full(a, back, 200000, 60000));
 	assert_memory_equal(back, big, 200000);
 	free(back);
 	free(big);
@@ -697,32 +608,12 @@ static void test_services(void **state)
 /* One API request (Connection: close); returns the HTTP status. */
 static int api_request(const char *sock, const char *method, const char *path, const char *body)
 {
-	char req[1024], resp[1024];
-	int fd = uds_connect(sock);
+	char *resp;
+	int status = harness_http(sock, method, path, body, &resp);
 
-	assert_true(fd >= 0);
-	int n = snprintf(req, sizeof(req),
-			 "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-			 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-			 method, path, strlen(body), body);
-	assert_true(write_full(fd, req, (size_t)n));
-	size_t got = 0;
-	for (;;) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		if (poll(&p, 1, 30000) != 1)
-			break;
-		ssize_t r = read(fd, resp + got, sizeof(resp) - 1 - got);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-		if (got == sizeof(resp) - 1)
-			break;
-	}
-	resp[got] = 0;
-	close(fd);
-	int status = 0;
-	if (sscanf(resp, "HTTP/1.1 %d", &status) != 1 || status >= 300)
-		fprintf(stderr, "%s %s: %s\n", method, path, resp);
+	if (status < 200 || status >= 300)
+		fprintf(stderr, "%s %s: %d %s\n", method, path, status, resp);
+	free(resp);
 	return status;
 }
 
@@ -856,18 +747,18 @@ static void test_many_streams(void **state)
 			struct fn_request_hdr h = { .magic = FN_REQ_MAGIC, .body_len = len };
 			fill_random(body[i], len, (uint64_t)(i * 1000 + round + 1));
 			seed_fill(h.seed, (unsigned)i);
-			assert_true(write_full(fd[i], &h, sizeof(h)));
-			assert_true(write_full(fd[i], body[i], len));
+			assert_true(harness_write_full(fd[i], &h, sizeof(h)));
+			assert_true(harness_write_full(fd[i], body[i], len));
 		}
 		for (int i = 0; i < N; i++) {
 			uint32_t len = 100 + (uint32_t)i * 29 + (uint32_t)round;
 			struct fn_response_hdr rh;
 			uint8_t back[2048];
-			if (!read_full(fd[i], &rh, sizeof(rh), 60000))
+			if (!harness_read_full(fd[i], &rh, sizeof(rh), 60000))
 				fail_msg("stream %d round %d: no answer", i, round);
 			assert_int_equal(rh.status, FN_OK);
 			assert_int_equal(rh.body_len, len);
-			assert_true(read_full(fd[i], back, len, 60000));
+			assert_true(harness_read_full(fd[i], back, len, 60000));
 			assert_memory_equal(back, body[i], len);
 		}
 	}

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "tests/integration/harness.h"
+#include "tests/integration/harness_api.h"
 
 #define TAP "mtap0"
 #define ETH_TYPE_TEST 0x88b5
@@ -160,22 +160,6 @@ static long tap_tx_dropped(void)
 	}
 	pclose(p);
 	return v[3];
-}
-
-static long proc_rss_kib(pid_t pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	fclose(f);
-	return kib;
 }
 
 /* ---- frames ------------------------------------------------------------------ */
@@ -473,7 +457,7 @@ static void test_no_rx_buffers_drops_are_bounded(void **state)
 	harness_spawn(&p, argv);
 	assert_true(wait_ready(&p, "net-norx: ready"));
 	usleep(200 * 1000);
-	long rss0 = proc_rss_kib(p.pid);
+	long rss0 = harness_proc_kib(p.pid, "status", "VmRSS:");
 	for (uint32_t i = 0; i < frames; i++) {
 		uint32_t len;
 		make_frame(out, i, &len);
@@ -482,7 +466,7 @@ static void test_no_rx_buffers_drops_are_bounded(void **state)
 			fail_msg("send: %s", strerror(errno));
 	}
 	usleep(500 * 1000);
-	long rss1 = proc_rss_kib(p.pid);
+	long rss1 = harness_proc_kib(p.pid, "status", "VmRSS:");
 	long dropped = tap_tx_dropped() - dropped0;
 	struct run_result r = harness_proc_finish(&p, 60);
 	assert_exit_status(&r, 0);
@@ -538,47 +522,10 @@ static void test_config_file_interface(void **state)
 	harness_free(&r);
 }
 
-/* One API request with curl over the unix socket; returns the HTTP status. */
-static int api_call(const char *sock, const char *method, const char *path, const char *body,
-		    char *out, size_t cap)
-{
-	char url[256];
-	int po[2];
-
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	if (pipe2(po, O_CLOEXEC))
-		return -1;
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(po[1], 1);
-		if (body)
-			execlp("curl", "curl", "-s", "--max-time", "30", "--unix-socket", sock, "-X",
-			       method, "-o", "-", "-w", "\n%{http_code}", "-H",
-			       "Content-Type: application/json", "--data-binary", body, url, (char *)NULL);
-		else
-			execlp("curl", "curl", "-s", "--max-time", "30", "--unix-socket", sock, "-X",
-			       method, "-o", "-", "-w", "\n%{http_code}", url, (char *)NULL);
-		_exit(127);
-	}
-	close(po[1]);
-	size_t len = 0;
-	ssize_t got;
-	while (len + 1 < cap && (got = read(po[0], out + len, cap - 1 - len)) > 0)
-		len += (size_t)got;
-	close(po[0]);
-	waitpid(pid, NULL, 0);
-	out[len] = '\0';
-	char *nl = strrchr(out, '\n');
-	if (!nl)
-		return 0;
-	*nl = '\0';
-	return atoi(nl + 1);
-}
-
 static void api_expect(const char *sock, int code, const char *method, const char *path,
 		       const char *body, const char *needle, char *reply, size_t cap)
 {
-	int st = api_call(sock, method, path, body, reply, cap);
+	int st = harness_curl(sock, method, path, body, reply, cap);
 
 	if (st != code || (needle && !strstr(reply, needle)))
 		fail_msg("%s %s: got %d '%s', expected %d with '%s'", method, path, st, reply, code,
@@ -613,12 +560,9 @@ static void test_api_interface_metrics_and_patch(void **state)
 	drain_socket();
 	snprintf(sock, sizeof(sock), "/tmp/mote-net-api-%d.sock", (int)getpid());
 	snprintf(metrics, sizeof(metrics), "/tmp/mote-net-metrics-%d.json", (int)getpid());
-	unlink(sock);
 	unlink(metrics);
 	char *argv[] = { (char *)mote_bin, "--api-sock", sock, "--id", "netvm", NULL };
-	harness_spawn(&p, argv);
-	for (int i = 0; i < 200 && access(sock, F_OK); i++)
-		usleep(50 * 1000);
+	harness_spawn_api(&p, argv, sock);
 	snprintf(body, sizeof(body),
 		 "{\"kernel_image_path\":\"%s\",\"boot_args\":\"test=net-reflect frames=1000000\"}",
 		 guest_elf);

@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "tests/integration/harness.h"
+#include "tests/integration/harness_api.h"
 
 static const char *mote_bin;
 static const char *guest_elf;
@@ -85,88 +85,25 @@ static const char *check_transcript(const char *out, unsigned steps, char *why, 
 
 /* ---- API over curl ------------------------------------------------------------- */
 
-struct reply {
-	int status;
-	char body[8192];
-};
-
-static struct reply api_at(const char *sock, const char *method, const char *path,
-			   const char *body)
+static struct harness_reply api_at(const char *sock, const char *method, const char *path,
+				   const char *body)
 {
-	struct reply r = { 0 };
-	char url[256];
-	int po[2];
-
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	if (pipe2(po, O_CLOEXEC))
-		exit(2);
-	pid_t pid = fork();
-	if (pid == 0) {
-		const char *argv[] = { "curl", "-s", "-S", "--max-time", "30", "--unix-socket", sock,
-				       "-X", method, "-o", "-", "-w", "\n%{http_code}",
-				       "--data-binary", body ? body : "", url, NULL };
-		if (!body) {
-			argv[13] = url;
-			argv[14] = NULL;
-		}
-		dup2(po[1], 1);
-		execvp("curl", (char *const *)argv);
-		_exit(127);
-	}
-	close(po[1]);
-	size_t len = 0;
-	ssize_t got;
-	while ((got = read(po[0], r.body + len, sizeof(r.body) - 1 - len)) > 0)
-		len += (size_t)got;
-	close(po[0]);
-	waitpid(pid, NULL, 0);
-	r.body[len] = '\0';
-	char *nl = strrchr(r.body, '\n');
-	if (nl) {
-		r.status = atoi(nl + 1);
-		*nl = '\0';
-	}
-	return r;
+	return harness_api(sock, method, path, body);
 }
 
-static struct reply api(const char *method, const char *path, const char *body)
+static struct harness_reply api(const char *method, const char *path, const char *body)
 {
-	return api_at(sock_path, method, path, body);
+	return harness_api(sock_path, method, path, body);
 }
 
-static void expect(struct reply r, int code, const char *needle)
+static void expect(struct harness_reply r, int code, const char *needle)
 {
-	if (r.status != code || (needle && !strstr(r.body, needle)))
-		fail_msg("got %d '%s', expected %d with '%s'", r.status, r.body, code,
-			 needle ? needle : "");
-}
-
-static bool api_ready(const char *sock)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
-	ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	if (fd >= 0)
-		close(fd);
-	return ok;
+	harness_expect_reply(&r, code, needle);
 }
 
 static void spawn_with_api(struct harness_proc *p, char *const argv[])
 {
-	unlink(sock_path);
-	harness_spawn(p, argv);
-	double end = harness_now_ms() + 10e3;
-	while (!api_ready(sock_path)) {
-		if (harness_now_ms() > end || !harness_proc_alive(p)) {
-			struct run_result r = harness_proc_finish(p, 1);
-			harness_dump(&r);
-			fail_msg("API socket never came up");
-		}
-		usleep(2000);
-	}
+	harness_spawn_api(p, argv, sock_path);
 }
 
 static char *path_in_tmp(const char *name)
@@ -227,7 +164,7 @@ static char *snapshot_running_guest(const char *cmdline, const char *drive, cons
 	expect(api("PATCH", "/vm", "{\"state\":\"Paused\"}"), 204, NULL);
 	snprintf(body, sizeof(body), "{\"snapshot_type\":\"Full\",\"snapshot_path\":\"%s\","
 		 "\"mem_file_path\":\"%s\"}", state, mem);
-	struct reply r = api("PUT", "/snapshot/create", body);
+	struct harness_reply r = api("PUT", "/snapshot/create", body);
 	if (extra_env) {
 		char name[64];
 		snprintf(name, sizeof(name), "%.*s", (int)(strchr(extra_env, '=') - extra_env),
@@ -525,7 +462,7 @@ static void test_bad_files(void **state)
 	spit(bad, b, len);
 	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", bad,
 		 base_mem);
-	struct reply rep = api("PUT", "/snapshot/load", body);
+	struct harness_reply rep = api("PUT", "/snapshot/load", body);
 	expect(rep, 400, "checksum mismatch");
 	assert_non_null(strstr(rep.body, bad));
 	expect(api("GET", "/", NULL), 200, "Not started");
@@ -584,22 +521,6 @@ static void test_kill_during_create_leaves_no_loadable_half(void **state)
 
 #define CLONES 50
 
-static long smaps_kib(pid_t pid, const char *field)
-{
-	char path[64], line[256];
-	long v = -1;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, strlen(field)))
-			v = atol(line + strlen(field));
-	fclose(f);
-	return v;
-}
-
 static void test_fifty_clones_share_memory(void **state)
 {
 	char *st = path_in_tmp("clone.state"), *mem = path_in_tmp("clone.mem");
@@ -621,7 +542,7 @@ static void test_fifty_clones_share_memory(void **state)
 			fail_msg("clone %d made no progress: %s", i, p[i].err);
 	}
 	for (int i = 0; i < CLONES; i++) {
-		long r = smaps_kib(p[i].pid, "Rss:"), s = smaps_kib(p[i].pid, "Pss:");
+		long r = harness_proc_kib(p[i].pid, "smaps_rollup", "Rss:"), s = harness_proc_kib(p[i].pid, "smaps_rollup", "Pss:");
 		if (r > 0 && s > 0) {
 			rss += r;
 			pss += s;

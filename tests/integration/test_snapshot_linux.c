@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "tests/integration/harness.h"
+#include "tests/integration/harness_api.h"
 
 #define LINUX_TIMEOUT_S 600
 /* As test_linux.c: what this nested hypervisor's emulator cannot run. */
@@ -24,33 +24,9 @@
 static const char *mote_bin;
 static char vmlinux[512], initrd[512], dir[64], sock_path[108];
 
-static int curl_put(const char *method, const char *path, const char *body)
-{
-	char url[256], code[8] = "";
-	int po[2];
-
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	if (pipe2(po, O_CLOEXEC))
-		return -1;
-	pid_t pid = fork();
-	if (pid == 0) {
-		const char *argv[] = { "curl", "-s", "--max-time", "60", "--unix-socket", sock_path,
-				       "-X", method, "-o", "/dev/null", "-w", "%{http_code}",
-				       "--data-binary", body, url, NULL };
-		dup2(po[1], 1);
-		execvp("curl", (char *const *)argv);
-		_exit(127);
-	}
-	close(po[1]);
-	ssize_t n = read(po[0], code, sizeof(code) - 1);
-	close(po[0]);
-	waitpid(pid, NULL, 0);
-	return n > 0 ? atoi(code) : 0;
-}
-
 static void test_linux_snapshot_mid_boot_restores_in_new_process(void **state)
 {
-	char st[128], mem[128], body[512];
+	char st[128], mem[128], body[512], reply[1024];
 	struct harness_proc p;
 
 	(void)state;
@@ -67,9 +43,12 @@ static void test_linux_snapshot_mid_boot_restores_in_new_process(void **state)
 		harness_dump(&r);
 		fail_msg("the kernel never got to '%s'", MID_BOOT_MARKER);
 	}
-	assert_int_equal(curl_put("PATCH", "/vm", "{\"state\":\"Paused\"}"), 204);
+	assert_int_equal(harness_curl(sock_path, "PATCH", "/vm", "{\"state\":\"Paused\"}", reply,
+				      sizeof(reply)),
+			 204);
 	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st, mem);
-	assert_int_equal(curl_put("PUT", "/snapshot/create", body), 204);
+	assert_int_equal(harness_curl(sock_path, "PUT", "/snapshot/create", body, reply, sizeof(reply)),
+			 204);
 	kill(p.pid, SIGKILL);
 	struct run_result first = harness_proc_finish(&p, 10);
 	assert_null(strstr(first.out, "Run /init as init process"));

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "tests/integration/harness.h"
+#include "tests/integration/harness_api.h"
 
 #define ETH_TYPE_TEST 0x88b5
 #define FRAMES 3
@@ -28,50 +28,6 @@ static int pkt_fd = -1;
 static int sh(const char *cmd)
 {
 	return system(cmd) == 0 ? 0 : -1;
-}
-
-static int curl_api(const char *method, const char *path, const char *body, char *out,
-		    size_t outlen)
-{
-	char url[256], buf[8192];
-	int po[2];
-
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	if (pipe2(po, O_CLOEXEC))
-		return -1;
-	pid_t pid = fork();
-	if (pid == 0) {
-		const char *argv[] = { "curl", "-s", "--max-time", "30", "--unix-socket", sock_path,
-				       "-X", method, "-o", "-", "-w", "\n%{http_code}",
-				       body ? "--data-binary" : url, body ? body : NULL, url, NULL };
-		dup2(po[1], 1);
-		execvp("curl", (char *const *)argv);
-		_exit(127);
-	}
-	close(po[1]);
-	size_t len = 0;
-	ssize_t n;
-	while ((n = read(po[0], buf + len, sizeof(buf) - 1 - len)) > 0)
-		len += (size_t)n;
-	close(po[0]);
-	waitpid(pid, NULL, 0);
-	buf[len] = '\0';
-	char *nl = strrchr(buf, '\n');
-	if (!nl)
-		return 0;
-	*nl = '\0';
-	if (out)
-		snprintf(out, outlen, "%s", buf);
-	return atoi(nl + 1);
-}
-
-static void start_api(struct harness_proc *p, char *const argv[])
-{
-	unlink(sock_path);
-	harness_spawn(p, argv);
-	for (int i = 0; i < 2000 && access(sock_path, F_OK); i++)
-		usleep(5000);
-	usleep(20000);
 }
 
 static int setup(void **state)
@@ -142,38 +98,43 @@ static void test_net_vm_restored_onto_another_tap_reflects(void **state)
 	char *const boot[] = { (char *)mote_bin, "--api-sock", sock_path, "--kernel",
 			       (char *)guest_elf, "--net", "tap=snapa,id=net0", "--cmdline", cmdline,
 			       NULL };
-	start_api(&p, boot);
+	harness_spawn_api(&p, boot, sock_path);
 	if (!harness_proc_wait_for(&p, "net-reflect: ready", false, 30)) {
 		kill(p.pid, SIGKILL);
 		struct run_result r = harness_proc_finish(&p, 5);
 		harness_dump(&r);
 		fail_msg("the guest's net driver never came up");
 	}
-	assert_int_equal(curl_api("PATCH", "/vm", "{\"state\":\"Paused\"}", NULL, 0), 204);
+	assert_int_equal(harness_curl(sock_path, "PATCH", "/vm", "{\"state\":\"Paused\"}", NULL, 0),
+			 204);
 	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st, mem);
-	assert_int_equal(curl_api("PUT", "/snapshot/create", body, reply, sizeof(reply)), 204);
+	assert_int_equal(harness_curl(sock_path, "PUT", "/snapshot/create", body, reply, sizeof(reply)),
+			 204);
 	kill(p.pid, SIGKILL);
 	struct run_result first = harness_proc_finish(&p, 10);
 	harness_free(&first);
 
 	char *const fresh[] = { (char *)mote_bin, "--api-sock", sock_path, NULL };
 	/* An interface the snapshot does not have. */
-	start_api(&p, fresh);
+	harness_spawn_api(&p, fresh, sock_path);
 	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\","
 		 "\"network_overrides\":[{\"iface_id\":\"eth9\",\"host_dev_name\":\"snapb\"}]}",
 		 st, mem);
-	assert_int_equal(curl_api("PUT", "/snapshot/load", body, reply, sizeof(reply)), 400);
+	assert_int_equal(harness_curl(sock_path, "PUT", "/snapshot/load", body, reply, sizeof(reply)),
+			 400);
 	assert_non_null(strstr(reply, "has no interface 'eth9'"));
 	kill(p.pid, SIGTERM);
 	struct run_result r0 = harness_proc_finish(&p, 10);
 	harness_free(&r0);
 
-	start_api(&p, fresh);
+	harness_spawn_api(&p, fresh, sock_path);
 	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\","
 		 "\"resume_vm\":true,\"network_overrides\":[{\"iface_id\":\"net0\","
 		 "\"host_dev_name\":\"snapb\"}]}", st, mem);
-	assert_int_equal(curl_api("PUT", "/snapshot/load", body, reply, sizeof(reply)), 204);
-	assert_int_equal(curl_api("GET", "/vm/config", NULL, reply, sizeof(reply)), 200);
+	assert_int_equal(harness_curl(sock_path, "PUT", "/snapshot/load", body, reply, sizeof(reply)),
+			 204);
+	assert_int_equal(harness_curl(sock_path, "GET", "/vm/config", NULL, reply, sizeof(reply)),
+			 200);
 	assert_non_null(strstr(reply, "\"host_dev_name\":\"snapb\""));
 	/* The restored guest's driver, its RX buffers and the device carry
 	 * on: frames sent on the new TAP come back reflected. */

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "tests/integration/harness.h"
+#include "tests/integration/harness_api.h"
 
 #define ECHO_PORT 5000
 
@@ -58,73 +58,17 @@ static void vm_wait_marker(struct vm_run *vm, const char *marker)
 	}
 }
 
-static int uds_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	assert_true(strlen(path) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		return -errno;
-	}
-	return fd;
-}
-
-/* Reads one line (up to '\n', at most len-1 bytes) with a timeout; returns
- * its length, 0 at EOF before any byte, -1 on timeout. */
-static int read_line(int fd, char *buf, size_t len, int timeout_ms)
-{
-	size_t n = 0;
-
-	while (n + 1 < len) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		if (poll(&p, 1, timeout_ms) <= 0)
-			return -1;
-		ssize_t got = read(fd, buf + n, 1);
-		if (got <= 0)
-			break;
-		n++;
-		if (buf[n - 1] == '\n')
-			break;
-	}
-	buf[n] = 0;
-	return (int)n;
-}
-
 /* Connects through the CONNECT protocol; returns the fd after "OK <n>". */
 static int vsock_dial(const char *uds, unsigned port)
 {
 	char line[64];
-	int fd = uds_connect(uds);
+	int fd = harness_vsock_dial(uds, port, line, sizeof(line));
 
-	assert_true(fd >= 0);
-	snprintf(line, sizeof(line), "CONNECT %u\n", port);
-	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
-	int n = read_line(fd, line, sizeof(line), 30000);
-	if (n <= 0 || strncmp(line, "OK ", 3))
-		fail_msg("CONNECT %u: got '%s' (%d)", port, n > 0 ? line : "", n);
+	if (fd < 0)
+		fail_msg("CONNECT %u: got '%s'", port, line);
 	unsigned long local = strtoul(line + 3, NULL, 10);
 	assert_true(local >= 1024);
 	return fd;
-}
-
-static bool wait_eof(int fd, int timeout_ms)
-{
-	char buf[256];
-
-	for (;;) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		if (poll(&p, 1, timeout_ms) <= 0)
-			return false;
-		ssize_t n = read(fd, buf, sizeof(buf));
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			return true;
-		if (n < 0)
-			return false;
-	}
 }
 
 static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
@@ -240,7 +184,7 @@ static void test_host_to_guest_echo_1mib(void **state)
 	assert_true(s.sent_hash == s.got_hash);
 	/* Our close is a SHUTDOWN for the guest, which then closes too. */
 	shutdown(s.fd, SHUT_WR);
-	assert_true(wait_eof(s.fd, 30000));
+	assert_true(harness_wait_eof(s.fd, 30000));
 	stream_close(&s);
 	struct run_result r = vm_finish(&vm, 60);
 	assert_exit_status(&r, 0);
@@ -276,22 +220,6 @@ static void test_32_concurrent_streams(void **state)
 	harness_free(&r);
 }
 
-static long rss_kib(pid_t pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-			break;
-	fclose(f);
-	return kib;
-}
-
 /* Stream A's host client writes and never reads. The guest echoes until
  * the monitor's buffer for A (64 KiB) is full, then waits for credit; the
  * monitor stops taking A's data. A's writer must stall after a bounded
@@ -305,7 +233,7 @@ static void test_stalled_reader_stalls_only_itself(void **state)
 
 	vm_start(&vm, "stall", "test=vsock-echo vconns=2");
 	vm_wait_marker(&vm, "listening on port");
-	long rss0 = rss_kib(vm.p.pid);
+	long rss0 = harness_proc_kib(vm.p.pid, "status", "VmRSS:");
 	int a = vsock_dial(vm.uds, ECHO_PORT);
 	fcntl(a, F_SETFL, O_NONBLOCK);
 	static uint8_t junk[65536];
@@ -333,12 +261,12 @@ static void test_stalled_reader_stalls_only_itself(void **state)
 	assert_true(streams_pump(&b, 1, 120));
 	assert_false(b.mismatch);
 	assert_int_equal(b.got, 512 * 1024);
-	long rss1 = rss_kib(vm.p.pid);
+	long rss1 = harness_proc_kib(vm.p.pid, "status", "VmRSS:");
 	fprintf(stderr, "monitor RSS %ld KiB before, %ld KiB with a stalled stream\n", rss0, rss1);
 	assert_true(rss0 > 0 && rss1 > 0);
 	assert_true(rss1 - rss0 < 16 * 1024);
 	shutdown(b.fd, SHUT_WR);
-	assert_true(wait_eof(b.fd, 30000));
+	assert_true(harness_wait_eof(b.fd, 30000));
 	stream_close(&b);
 	/* Closing A without reading: the monitor resets the stream. */
 	close(a);
@@ -351,11 +279,11 @@ static void test_stalled_reader_stalls_only_itself(void **state)
 static void expect_refusal(const char *uds, const void *send, size_t len, const char *want)
 {
 	char line[160];
-	int fd = uds_connect(uds);
+	int fd = harness_uds_connect(uds);
 
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, send, len), (ssize_t)len);
-	int n = read_line(fd, line, sizeof(line), 30000);
+	int n = harness_read_line(fd, line, sizeof(line), 30000);
 	if (want) {
 		if (n <= 0 || strncmp(line, "ERR ", 4) || !strstr(line, want))
 			fail_msg("sent '%.*s': expected 'ERR ...%s...', got '%s'", (int)len,
@@ -364,7 +292,7 @@ static void expect_refusal(const char *uds, const void *send, size_t len, const 
 		fail_msg("sent '%.*s': expected the socket closed, got '%s'", (int)len,
 			 (const char *)send, n > 0 ? line : "(timeout)");
 	}
-	assert_true(wait_eof(fd, 30000));
+	assert_true(harness_wait_eof(fd, 30000));
 	close(fd);
 }
 
@@ -398,26 +326,12 @@ static void test_bad_connect_lines_and_unknown_port(void **state)
 	assert_true(streams_pump(&s, 1, 60));
 	assert_false(s.mismatch);
 	shutdown(s.fd, SHUT_WR);
-	assert_true(wait_eof(s.fd, 30000));
+	assert_true(harness_wait_eof(s.fd, 30000));
 	stream_close(&s);
 	struct run_result r = vm_finish(&vm, 60);
 	assert_exit_status(&r, 0);
 	assert_output_contains(&r, out, "1 streams opened, 1 closed");
 	harness_free(&r);
-}
-
-static int listen_at(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	assert_true(strlen(path) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	unlink(path);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(fd, 4), 0);
-	return fd;
 }
 
 /* The guest connects to CID 2 port 6000: the monitor forwards to
@@ -431,7 +345,7 @@ static void test_guest_to_host_1mib(void **state)
 
 	uds_path(vm.uds, sizeof(vm.uds), "g2h");
 	snprintf(peer, sizeof(peer), "%s_6000", vm.uds);
-	int lfd = listen_at(peer);
+	int lfd = harness_uds_listen(peer);
 	vm_start(&vm, "g2h", "test=vsock-client vport=6000 vbytes=1048576");
 	struct pollfd p = { lfd, POLLIN, 0 };
 	if (poll(&p, 1, 60000) != 1) {
@@ -513,47 +427,6 @@ static void test_cli_errors(void **state)
 	harness_free(&r);
 }
 
-/* One API request with curl; returns the HTTP status, body in out. */
-static int api_call(const char *sock, const char *method, const char *path, const char *body,
-		    char *out, size_t outlen)
-{
-	char url[128];
-	int po[2];
-
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	assert_int_equal(pipe2(po, O_CLOEXEC), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		const char *argv[24] = { "curl", "-s", "-S", "--max-time", "30", "--unix-socket", sock,
-					 "-X", method, "-o", "-", "-w", "\n%{http_code}" };
-		int n = 13;
-		if (body) {
-			argv[n++] = "-H";
-			argv[n++] = "Content-Type: application/json";
-			argv[n++] = "--data-binary";
-			argv[n++] = body;
-		}
-		argv[n++] = url;
-		argv[n] = NULL;
-		dup2(po[1], 1);
-		execvp("curl", (char *const *)argv);
-		_exit(127);
-	}
-	close(po[1]);
-	size_t len = 0;
-	ssize_t got;
-	while (len + 1 < outlen && (got = read(po[0], out + len, outlen - 1 - len)) > 0)
-		len += (size_t)got;
-	close(po[0]);
-	waitpid(pid, NULL, 0);
-	out[len] = 0;
-	char *nl = strrchr(out, '\n');
-	if (!nl)
-		return 0;
-	*nl = 0;
-	return atoi(nl + 1);
-}
-
 static void echo_once(const char *uds)
 {
 	struct stream s;
@@ -563,7 +436,7 @@ static void echo_once(const char *uds)
 	assert_false(s.mismatch);
 	assert_int_equal(s.got, 64 * 1024);
 	shutdown(s.fd, SHUT_WR);
-	assert_true(wait_eof(s.fd, 30000));
+	assert_true(harness_wait_eof(s.fd, 30000));
 	stream_close(&s);
 }
 
@@ -577,35 +450,32 @@ static void test_api_and_config_file(void **state)
 	uds_path(vm.uds, sizeof(vm.uds), "api");
 	uds_path(sock, sizeof(sock), "api-http");
 	unlink(vm.uds);
-	unlink(sock);
 	char *argv[] = { (char *)mote_bin, "--api-sock", sock, NULL };
-	harness_spawn(&vm.p, argv);
-	for (int i = 0; i < 200 && access(sock, F_OK); i++)
-		usleep(10000);
+	harness_spawn_api(&vm.p, argv, sock);
 	snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\",\"boot_args\":"
 		 "\"test=vsock-echo vconns=2\"}", guest_elf);
-	assert_int_equal(api_call(sock, "PUT", "/boot-source", body, out, sizeof(out)), 204);
+	assert_int_equal(harness_curl(sock, "PUT", "/boot-source", body, out, sizeof(out)), 204);
 	char metrics[96];
 	uds_path(metrics, sizeof(metrics), "metrics");
 	unlink(metrics);
 	snprintf(body, sizeof(body), "{\"metrics_path\":\"%s\"}", metrics);
-	assert_int_equal(api_call(sock, "PUT", "/metrics", body, out, sizeof(out)), 204);
+	assert_int_equal(harness_curl(sock, "PUT", "/metrics", body, out, sizeof(out)), 204);
 	snprintf(body, sizeof(body), "{\"vsock_id\":\"vsock0\",\"guest_cid\":3,\"uds_path\":\"%s\"}",
 		 vm.uds);
-	assert_int_equal(api_call(sock, "PUT", "/vsock", body, out, sizeof(out)), 204);
-	assert_int_equal(api_call(sock, "GET", "/vm/config", NULL, out, sizeof(out)), 200);
+	assert_int_equal(harness_curl(sock, "PUT", "/vsock", body, out, sizeof(out)), 204);
+	assert_int_equal(harness_curl(sock, "GET", "/vm/config", NULL, out, sizeof(out)), 200);
 	if (!strstr(out, "\"vsock\":{\"guest_cid\":3,\"uds_path\":\""))
 		fail_msg("GET /vm/config lacks the vsock: %s", out);
 	assert_non_null(strstr(out, "\"vsock_id\":\"vsock0\""));
-	assert_int_equal(api_call(sock, "PUT", "/actions", "{\"action_type\":\"InstanceStart\"}",
+	assert_int_equal(harness_curl(sock, "PUT", "/actions", "{\"action_type\":\"InstanceStart\"}",
 				  out, sizeof(out)), 204);
 	/* After boot the device cannot change. */
-	assert_int_equal(api_call(sock, "PUT", "/vsock", body, out, sizeof(out)), 400);
+	assert_int_equal(harness_curl(sock, "PUT", "/vsock", body, out, sizeof(out)), 400);
 	assert_non_null(strstr(out, "already started"));
 	vm_wait_marker(&vm, "listening on port");
 	echo_once(vm.uds);
 	/* FlushMetrics carries the device's counters. */
-	assert_int_equal(api_call(sock, "PUT", "/actions", "{\"action_type\":\"FlushMetrics\"}",
+	assert_int_equal(harness_curl(sock, "PUT", "/actions", "{\"action_type\":\"FlushMetrics\"}",
 				  out, sizeof(out)), 204);
 	FILE *mf = fopen(metrics, "r");
 	assert_non_null(mf);
@@ -668,7 +538,7 @@ static void test_guest_reset_closes_streams(void **state)
 		got += (size_t)n;
 	}
 	assert_memory_equal(buf, "ping", 4);
-	assert_true(wait_eof(a, 30000));
+	assert_true(harness_wait_eof(a, 30000));
 	close(a);
 	vm_wait_marker(&vm, "device reset with streams open");
 	echo_once(vm.uds);
