@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "tests/integration/harness.h"
+#include "tests/integration/harness_net.h"
 
 #define TAP "mltap0"
 #define LINUX_TIMEOUT_S 600
@@ -26,21 +26,9 @@
 
 static const char *mote_bin;
 static char bzimage[512];
-static char ns_name[64], conf_path[128], lease_path[128];
-static int host_ns = -1;
-static bool ns_created;
+static struct harness_netns ns = HARNESS_NETNS_INIT;
+static char conf_path[128], lease_path[128];
 static pid_t dhcpd_pid;
-
-static int sh(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 static void cleanup(void)
 {
@@ -49,43 +37,21 @@ static void cleanup(void)
 		waitpid(dhcpd_pid, NULL, 0);
 		dhcpd_pid = 0;
 	}
-	if (host_ns >= 0) {
-		if (setns(host_ns, CLONE_NEWNET))
-			perror("setns back");
-		close(host_ns);
-		host_ns = -1;
-	}
-	if (ns_created && sh("ip netns del %s", ns_name))
-		fprintf(stderr, "test_linux_net: could not delete netns %s\n", ns_name);
-	ns_created = false;
+	harness_netns_leave(&ns);
 	unlink(conf_path);
 	unlink(lease_path);
 }
 
 static int group_setup(void **state)
 {
-	char path[128];
-	int fd;
-
 	(void)state;
 	mote_bin = harness_env("MOTE_BIN");
 	snprintf(bzimage, sizeof(bzimage), "%s/bzImage", harness_env("MOTE_LINUX_DIR"));
-	snprintf(ns_name, sizeof(ns_name), "mote-test-%d", (int)getpid());
 	snprintf(conf_path, sizeof(conf_path), "/tmp/mote-udhcpd-%d.conf", (int)getpid());
 	snprintf(lease_path, sizeof(lease_path), "/tmp/mote-udhcpd-%d.leases", (int)getpid());
-	if (sh("ip netns add %s", ns_name))
-		return -1;
-	ns_created = true;
 	atexit(cleanup);
-	host_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/run/netns/%s", ns_name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (host_ns < 0 || fd < 0 || setns(fd, CLONE_NEWNET))
-		return -1;
-	close(fd);
-	if (sh("ip tuntap add dev " TAP " mode tap") ||
-	    sh("sysctl -qw net.ipv6.conf." TAP ".disable_ipv6=1") ||
-	    sh("ip addr add 172.16.0.1/24 dev " TAP) || sh("ip link set " TAP " mtu 9000 up"))
+	if (harness_netns_enter(&ns) || harness_tap_add(TAP, 9000) ||
+	    harness_sh("ip addr add 172.16.0.1/24 dev " TAP))
 		return -1;
 	FILE *f = fopen(conf_path, "w");
 	if (!f)

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "tests/integration/harness_api.h"
+#include "tests/integration/harness_net.h"
 
 #define TAP "mtap0"
 #define ETH_TYPE_TEST 0x88b5
@@ -26,81 +27,33 @@
 
 static const char *mote_bin;
 static const char *guest_elf;
-static char ns_name[64];
-static int host_ns = -1;
+static struct harness_netns ns = HARNESS_NETNS_INIT;
 static int pkt_fd = -1;
-static bool ns_created;
 
 /* ---- the namespace, the TAP and the packet socket -------------------------- */
-
-static int sh(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 static void netns_cleanup(void)
 {
 	if (pkt_fd >= 0)
 		close(pkt_fd);
 	pkt_fd = -1;
-	if (host_ns >= 0) {
-		if (setns(host_ns, CLONE_NEWNET))
-			perror("setns back");
-		close(host_ns);
-		host_ns = -1;
-	}
-	if (ns_created && sh("ip netns del %s", ns_name))
-		fprintf(stderr, "test_net: could not delete netns %s\n", ns_name);
-	ns_created = false;
+	harness_netns_leave(&ns);
 }
 
 static int group_setup(void **state)
 {
-	char path[128];
-	struct sockaddr_ll sll = { 0 };
-	int fd, rcvbuf = 16 << 20;
-
 	(void)state;
 	mote_bin = harness_env("MOTE_BIN");
 	guest_elf = harness_env("MOTE_GUEST");
-	snprintf(ns_name, sizeof(ns_name), "mote-test-%d", (int)getpid());
-	if (sh("ip netns add %s", ns_name)) {
-		fprintf(stderr, "test_net: ip netns add failed (needs root)\n");
-		return -1;
-	}
-	ns_created = true;
 	atexit(netns_cleanup);
-	host_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/run/netns/%s", ns_name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (host_ns < 0 || fd < 0 || setns(fd, CLONE_NEWNET)) {
-		perror("setns");
+	if (harness_netns_enter(&ns))
 		return -1;
-	}
-	close(fd);
 	/* From here on this process, its children (mote, ip) and their TAP
-	 * live in the test namespace. No IPv6: no router solicitations. */
-	if (sh("ip tuntap add dev " TAP " mode tap") ||
-	    sh("sysctl -qw net.ipv6.conf." TAP ".disable_ipv6=1") ||
-	    sh("ip link set " TAP " mtu %d up", FRAME_MAX))
+	 * live in the test namespace. */
+	if (harness_tap_add(TAP, FRAME_MAX))
 		return -1;
-	pkt_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_TYPE_TEST));
-	if (pkt_fd < 0)
-		return -1;
-	setsockopt(pkt_fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
-	setsockopt(pkt_fd, SOL_SOCKET, SO_SNDBUFFORCE, &rcvbuf, sizeof(rcvbuf));
-	sll.sll_family = AF_PACKET;
-	sll.sll_protocol = htons(ETH_TYPE_TEST);
-	sll.sll_ifindex = (int)if_nametoindex(TAP);
-	if (!sll.sll_ifindex || bind(pkt_fd, (struct sockaddr *)&sll, sizeof(sll)))
-		return -1;
-	return 0;
+	pkt_fd = harness_packet_open(TAP, ETH_TYPE_TEST, 16 << 20);
+	return pkt_fd >= 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
@@ -110,26 +63,10 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* Frames mote hands the TAP (not our own, which the socket sees going out);
- * -1 after timeout_ms without one. */
+/* Frames mote hands the TAP; -1 after timeout_ms without one. */
 static ssize_t recv_frame(uint8_t *buf, size_t len, int timeout_ms)
 {
-	double end = harness_now_ms() + timeout_ms;
-
-	for (;;) {
-		struct sockaddr_ll from;
-		socklen_t fl = sizeof(from);
-		struct pollfd p = { pkt_fd, POLLIN, 0 };
-		double left = end - harness_now_ms();
-
-		if (left <= 0 || poll(&p, 1, (int)left + 1) <= 0)
-			return -1;
-		ssize_t n = recvfrom(pkt_fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
-		if (n < 0)
-			continue;
-		if (from.sll_pkttype != PACKET_OUTGOING)
-			return n;
-	}
+	return harness_packet_recv(pkt_fd, buf, len, timeout_ms);
 }
 
 static void drain_socket(void)
@@ -664,7 +601,7 @@ static void test_four_interfaces(void **state)
 	(void)state;
 	drain_socket();
 	for (int i = 1; i < 4; i++)
-		assert_int_equal(sh("ip tuntap add dev mtap%d mode tap && ip link set mtap%d up", i, i),
+		assert_int_equal(harness_sh("ip tuntap add dev mtap%d mode tap && ip link set mtap%d up", i, i),
 				 0);
 	char *argv[] = { (char *)mote_bin, "--kernel", (char *)guest_elf, "--log-level", "debug",
 			 "--net", "tap=" TAP, "--net", "tap=mtap1,id=b", "--net", "tap=mtap2,id=c",
@@ -675,7 +612,7 @@ static void test_four_interfaces(void **state)
 	reflect_frames(&p, 100, &fps, &mbps);
 	struct run_result r = harness_proc_finish(&p, 60);
 	for (int i = 1; i < 4; i++)
-		sh("ip link del mtap%d", i);
+		harness_sh("ip link del mtap%d", i);
 	assert_exit_status(&r, 0);
 	assert_output_contains(&r, err, "net3: TAP 'mtap3', MAC 06:00:00:00:00:04");
 	assert_output_contains(&r, err, "net0: rx 100 frames");

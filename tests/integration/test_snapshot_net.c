@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "tests/integration/harness_api.h"
+#include "tests/integration/harness_net.h"
 
 #define ETH_TYPE_TEST 0x88b5
 #define FRAMES 3
@@ -25,15 +26,8 @@ static const char *mote_bin, *guest_elf;
 static char dir[64], sock_path[108];
 static int pkt_fd = -1;
 
-static int sh(const char *cmd)
-{
-	return system(cmd) == 0 ? 0 : -1;
-}
-
 static int setup(void **state)
 {
-	struct sockaddr_ll sll = { 0 };
-
 	(void)state;
 	snprintf(dir, sizeof(dir), "/tmp/mote-snapnet-XXXXXX");
 	if (!mkdtemp(dir))
@@ -44,45 +38,19 @@ static int setup(void **state)
 		perror("unshare(CLONE_NEWNET)");
 		return -1;
 	}
-	if (sh("ip link set lo up") ||
-	    sh("ip tuntap add dev snapa mode tap && ip link set snapa up") ||
-	    sh("ip tuntap add dev snapb mode tap && ip link set snapb up"))
+	if (harness_sh("ip link set lo up") || harness_tap_add("snapa", 1500) ||
+	    harness_tap_add("snapb", 1500))
 		return -1;
-	sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
-	pkt_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_TYPE_TEST));
-	sll.sll_family = AF_PACKET;
-	sll.sll_protocol = htons(ETH_TYPE_TEST);
-	sll.sll_ifindex = (int)if_nametoindex("snapb");
-	if (pkt_fd < 0 || !sll.sll_ifindex || bind(pkt_fd, (struct sockaddr *)&sll, sizeof(sll)))
+	pkt_fd = harness_packet_open("snapb", ETH_TYPE_TEST, 0);
+	if (pkt_fd < 0)
 		return -1;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return sh(cmd);
-}
-
-static ssize_t recv_reflected(uint8_t *buf, size_t len, int timeout_ms)
-{
-	double end = harness_now_ms() + timeout_ms;
-
-	for (;;) {
-		struct sockaddr_ll from;
-		socklen_t fl = sizeof(from);
-		struct pollfd p = { pkt_fd, POLLIN, 0 };
-		double left = end - harness_now_ms();
-
-		if (left <= 0 || poll(&p, 1, (int)left + 1) <= 0)
-			return -1;
-		ssize_t n = recvfrom(pkt_fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
-		if (n > 0 && from.sll_pkttype != PACKET_OUTGOING)
-			return n;
-	}
+	return harness_sh("rm -rf '%s'", dir);
 }
 
 static void test_net_vm_restored_onto_another_tap_reflects(void **state)
@@ -145,7 +113,7 @@ static void test_net_vm_restored_onto_another_tap_reflects(void **state)
 		for (int k = 14; k < 64; k++)
 			f[k] = (uint8_t)(k * 7 + i);
 		assert_int_equal(send(pkt_fd, f, sizeof(f), 0), (ssize_t)sizeof(f));
-		ssize_t n = recv_reflected(back, sizeof(back), 10000);
+		ssize_t n = harness_packet_recv(pkt_fd, back, sizeof(back), 10000);
 		if (n < 60) {
 			kill(p.pid, SIGKILL);
 			struct run_result r = harness_proc_finish(&p, 5);
