@@ -272,6 +272,16 @@ static inline void harness_dump(const struct run_result *r)
 		r->out_len > 8192 ? r->out + r->out_len - 8192 : r->out, r->err);
 }
 
+/* Removes dir and everything below it (a test's temporary directory);
+ * 0, or -1 if rm failed. */
+static inline int harness_rm_rf(const char *dir)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
 /* A "<field> <n> kB" value of /proc/<pid>/<file> (status: "VmRSS:",
  * smaps_rollup: "Rss:", "Pss:"), in KiB; -1 if the file or field is missing. */
 static inline long harness_proc_kib(pid_t pid, const char *file, const char *field)

@@ -171,8 +171,6 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
 	/* After a failure: VMs the agent restored may still run; the
 	 * groups go once they are empty (best effort). */
@@ -186,8 +184,7 @@ static int group_teardown(void **state)
 		snprintf(d, sizeof(d), CG_ROOT "/%s", cg_parent);
 		rmdir(d);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp_dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return harness_rm_rf(tmp_dir);
 }
 
 int main(void)

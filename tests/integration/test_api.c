@@ -471,11 +471,8 @@ static int setup_group(void **state)
 
 static int teardown_group(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp_dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return harness_rm_rf(tmp_dir);
 }
 
 int main(void)

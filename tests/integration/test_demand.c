@@ -300,11 +300,8 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp_dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return harness_rm_rf(tmp_dir);
 }
 
 int main(void)

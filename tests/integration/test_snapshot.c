@@ -83,6 +83,27 @@ static const char *check_transcript(const char *out, unsigned steps, char *why, 
 	return NULL;
 }
 
+/* Fails the test unless before (the output up to the snapshot) followed by
+ * r's output is one whole transcript: the restored guest went on exactly
+ * where the snapshot stopped it. what prefixes the failure message. */
+static void expect_continues(const char *before, const struct run_result *r, const char *what)
+{
+	char why[256];
+	size_t n = strlen(before);
+	char *all = malloc(n + r->out_len + 1);
+
+	assert_non_null(all);
+	memcpy(all, before, n);
+	memcpy(all + n, r->out, r->out_len + 1);
+	const char *bad = check_transcript(all, STEPS, why, sizeof(why));
+	if (bad) {
+		harness_dump(r);
+		fprintf(stderr, "--- before the snapshot:\n%s\n", before);
+		fail_msg("%s%s", what, bad);
+	}
+	free(all);
+}
+
 /* ---- API over curl ------------------------------------------------------------- */
 
 static struct harness_reply api_at(const char *sock, const char *method, const char *path,
@@ -201,45 +222,30 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return harness_rm_rf(tmp_dir);
 }
 
 /* ---- tests ------------------------------------------------------------------------ */
 
 static void test_restore_in_new_process_continues(void **state)
 {
-	char why[256];
-
 	(void)state;
 	struct run_result r = harness_run(MOTE("--restore", base_state, "--mem", base_mem,
 					       "--resume", "--no-api"), 60, NULL);
 	assert_exit_status(&r, 0);
 	/* The first monitor's output ends mid-computation; the restored one
 	 * starts exactly where it stopped. */
-	size_t n1 = strlen(out_before);
-	char *all = malloc(n1 + r.out_len + 1);
-	memcpy(all, out_before, n1);
-	memcpy(all + n1, r.out, r.out_len + 1);
 	assert_null(strstr(r.out, "snap: start"));
-	const char *bad = check_transcript(all, STEPS, why, sizeof(why));
-	if (bad) {
-		harness_dump(&r);
-		fprintf(stderr, "--- before the snapshot:\n%s\n", out_before);
-		fail_msg("%s", bad);
-	}
+	expect_continues(out_before, &r, "");
 	assert_output_contains(&r, err, "snapshot: restored from");
-	free(all);
 	harness_free(&r);
 }
 
 static void test_load_through_api_paused_then_resumed(void **state)
 {
 	struct harness_proc p;
-	char body[512], why[256];
+	char body[512];
 
 	(void)state;
 	spawn_with_api(&p, MOTE("--api-sock", sock_path));
@@ -265,29 +271,13 @@ static void test_load_through_api_paused_then_resumed(void **state)
 	expect(api("PATCH", "/vm", "{\"state\":\"Resumed\"}"), 204, NULL);
 	struct run_result r = harness_proc_finish(&p, 60);
 	assert_exit_status(&r, 0);
-	char *all = malloc(strlen(out_before) + r.out_len + 1);
-	strcpy(all, out_before);
-	strcat(all, r.out);
-	const char *bad = check_transcript(all, STEPS, why, sizeof(why));
-	if (bad) {
-		harness_dump(&r);
-		fail_msg("%s", bad);
-	}
-	free(all);
+	expect_continues(out_before, &r, "");
 	harness_free(&r);
 
 	/* The second-generation snapshot continues from the same point. */
 	r = harness_run(MOTE("--restore", g2s, "--mem", g2m, "--resume", "--no-api"), 60, NULL);
 	assert_exit_status(&r, 0);
-	all = malloc(strlen(out_before) + r.out_len + 1);
-	strcpy(all, out_before);
-	strcat(all, r.out);
-	bad = check_transcript(all, STEPS, why, sizeof(why));
-	if (bad) {
-		harness_dump(&r);
-		fail_msg("second generation: %s", bad);
-	}
-	free(all);
+	expect_continues(out_before, &r, "second generation: ");
 	harness_free(&r);
 }
 
@@ -525,7 +515,7 @@ static void test_fifty_clones_share_memory(void **state)
 {
 	char *st = path_in_tmp("clone.state"), *mem = path_in_tmp("clone.mem");
 	static struct harness_proc p[CLONES];
-	char why[256];
+	char what[32];
 	long rss = 0, pss = 0;
 
 	(void)state;
@@ -542,7 +532,8 @@ static void test_fifty_clones_share_memory(void **state)
 			fail_msg("clone %d made no progress: %s", i, p[i].err);
 	}
 	for (int i = 0; i < CLONES; i++) {
-		long r = harness_proc_kib(p[i].pid, "smaps_rollup", "Rss:"), s = harness_proc_kib(p[i].pid, "smaps_rollup", "Pss:");
+		long r = harness_proc_kib(p[i].pid, "smaps_rollup", "Rss:");
+		long s = harness_proc_kib(p[i].pid, "smaps_rollup", "Pss:");
 		if (r > 0 && s > 0) {
 			rss += r;
 			pss += s;
@@ -552,15 +543,12 @@ static void test_fifty_clones_share_memory(void **state)
 		      CLONES, rss, pss, (double)pss / CLONES);
 	for (int i = 0; i < CLONES; i++) {
 		struct run_result r = harness_proc_finish(&p[i], 120);
-		char *all = malloc(strlen(before) + r.out_len + 1);
-		strcpy(all, before);
-		strcat(all, r.out);
-		const char *bad = check_transcript(all, STEPS, why, sizeof(why));
-		if (r.status != 0 || bad) {
+		if (r.status != 0) {
 			harness_dump(&r);
-			fail_msg("clone %d: exit %d, %s", i, r.status, bad ? bad : "");
+			fail_msg("clone %d: exit %d", i, r.status);
 		}
-		free(all);
+		snprintf(what, sizeof(what), "clone %d: ", i);
+		expect_continues(before, &r, what);
 		harness_free(&r);
 	}
 	assert_true(rss > 0);
@@ -573,7 +561,7 @@ static void test_fifty_clones_share_memory(void **state)
 
 static void test_load_with_uffd_handler(void **state)
 {
-	char handler_bin[512], why[256], body[768];
+	char handler_bin[512], body[768];
 	char *hsock = path_in_tmp("uffd.sock");
 	struct harness_proc h, p;
 
@@ -601,15 +589,7 @@ static void test_load_with_uffd_handler(void **state)
 	expect(api("PUT", "/snapshot/load", body), 204, NULL);
 	r = harness_proc_finish(&p, 60);
 	assert_exit_status(&r, 0);
-	char *all = malloc(strlen(out_before) + r.out_len + 1);
-	strcpy(all, out_before);
-	strcat(all, r.out);
-	const char *bad = check_transcript(all, STEPS, why, sizeof(why));
-	if (bad) {
-		harness_dump(&r);
-		fail_msg("%s", bad);
-	}
-	free(all);
+	expect_continues(out_before, &r, "");
 	harness_free(&r);
 	/* The handler served the pages and ends with the VM. */
 	struct run_result hr = harness_proc_finish(&h, 10);
@@ -763,7 +743,7 @@ static void test_clones_reseed_from_their_host(void **state)
 
 static void test_working_set_record_and_prefetch(void **state)
 {
-	char *ws = path_in_tmp("base.ws"), why[256];
+	char *ws = path_in_tmp("base.ws");
 	struct stat sb;
 
 	(void)state;
@@ -780,15 +760,7 @@ static void test_working_set_record_and_prefetch(void **state)
 			     "--prefetch", ws), 60, NULL);
 	assert_exit_status(&r, 0);
 	assert_output_contains(&r, err, "prefetched ");
-	char *all = malloc(strlen(out_before) + r.out_len + 1);
-	strcpy(all, out_before);
-	strcat(all, r.out);
-	const char *bad = check_transcript(all, STEPS, why, sizeof(why));
-	if (bad) {
-		harness_dump(&r);
-		fail_msg("%s", bad);
-	}
-	free(all);
+	expect_continues(out_before, &r, "");
 	harness_free(&r);
 
 	/* A record that does not fit is ignored with a warning. */

@@ -50,7 +50,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	return harness_sh("rm -rf '%s'", dir);
+	return harness_rm_rf(dir);
 }
 
 static void test_net_vm_restored_onto_another_tap_reflects(void **state)
