@@ -80,7 +80,7 @@ linux:
 	./guest/linux/build-all.sh $(LINUX_DIR)
 
 # --- tests ------------------------------------------------------------------
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmote.a
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/libmote.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmote.a -lcmocka $(LDLIBS)
 

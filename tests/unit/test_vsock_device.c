@@ -22,29 +22,15 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/virtq_fixture.h"
 #include "virtio/mmio.h"
 #include "virtio/vsock.h"
 #include "vmm/bus.h"
 #include "vmm/loop.h"
 #include "vmm/mem.h"
 
-#define REG_DRIVER_FEATURES     0x020
-#define REG_DRIVER_FEATURES_SEL 0x024
-#define REG_QUEUE_SEL           0x030
-#define REG_QUEUE_NUM           0x038
-#define REG_QUEUE_READY         0x044
-#define REG_QUEUE_NOTIFY        0x050
-#define REG_STATUS              0x070
-#define REG_QUEUE_DESC_LOW      0x080
-#define REG_QUEUE_DRIVER_LOW    0x090
-#define REG_QUEUE_DEVICE_LOW    0x0a0
-#define REG_CONFIG              0x100
 
 #define RAM_SIZE (4ULL << 20)
-#define QSIZE 16
-#define DESC_GPA(q)  (0x10000ULL + 0x4000ULL * (q))
-#define AVAIL_GPA(q) (0x11000ULL + 0x4000ULL * (q))
-#define USED_GPA(q)  (0x12000ULL + 0x4000ULL * (q))
 #define RXBUF_GPA(i) (0x100000ULL + 0x11000ULL * (i))   /* 68 KiB apart */
 #define RXBUF_LEN    (44 + 65536)
 #define TXBUF_GPA(i) (0x300000ULL + 0x11000ULL * (i))
@@ -63,66 +49,14 @@ struct fixture {
 	struct event_loop *loop;
 	uint8_t *ram;
 	char uds[96];
-	uint16_t avail_idx[3];
-	uint16_t used_seen[3];
+	struct vqf_rings rings;
 	unsigned tx_slot;
 };
 
-static void wr(struct fixture *f, uint64_t off, uint32_t v)
-{
-	virtio_mmio_write(&f->t, off, (const uint8_t *)&v, 4);
-}
-
-static uint32_t rd(struct fixture *f, uint64_t off)
-{
-	uint32_t v;
-	virtio_mmio_read(&f->t, off, (uint8_t *)&v, 4);
-	return v;
-}
-
-static void put_desc(struct fixture *f, unsigned q, unsigned i, uint64_t addr, uint32_t len,
-		     uint16_t flags, uint16_t next)
-{
-	uint8_t *d = f->ram + DESC_GPA(q) + 16ULL * i;
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-}
-
-static void avail_add(struct fixture *f, unsigned q, uint16_t head)
-{
-	uint8_t *a = f->ram + AVAIL_GPA(q);
-	uint16_t idx = f->avail_idx[q]++;
-	memcpy(a + 4 + 2 * (idx % QSIZE), &head, 2);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	memcpy(a + 2, &f->avail_idx[q], 2);
-}
-
-static void kick(struct fixture *f, unsigned q)
-{
-	wr(f, REG_QUEUE_NOTIFY, q);
-}
-
-/* Next used element of queue q: 1 with id/len, 0 if none. */
-static int used_next(struct fixture *f, unsigned q, uint32_t *id, uint32_t *len)
-{
-	uint8_t *u = f->ram + USED_GPA(q);
-	uint16_t idx;
-	memcpy(&idx, u + 2, 2);
-	if (idx == f->used_seen[q])
-		return 0;
-	uint8_t *e = u + 4 + 8 * (f->used_seen[q] % QSIZE);
-	memcpy(id, e, 4);
-	memcpy(len, e + 4, 4);
-	f->used_seen[q]++;
-	return 1;
-}
-
 static void post_rx(struct fixture *f, unsigned i, uint32_t len)
 {
-	put_desc(f, RXQ, i, RXBUF_GPA(i), len, VIRTQ_DESC_F_WRITE, 0);
-	avail_add(f, RXQ, (uint16_t)i);
+	vqf_put_desc(f->ram, RXQ, i, RXBUF_GPA(i), len, VIRTQ_DESC_F_WRITE, 0);
+	vqf_avail_add(f->ram, &f->rings, RXQ, (uint16_t)i);
 }
 
 static struct vsock_hdr hdr(uint16_t op, uint32_t src_port, uint32_t dst_port, uint32_t len)
@@ -136,13 +70,13 @@ static struct vsock_hdr hdr(uint16_t op, uint32_t src_port, uint32_t dst_port, u
 static void send_tx_len(struct fixture *f, const struct vsock_hdr *h, const void *payload,
 			uint32_t plen, uint32_t chain_len)
 {
-	unsigned i = f->tx_slot++ % QSIZE;
+	unsigned i = f->tx_slot++ % VQF_QSIZE;
 	memcpy(f->ram + TXBUF_GPA(i), h, sizeof(*h));
 	if (plen)
 		memcpy(f->ram + TXBUF_GPA(i) + sizeof(*h), payload, plen);
-	put_desc(f, TXQ, i, TXBUF_GPA(i), chain_len, 0, 0);
-	avail_add(f, TXQ, (uint16_t)i);
-	kick(f, TXQ);
+	vqf_put_desc(f->ram, TXQ, i, TXBUF_GPA(i), chain_len, 0, 0);
+	vqf_avail_add(f->ram, &f->rings, TXQ, (uint16_t)i);
+	vqf_kick(&f->t, TXQ);
 }
 
 static void send_tx(struct fixture *f, const struct vsock_hdr *h, const void *payload,
@@ -155,9 +89,9 @@ static void send_tx(struct fixture *f, const struct vsock_hdr *h, const void *pa
 static bool rx_next(struct fixture *f, struct vsock_hdr *h, uint8_t **payload)
 {
 	uint32_t id, len;
-	if (!used_next(f, RXQ, &id, &len))
+	if (!vqf_used_pop(f->ram, &f->rings, RXQ, &id, &len))
 		return false;
-	assert_true(id < QSIZE);
+	assert_true(id < VQF_QSIZE);
 	assert_true(len >= sizeof(*h));
 	memcpy(h, f->ram + RXBUF_GPA(id), sizeof(*h));
 	assert_int_equal(len, sizeof(*h) + h->len);
@@ -189,25 +123,11 @@ static int setup(void **state)
 	const struct virtio_mmio_env env = { .vm_fd = -1, .mem = &f->mem, .mmio_bus = &f->bus };
 	assert_int_equal(virtio_mmio_init(&f->t, f->dev, &env, 0xc0001000ULL, 5), 0);
 
-	wr(f, REG_STATUS, 1);
-	wr(f, REG_STATUS, 3);
-	wr(f, REG_DRIVER_FEATURES_SEL, 1);
-	wr(f, REG_DRIVER_FEATURES, 1); /* VERSION_1 */
-	wr(f, REG_STATUS, 3 | 8);
-	for (unsigned q = 0; q < 3; q++) {
-		wr(f, REG_QUEUE_SEL, q);
-		wr(f, REG_QUEUE_NUM, QSIZE);
-		wr(f, REG_QUEUE_DESC_LOW, (uint32_t)DESC_GPA(q));
-		wr(f, REG_QUEUE_DRIVER_LOW, (uint32_t)AVAIL_GPA(q));
-		wr(f, REG_QUEUE_DEVICE_LOW, (uint32_t)USED_GPA(q));
-		wr(f, REG_QUEUE_READY, 1);
-	}
-	wr(f, REG_STATUS, 3 | 8 | 4);
-	assert_int_equal(rd(f, REG_STATUS), 15);
-	assert_int_equal(rd(f, REG_CONFIG), CID);
+	vqf_bring_up(&f->t, 1ULL << VIRTIO_F_VERSION_1, 3);
+	assert_int_equal(vqf_rd(&f->t, VQF_REG_CONFIG), CID);
 	for (unsigned i = 0; i < 8; i++)
 		post_rx(f, i, RXBUF_LEN);
-	kick(f, RXQ);
+	vqf_kick(&f->t, RXQ);
 	*state = f;
 	return 0;
 }
@@ -318,7 +238,7 @@ static void test_hostile_headers(void **state)
 	assert_false(rx_next(f, &r, NULL));
 	assert_int_equal(st->bad_packets, 1);
 	/* The TX chain still comes back to the guest. */
-	assert_true(used_next(f, TXQ, &id, &len));
+	assert_true(vqf_used_pop(f->ram, &f->rings, TXQ, &id, &len));
 	/* Wrong destination, bad type, bad op, len past the descriptor: RST. */
 	h = hdr(VSOCK_OP_REQUEST, 2, 7000, 0);
 	h.dst_cid = 77;
@@ -358,7 +278,7 @@ static void test_hostile_headers(void **state)
 	assert_int_equal(r.op, VSOCK_OP_RST);
 	assert_int_equal(st->guest_conns_refused, 1);
 	/* None of it hurt the device. */
-	assert_int_equal(rd(f, REG_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	assert_int_equal(vqf_rd(&f->t, VQF_REG_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
 }
 
 /* The guest may not send more than the device advertised: once the host
@@ -464,10 +384,10 @@ static void test_host_connect_and_bad_rx_buffer(void **state)
 		h = hdr(VSOCK_OP_RW, port, 7000, 0);
 		send_tx(f, &h, NULL, 0);
 	}
-	put_desc(f, RXQ, 15, RXBUF_GPA(15), 10, VIRTQ_DESC_F_WRITE, 0);
-	avail_add(f, RXQ, 15);
-	kick(f, RXQ);
-	assert_true(rd(f, REG_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
+	vqf_put_desc(f->ram, RXQ, 15, RXBUF_GPA(15), 10, VIRTQ_DESC_F_WRITE, 0);
+	vqf_avail_add(f->ram, &f->rings, RXQ, 15);
+	vqf_kick(&f->t, RXQ);
+	assert_true(vqf_rd(&f->t, VQF_REG_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
 }
 
 static void test_transport_reset_event(void **state)
@@ -482,11 +402,11 @@ static void test_transport_reset_event(void **state)
 	assert_int_equal(read(fd, &c, 1), 0);
 	close(fd);
 	memcpy(f->ram + EVBUF_GPA, &ev, 4);
-	put_desc(f, EVQ, 0, EVBUF_GPA, 8, VIRTQ_DESC_F_WRITE, 0);
-	avail_add(f, EVQ, 0);
-	kick(f, EVQ);
+	vqf_put_desc(f->ram, EVQ, 0, EVBUF_GPA, 8, VIRTQ_DESC_F_WRITE, 0);
+	vqf_avail_add(f->ram, &f->rings, EVQ, 0);
+	vqf_kick(&f->t, EVQ);
 	assert_int_equal(virtio_vsock_transport_reset(f->v), 0);
-	assert_true(used_next(f, EVQ, &id, &len));
+	assert_true(vqf_used_pop(f->ram, &f->rings, EVQ, &id, &len));
 	assert_int_equal(id, 0);
 	assert_int_equal(len, 4);
 	memcpy(&ev, f->ram + EVBUF_GPA, 4);
