@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "virtio/blk_backend.h"
+#include "virtio/devargs.h"
 #include "virtio/mmio.h"
 #include "vmm/log.h"
 
@@ -116,45 +117,31 @@ static struct virtio_blk *to_blk(struct virtio_device *dev)
 
 /* ---- configuration -------------------------------------------------- */
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-')
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 int blk_parse_drive_arg(const char *arg, struct blk_config *cfg, char *err, size_t errlen)
 {
-	char *copy = strdup(arg);
-	char *save = NULL;
+	struct devargs it;
+	struct devarg a;
 	int ret = 0;
 
-	if (!copy)
+	if (devargs_open(&it, arg))
 		return -ENOMEM;
 	memset(cfg, 0, sizeof(*cfg));
-	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		const char *val = eq ? eq + 1 : NULL;
-		size_t klen = eq ? (size_t)(eq - tok) : strlen(tok);
+	while (devargs_next(&it, &a)) {
+		const char *val = a.val;
 		uint64_t n;
 
-		if (klen == 4 && !strncmp(tok, "path", 4) && val && *val) {
+		if (devarg_is(&a, "path") && val && *val) {
 			if (strlen(val) >= sizeof(cfg->path)) {
 				snprintf(err, errlen, "--drive path is longer than %d bytes", BLK_PATH_MAX - 1);
 				ret = -ENAMETOOLONG;
 				break;
 			}
 			strcpy(cfg->path, val);
-		} else if (!strcmp(tok, "ro") || !strcmp(tok, "readonly")) {
+		} else if (!strcmp(a.item, "ro") || !strcmp(a.item, "readonly")) {
 			cfg->read_only = true;
-		} else if (!strcmp(tok, "root")) {
+		} else if (!strcmp(a.item, "root")) {
 			cfg->is_root = true;
-		} else if (klen == 2 && !strncmp(tok, "id", 2) && val) {
+		} else if (devarg_is(&a, "id") && val) {
 			if (!*val || strlen(val) > BLK_ID_LEN) {
 				snprintf(err, errlen, "--drive id '%s' must be 1-%d characters", val,
 					 BLK_ID_LEN);
@@ -162,15 +149,14 @@ int blk_parse_drive_arg(const char *arg, struct blk_config *cfg, char *err, size
 				break;
 			}
 			strcpy(cfg->id, val);
-		} else if (klen == 2 && !strncmp(tok, "bw", 2) && val && !parse_u64(val, &n) && n &&
-			   n <= INT64_MAX) {
+		} else if (devarg_is(&a, "bw") && val && !devarg_u64(val, &n) && n && n <= INT64_MAX) {
 			cfg->bandwidth = (struct token_bucket_config){ .size = n, .refill_time_ms = 1000 };
-		} else if (klen == 4 && !strncmp(tok, "iops", 4) && val && !parse_u64(val, &n) && n &&
+		} else if (devarg_is(&a, "iops") && val && !devarg_u64(val, &n) && n &&
 			   n <= INT64_MAX) {
 			cfg->ops = (struct token_bucket_config){ .size = n, .refill_time_ms = 1000 };
 		} else {
 			snprintf(err, errlen, "--drive: '%s' is not path=FILE, ro, root, id=ID, "
-				 "bw=BYTES_PER_SECOND or iops=N", tok);
+				 "bw=BYTES_PER_SECOND or iops=N", a.item);
 			ret = -EINVAL;
 			break;
 		}
@@ -179,7 +165,7 @@ int blk_parse_drive_arg(const char *arg, struct blk_config *cfg, char *err, size
 		snprintf(err, errlen, "--drive '%s' has no path=FILE", arg);
 		ret = -EINVAL;
 	}
-	free(copy);
+	devargs_close(&it);
 	return ret;
 }
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "virtio/devargs.h"
+
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -52,37 +54,22 @@ void net_derive_mac(const char *vm_id, const char *iface_id, uint8_t mac[6])
 		mac[i] = (uint8_t)(h >> (8 * (i - 1)));
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-')
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 int net_parse_arg(const char *arg, struct net_config *cfg, char *err, size_t errlen)
 {
-	char *copy = strdup(arg);
-	char *save = NULL;
+	struct devargs it;
+	struct devarg a;
 	int ret = 0;
 
-	if (!copy)
+	if (devargs_open(&it, arg))
 		return -ENOMEM;
 	memset(cfg, 0, sizeof(*cfg));
-	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		const char *key = tok, *val = eq ? eq + 1 : "";
+	while (devargs_next(&it, &a)) {
+		const char *val = a.val;
 		uint64_t v;
 
-		if (eq)
-			*eq = '\0';
-		if (!eq) {
+		if (!val) {
 			ret = -EINVAL;
-		} else if (!strcmp(key, "tap")) {
+		} else if (devarg_is(&a, "tap")) {
 			if (!*val || strlen(val) > NET_TAP_NAME_MAX) {
 				snprintf(err, errlen, "--net tap '%s' must be 1-%d characters", val,
 					 NET_TAP_NAME_MAX);
@@ -90,7 +77,7 @@ int net_parse_arg(const char *arg, struct net_config *cfg, char *err, size_t err
 				break;
 			}
 			strcpy(cfg->tap, val);
-		} else if (!strcmp(key, "mac")) {
+		} else if (devarg_is(&a, "mac")) {
 			if (net_parse_mac(val, cfg->mac)) {
 				snprintf(err, errlen, "--net mac '%s' is not a unicast MAC address like "
 					 "06:00:ac:10:00:02", val);
@@ -98,7 +85,7 @@ int net_parse_arg(const char *arg, struct net_config *cfg, char *err, size_t err
 				break;
 			}
 			cfg->has_mac = true;
-		} else if (!strcmp(key, "id")) {
+		} else if (devarg_is(&a, "id")) {
 			size_t len = strlen(val);
 			bool ok = len && len <= NET_ID_MAX;
 			for (size_t i = 0; ok && i < len; i++)
@@ -111,17 +98,17 @@ int net_parse_arg(const char *arg, struct net_config *cfg, char *err, size_t err
 				break;
 			}
 			strcpy(cfg->id, val);
-		} else if (!strcmp(key, "mtu") && !parse_u64(val, &v) && v >= 68 && v <= 65535) {
+		} else if (devarg_is(&a, "mtu") && !devarg_u64(val, &v) && v >= 68 && v <= 65535) {
 			cfg->mtu = (uint16_t)v;
-		} else if (!parse_u64(val, &v) && v && v <= INT64_MAX &&
-			   (!strcmp(key, "rx-bw") || !strcmp(key, "tx-bw") || !strcmp(key, "rx-ops") ||
-			    !strcmp(key, "tx-ops"))) {
+		} else if (!devarg_u64(val, &v) && v && v <= INT64_MAX &&
+			   (devarg_is(&a, "rx-bw") || devarg_is(&a, "tx-bw") ||
+			    devarg_is(&a, "rx-ops") || devarg_is(&a, "tx-ops"))) {
 			struct token_bucket_config tb = { .size = v, .refill_time_ms = 1000 };
-			if (!strcmp(key, "rx-bw"))
+			if (devarg_is(&a, "rx-bw"))
 				cfg->rx_bw = tb;
-			else if (!strcmp(key, "tx-bw"))
+			else if (devarg_is(&a, "tx-bw"))
 				cfg->tx_bw = tb;
-			else if (!strcmp(key, "rx-ops"))
+			else if (devarg_is(&a, "rx-ops"))
 				cfg->rx_ops = tb;
 			else
 				cfg->tx_ops = tb;
@@ -129,9 +116,9 @@ int net_parse_arg(const char *arg, struct net_config *cfg, char *err, size_t err
 			ret = -EINVAL;
 		}
 		if (ret) {
-			snprintf(err, errlen, "--net: '%s%s%s' is not tap=NAME, mac=MAC, id=ID, mtu=N "
+			snprintf(err, errlen, "--net: '%s' is not tap=NAME, mac=MAC, id=ID, mtu=N "
 				 "(68-65535), rx-bw/tx-bw=BYTES_PER_SECOND or rx-ops/tx-ops=N",
-				 key, eq ? "=" : "", eq ? val : "");
+				 a.item);
 			break;
 		}
 	}
@@ -139,7 +126,6 @@ int net_parse_arg(const char *arg, struct net_config *cfg, char *err, size_t err
 		snprintf(err, errlen, "--net '%s' has no tap=NAME", arg);
 		ret = -EINVAL;
 	}
-	free(copy);
+	devargs_close(&it);
 	return ret;
 }
-

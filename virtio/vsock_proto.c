@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "virtio/devargs.h"
+
 enum vsock_hdr_verdict vsock_hdr_check(const struct vsock_hdr *h, uint64_t guest_cid,
 				       uint64_t chain_readable, const char **why)
 {
@@ -150,42 +152,41 @@ int vsock_parse_connect(const char *buf, size_t len, uint32_t *port, size_t *lin
 
 int vsock_parse_arg(const char *arg, struct vsock_config *cfg, char *err, size_t errlen)
 {
-	char *copy = strdup(arg);
-	char *save = NULL;
+	struct devargs it;
+	struct devarg a;
 	bool have_cid = false;
 	int ret = 0;
 
-	if (!copy)
+	if (devargs_open(&it, arg))
 		return -ENOMEM;
 	memset(cfg, 0, sizeof(*cfg));
-	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(tok, "cid=", 4)) {
-			char *end;
-			errno = 0;
-			unsigned long long v = strtoull(tok + 4, &end, 10);
-			if (errno || end == tok + 4 || *end || tok[4] == '-' ||
-			    v < VSOCK_MIN_GUEST_CID || v > VSOCK_MAX_GUEST_CID) {
+	while (devargs_next(&it, &a)) {
+		uint64_t v;
+
+		if (devarg_is(&a, "cid") && a.val) {
+			if (devarg_u64(a.val, &v) || v < VSOCK_MIN_GUEST_CID ||
+			    v > VSOCK_MAX_GUEST_CID) {
 				snprintf(err, errlen, "--vsock: cid '%s' must be a number from %d to "
-					 "%llu (0-2 are reserved)", tok + 4, VSOCK_MIN_GUEST_CID,
+					 "%llu (0-2 are reserved)", a.val, VSOCK_MIN_GUEST_CID,
 					 (unsigned long long)VSOCK_MAX_GUEST_CID);
 				ret = -EINVAL;
 				break;
 			}
 			cfg->guest_cid = v;
 			have_cid = true;
-		} else if (!strncmp(tok, "uds=", 4) && tok[4]) {
+		} else if (devarg_is(&a, "uds") && a.val && *a.val) {
 			/* Room for "_<port>" too: guest connections go to
 			 * uds_<port>, up to 11 more bytes. */
-			if (strlen(tok + 4) + 11 >= sizeof(cfg->uds_path)) {
+			if (strlen(a.val) + 11 >= sizeof(cfg->uds_path)) {
 				snprintf(err, errlen, "--vsock: uds path is longer than %zu bytes "
 					 "(a unix socket path, plus '_<port>')",
 					 sizeof(cfg->uds_path) - 12);
 				ret = -ENAMETOOLONG;
 				break;
 			}
-			strcpy(cfg->uds_path, tok + 4);
+			strcpy(cfg->uds_path, a.val);
 		} else {
-			snprintf(err, errlen, "--vsock: '%s' is not cid=N or uds=PATH", tok);
+			snprintf(err, errlen, "--vsock: '%s' is not cid=N or uds=PATH", a.item);
 			ret = -EINVAL;
 			break;
 		}
@@ -194,7 +195,7 @@ int vsock_parse_arg(const char *arg, struct vsock_config *cfg, char *err, size_t
 		snprintf(err, errlen, "--vsock '%s' needs both cid=N and uds=PATH", arg);
 		ret = -EINVAL;
 	}
-	free(copy);
+	devargs_close(&it);
 	return ret;
 }
 
