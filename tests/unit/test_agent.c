@@ -156,11 +156,12 @@ static void mkfile(const char *dir, const char *name)
 	fclose(f);
 }
 
-static void expect_file(const char *path, const char *want)
+static void expect_file(const char *dir, const char *name, const char *want)
 {
-	char got[128] = "";
-	FILE *f = fopen(path, "r");
+	char path[512], got[128] = "";
 
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "r");
 	assert_non_null(f);
 	size_t n = fread(got, 1, sizeof(got) - 1, f);
 	got[n] = '\0';
@@ -168,48 +169,62 @@ static void expect_file(const char *path, const char *want)
 	assert_string_equal(got, want);
 }
 
-/* Real cgroupfs creates the interface files with the directory; here
- * they are created beforehand (the agent only writes existing files). */
+/* A tree under /tmp laid out like cgroupfs (cg points at it): the parent
+ * "mote" and, in vm_dir, its child vm1 with the interface files named
+ * (NULL-terminated). Real cgroupfs creates those with the directory; here
+ * they exist beforehand (the agent only writes existing files). v2 has
+ * cgroup.subtree_control in the root and the parent too. */
+static void make_tree(struct agent_cgroup *cg, char *vm_dir, size_t len, const char *const files[])
+{
+	snprintf(tree, sizeof(tree), "/tmp/mote-agent-cg-XXXXXX");
+	assert_non_null(mkdtemp(tree));
+	snprintf(cg->root, sizeof(cg->root), "%s", tree);
+	snprintf(cg->parent, sizeof(cg->parent), "mote");
+	if (cg->version == 2)
+		mkfile(tree, "cgroup.subtree_control");
+	snprintf(vm_dir, len, "%s/mote", tree);
+	assert_int_equal(mkdir(vm_dir, 0755), 0);
+	if (cg->version == 2)
+		mkfile(vm_dir, "cgroup.subtree_control");
+	snprintf(vm_dir, len, "%s/mote/vm1", tree);
+	assert_int_equal(mkdir(vm_dir, 0755), 0);
+	for (int i = 0; files[i]; i++)
+		mkfile(vm_dir, files[i]);
+}
+
+static void remove_tree(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tree);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_cgroup_v1(void **state)
 {
 	(void)state;
 	struct agent_cgroup cg = { .version = 1 };
 	struct agent_entitlement e = { .shares_v1 = 819, .weight_v2 = 80, .quota_us = 100000,
 				       .period_us = 100000 };
-	char dir[256], err[256], p[512];
+	static const char *const files[] = { "cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us",
+					     "cgroup.procs", NULL };
+	char dir[256], err[256];
 
-	snprintf(tree, sizeof(tree), "/tmp/mote-agent-cg-XXXXXX");
-	assert_non_null(mkdtemp(tree));
-	snprintf(cg.root, sizeof(cg.root), "%s", tree);
-	snprintf(cg.parent, sizeof(cg.parent), "mote");
-	snprintf(dir, sizeof(dir), "%s/mote", tree);
-	assert_int_equal(mkdir(dir, 0755), 0);
-	snprintf(dir, sizeof(dir), "%s/mote/vm1", tree);
-	assert_int_equal(mkdir(dir, 0755), 0);
-	mkfile(dir, "cpu.shares");
-	mkfile(dir, "cpu.cfs_period_us");
-	mkfile(dir, "cpu.cfs_quota_us");
-	mkfile(dir, "cgroup.procs");
+	make_tree(&cg, dir, sizeof(dir), files);
 	assert_int_equal(agent_cgroup_apply(&cg, "vm1", 4321, &e, err, sizeof(err)), 0);
-	snprintf(p, sizeof(p), "%s/cpu.shares", dir);
-	expect_file(p, "819");
-	snprintf(p, sizeof(p), "%s/cpu.cfs_quota_us", dir);
-	expect_file(p, "100000");
-	snprintf(p, sizeof(p), "%s/cgroup.procs", dir);
-	expect_file(p, "4321");
+	expect_file(dir, "cpu.shares", "819");
+	expect_file(dir, "cpu.cfs_quota_us", "100000");
+	expect_file(dir, "cgroup.procs", "4321");
 	/* No cap: quota -1. */
 	e.quota_us = -1;
 	assert_int_equal(agent_cgroup_apply(&cg, "vm1", 0, &e, err, sizeof(err)), 0);
-	snprintf(p, sizeof(p), "%s/cpu.cfs_quota_us", dir);
-	expect_file(p, "-1");
+	expect_file(dir, "cpu.cfs_quota_us", "-1");
 	/* A name that would escape the parent is refused. */
 	assert_int_equal(agent_cgroup_apply(&cg, "../x", 0, &e, err, sizeof(err)), -EINVAL);
 	/* A missing interface file is an error naming it. */
 	assert_int_equal(agent_cgroup_apply(&cg, "vm2", 0, &e, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "cpu.shares"));
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tree);
-	assert_int_equal(system(cmd), 0);
+	remove_tree();
 }
 
 static void test_cgroup_v2(void **state)
@@ -218,34 +233,18 @@ static void test_cgroup_v2(void **state)
 	struct agent_cgroup cg = { .version = 2 };
 	struct agent_entitlement e = { .shares_v1 = 819, .weight_v2 = 80, .quota_us = 125000,
 				       .period_us = 100000 };
-	char dir[256], err[256], p[512];
+	static const char *const files[] = { "cpu.weight", "cpu.max", "cgroup.procs", NULL };
+	char dir[256], err[256];
 
-	snprintf(tree, sizeof(tree), "/tmp/mote-agent-cg-XXXXXX");
-	assert_non_null(mkdtemp(tree));
-	snprintf(cg.root, sizeof(cg.root), "%s", tree);
-	snprintf(cg.parent, sizeof(cg.parent), "mote");
-	mkfile(tree, "cgroup.subtree_control");
-	snprintf(dir, sizeof(dir), "%s/mote", tree);
-	assert_int_equal(mkdir(dir, 0755), 0);
-	mkfile(dir, "cgroup.subtree_control");
-	snprintf(dir, sizeof(dir), "%s/mote/vm1", tree);
-	assert_int_equal(mkdir(dir, 0755), 0);
-	mkfile(dir, "cpu.weight");
-	mkfile(dir, "cpu.max");
-	mkfile(dir, "cgroup.procs");
+	make_tree(&cg, dir, sizeof(dir), files);
 	assert_int_equal(agent_cgroup_apply(&cg, "vm1", 99, &e, err, sizeof(err)), 0);
-	snprintf(p, sizeof(p), "%s/cgroup.subtree_control", tree);
-	expect_file(p, "+cpu");
-	snprintf(p, sizeof(p), "%s/cpu.weight", dir);
-	expect_file(p, "80");
-	snprintf(p, sizeof(p), "%s/cpu.max", dir);
-	expect_file(p, "125000 100000");
+	expect_file(tree, "cgroup.subtree_control", "+cpu");
+	expect_file(dir, "cpu.weight", "80");
+	expect_file(dir, "cpu.max", "125000 100000");
 	e.quota_us = -1;
 	assert_int_equal(agent_cgroup_apply(&cg, "vm1", 0, &e, err, sizeof(err)), 0);
-	expect_file(p, "max 100000");
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tree);
-	assert_int_equal(system(cmd), 0);
+	expect_file(dir, "cpu.max", "max 100000");
+	remove_tree();
 }
 
 static void test_place_plan(void **state)
