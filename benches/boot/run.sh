@@ -412,9 +412,10 @@ LOAD_NOTE=$(awk -v med="$UK_LOAD_MED" -v max="$UK_LOAD_MAX" -v l="${LOAD_LINUX:-
 	echo "mote's own log, times since exec (MOTE_T0_NS); the launcher saw the process exit at"
 	echo "$(awk -F'\t' 'NR > 1 { print $9 }' "$TL_TSV") ms. Everything after \"VM stopping\" is the kernel tearing the VM down"
 	echo "(closing the VM fd), which QEMU's exit time includes as well. While this benchmark was developed,"
-	echo "\`strace -T\` of such runs showed that teardown as a 15–17 ms \`close()\` of the VM fd, and"
-	echo "\`KVM_SET_USER_MEMORY_REGION\` for the guest RAM taking 4–6 ms independent of the RAM size"
-	echo "(16–512 MiB): kernel-side costs of this nested KVM, not work in mote."
+	echo "\`strace -T\` of such runs showed that teardown as a 12–20 ms \`close()\` of the VM fd (a probe"
+	echo "measured it 0.6 ms without the in-kernel irqchip, 12–20 ms with it). Registering guest RAM"
+	echo "costs 4–8 ms once the VM has an irqchip and ~0.2 ms before, so mote registers it first."
+	echo "Kernel-side costs of this nested KVM, not work in mote."
 	echo
 	echo '```'
 	cat "$LOGS/timeline-mote.1.err"
