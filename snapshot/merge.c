@@ -11,21 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "snapshot/fail.h"
 #include "snapshot/memfile.h"
 #include "snapshot/snapshot.h"
 
 #define COPY_CHUNK (1u << 20)
-
-__attribute__((format(printf, 4, 5))) static int merge_fail(char *err, size_t errlen, int ret,
-							     const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 static int open_mem(const char *path, int flags, struct snap_mem_footer *f, char *err,
 		    size_t errlen)
@@ -34,13 +24,13 @@ static int open_mem(const char *path, int flags, struct snap_mem_footer *f, char
 	int fd = open(path, flags | O_CLOEXEC);
 
 	if (fd < 0)
-		return merge_fail(err, errlen, -errno, "'%s': cannot open: %s", path,
-				  strerror(errno));
+		return fail(err, errlen, -errno, "'%s': cannot open: %s", path,
+			    strerror(errno));
 	if (fstat(fd, &sb) < 0 || memfile_read_footer(fd, (uint64_t)sb.st_size, f) ||
 	    (uint64_t)sb.st_size != f->mem_bytes + SNAP_MEM_FOOTER_SIZE) {
 		close(fd);
-		return merge_fail(err, errlen, -EINVAL, "'%s': not a mote memory file (no valid "
-				  "footer)", path);
+		return fail(err, errlen, -EINVAL, "'%s': not a mote memory file (no valid "
+			    "footer)", path);
 	}
 	return fd;
 }
@@ -93,26 +83,26 @@ int snapshot_merge(const char *base_path, const char *diff_path, const char *out
 	}
 	ret = -EINVAL;
 	if (!df.diff) {
-		merge_fail(err, errlen, ret, "'%s' is a full memory file, not a diff", diff_path);
+		fail(err, errlen, ret, "'%s' is a full memory file, not a diff", diff_path);
 		goto done;
 	}
 	if (bf.diff) {
-		merge_fail(err, errlen, ret, "'%s' is itself a diff: merge it onto its base first",
-			   base_path);
+		fail(err, errlen, ret, "'%s' is itself a diff: merge it onto its base first",
+		     base_path);
 		goto done;
 	}
 	if (df.parent_id != bf.snapshot_id || df.mem_bytes != bf.mem_bytes) {
-		merge_fail(err, errlen, ret, "'%s' is a diff of snapshot %016llx, but '%s' is "
-			   "snapshot %016llx", diff_path, (unsigned long long)df.parent_id,
-			   base_path, (unsigned long long)bf.snapshot_id);
+		fail(err, errlen, ret, "'%s' is a diff of snapshot %016llx, but '%s' is "
+		     "snapshot %016llx", diff_path, (unsigned long long)df.parent_id,
+		     base_path, (unsigned long long)bf.snapshot_id);
 		goto done;
 	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp-%d", out_path, (int)getpid());
 	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	buf = malloc(COPY_CHUNK);
 	if (out < 0 || !buf) {
-		ret = merge_fail(err, errlen, out < 0 ? -errno : -ENOMEM, "cannot create '%s': %s",
-				 tmp, strerror(out < 0 ? errno : ENOMEM));
+		ret = fail(err, errlen, out < 0 ? -errno : -ENOMEM, "cannot create '%s': %s",
+			   tmp, strerror(out < 0 ? errno : ENOMEM));
 		goto done;
 	}
 	/* The base's data, then the diff's on top; holes stay holes. */
@@ -126,7 +116,7 @@ int snapshot_merge(const char *base_path, const char *diff_path, const char *out
 	if (!ret && rename(tmp, out_path) < 0)
 		ret = -errno;
 	if (ret)
-		merge_fail(err, errlen, ret, "writing '%s': %s", out_path, strerror(-ret));
+		fail(err, errlen, ret, "writing '%s': %s", out_path, strerror(-ret));
 done:
 	if (ret && out >= 0)
 		unlink(tmp);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "snapshot/fail.h"
 #include "snapshot/memfile.h"
 #include "vmm/log.h"
 
@@ -39,17 +40,6 @@ struct snap_i8042 {
 	uint32_t head, len;
 	uint8_t control, pending_cmd, boot_timer_fired, pad[5];
 };
-
-__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int ret,
-						       const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 /* ---- create ---------------------------------------------------------------- */
 
