@@ -47,18 +47,7 @@ enum blk_check {
 
 static const char *test_name = "";
 
-__attribute__((format(printf, 1, 2)))
-static int blk_fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	serial_printf("TEST FAIL %s: ", test_name);
-	va_start(ap, fmt);
-	serial_vprintf_unlocked(fmt, ap);
-	va_end(ap);
-	serial_printf("\n");
-	return GUEST_EXIT_FAIL;
-}
+#define blk_fail(...) test_fail(test_name, __VA_ARGS__)
 
 /* blkstats=1: what the run cost in exits and time (TSC ticks). */
 static void blk_stats(void)

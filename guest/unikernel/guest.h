@@ -141,6 +141,8 @@ void serial_vprintf_unlocked(const char *fmt, va_list ap);
 void serial_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void serial_printf_unlocked(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
+/* "TEST FAIL <test>: <message>" as one whole line; returns GUEST_EXIT_FAIL. */
+int test_fail(const char *test, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* idt.c */
 #define IDT_IRQ_VECTOR_BASE 0x40   /* start.S has stubs for 0x40-0x4f */

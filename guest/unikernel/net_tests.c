@@ -36,18 +36,7 @@ static struct virtio_dev vdevs[VIRTIO_MAX_DEVICES];
 static struct net_dev net;
 static const char *test_name = "";
 
-__attribute__((format(printf, 1, 2)))
-static int net_fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	serial_printf("TEST FAIL %s: ", test_name);
-	va_start(ap, fmt);
-	serial_vprintf_unlocked(fmt, ap);
-	va_end(ap);
-	serial_printf("\n");
-	return GUEST_EXIT_FAIL;
-}
+#define net_fail(...) test_fail(test_name, __VA_ARGS__)
 
 static int net_setup(void)
 {

@@ -145,3 +145,18 @@ void serial_printf_unlocked(const char *fmt, ...)
 	serial_vprintf_unlocked(fmt, ap);
 	va_end(ap);
 }
+
+int test_fail(const char *test, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	/* One lock for the line: another CPU's output cannot split it. */
+	serial_lock();
+	serial_printf_unlocked("TEST FAIL %s: ", test);
+	serial_vprintf_unlocked(fmt, ap);
+	serial_write_byte('\n');
+	serial_unlock();
+	va_end(ap);
+	return GUEST_EXIT_FAIL;
+}
