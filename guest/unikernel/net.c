@@ -6,14 +6,6 @@
 
 #define NET_Q_MEM 0x2000             /* desc 4K, avail @0x1000, used @0x1400 */
 
-static void net_write_addr(struct virtio_dev *d, uint32_t reg_low, const volatile void *p)
-{
-	uint64_t a = (uint64_t)(uintptr_t)p;
-
-	virtio_write32(d, reg_low, (uint32_t)a);
-	virtio_write32(d, reg_low + 4, (uint32_t)(a >> 32));
-}
-
 static int net_setup_queue(struct virtio_dev *d, struct net_q *q, uint16_t index)
 {
 	struct virtq *vq = &q->vq;
@@ -34,17 +26,7 @@ static int net_setup_queue(struct virtio_dev *d, struct net_q *q, uint16_t index
 		return -ENOMEM;
 	memset(mem, 0, NET_Q_MEM);
 	q->index = index;
-	vq->size = (uint16_t)size;
-	vq->desc = (volatile struct virtq_desc *)mem;
-	vq->avail = (volatile struct virtq_avail *)(mem + 0x1000);
-	vq->used = (volatile struct virtq_used *)(mem + 0x1400);
-	vq->used_event = &vq->avail->ring[size];
-	vq->avail_event = (volatile uint16_t *)&vq->used->ring[size];
-	vq->avail_shadow = vq->avail_kicked = vq->used_last = 0;
-	virtio_write32(d, VIRTIO_MMIO_QUEUE_NUM, size);
-	net_write_addr(d, VIRTIO_MMIO_QUEUE_DESC_LOW, vq->desc);
-	net_write_addr(d, VIRTIO_MMIO_QUEUE_DRIVER_LOW, vq->avail);
-	net_write_addr(d, VIRTIO_MMIO_QUEUE_DEVICE_LOW, vq->used);
+	virtq_place(d, vq, mem, size);
 	virtio_write32(d, VIRTIO_MMIO_QUEUE_READY, 1);
 	return 0;
 }

@@ -233,6 +233,23 @@ static void virtio_write_addr(struct virtio_dev *d, uint32_t reg_low,
 	virtio_write32(d, reg_low + 4, (uint32_t)(a >> 32));
 }
 
+void virtq_place(struct virtio_dev *d, struct virtq *vq, uint8_t *mem, uint32_t size)
+{
+	vq->size = (uint16_t)size;
+	vq->desc = (volatile struct virtq_desc *)mem;
+	vq->avail = (volatile struct virtq_avail *)(mem + 0x1000);
+	vq->used = (volatile struct virtq_used *)(mem + 0x1400);
+	vq->used_event = &vq->avail->ring[size];
+	vq->avail_event = (volatile uint16_t *)&vq->used->ring[size];
+	vq->avail_shadow = 0;
+	vq->avail_kicked = 0;
+	vq->used_last = 0;
+	virtio_write32(d, VIRTIO_MMIO_QUEUE_NUM, size);
+	virtio_write_addr(d, VIRTIO_MMIO_QUEUE_DESC_LOW, vq->desc);
+	virtio_write_addr(d, VIRTIO_MMIO_QUEUE_DRIVER_LOW, vq->avail);
+	virtio_write_addr(d, VIRTIO_MMIO_QUEUE_DEVICE_LOW, vq->used);
+}
+
 int virtio_init(struct virtio_dev *d, uint64_t want, uint32_t qsize,
 		int irq_mode)
 {
@@ -305,12 +322,7 @@ int virtio_init(struct virtio_dev *d, uint64_t want, uint32_t qsize,
 		}
 	}
 	mem = d->mem;
-	vq->size = (uint16_t)size;
-	vq->desc = (volatile struct virtq_desc *)mem;
-	vq->avail = (volatile struct virtq_avail *)(mem + 0x1000);
-	vq->used = (volatile struct virtq_used *)(mem + 0x1400);
-	vq->used_event = &vq->avail->ring[size];
-	vq->avail_event = (volatile uint16_t *)&vq->used->ring[size];
+	virtq_place(d, vq, mem, size);
 	/* Only the indices and event words need a known value. */
 	vq->avail->flags = irq_mode ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT;
 	vq->avail->idx = 0;
@@ -318,15 +330,7 @@ int virtio_init(struct virtio_dev *d, uint64_t want, uint32_t qsize,
 	vq->used->flags = 0;
 	vq->used->idx = 0;
 	*vq->avail_event = 0;
-	vq->avail_shadow = 0;
-	vq->avail_kicked = 0;
-	vq->used_last = 0;
 	d->irq_mode = irq_mode;
-
-	virtio_write32(d, VIRTIO_MMIO_QUEUE_NUM, size);
-	virtio_write_addr(d, VIRTIO_MMIO_QUEUE_DESC_LOW, vq->desc);
-	virtio_write_addr(d, VIRTIO_MMIO_QUEUE_DRIVER_LOW, vq->avail);
-	virtio_write_addr(d, VIRTIO_MMIO_QUEUE_DEVICE_LOW, vq->used);
 
 	if (irq_mode) {
 		irq_init();

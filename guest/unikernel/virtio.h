@@ -178,6 +178,11 @@ static inline void virtq_push(struct virtq *vq, uint16_t head)
 }
 
 /* Publish pushed heads and notify the device if it wants it. */
+/* Lays out a split virtqueue of size entries in mem (descriptors at 0,
+ * avail at 0x1000, used at 0x1400: mem holds 0x1400 + 8 * size + 6
+ * bytes), resets the driver's indices and gives the device the size and
+ * the three addresses for the queue selected in QUEUE_SEL (not READY). */
+void virtq_place(struct virtio_dev *d, struct virtq *vq, uint8_t *mem, uint32_t size);
 void virtq_kick(struct virtio_dev *d);
 
 /* Pop one used element; returns 1 (with *id and *len) or 0 if none. */

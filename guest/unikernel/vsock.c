@@ -148,25 +148,13 @@ static int vq_setup(struct virtio_dev *d, unsigned idx, uint32_t want)
 	size = want < max ? want : max;
 	while (size & (size - 1))
 		size &= size - 1;
-	/* desc 16*size (<= 4 KiB), avail at +4 KiB, used at +6 KiB. */
-	mem = dma_alloc(0x3000, 4096);
+	if (size > VIRTQ_MAX_SIZE)
+		return -EINVAL;
+	mem = dma_alloc(0x2000, 4096);
 	if (!mem)
 		return -ENOMEM;
-	memset(mem, 0, 0x3000);
-	vq->size = (uint16_t)size;
-	vq->desc = (volatile struct virtq_desc *)mem;
-	vq->avail = (volatile struct virtq_avail *)(mem + 0x1000);
-	vq->used = (volatile struct virtq_used *)(mem + 0x1800);
-	vq->used_event = &vq->avail->ring[size];
-	vq->avail_event = (volatile uint16_t *)&vq->used->ring[size];
-	vq->avail_shadow = vq->avail_kicked = vq->used_last = 0;
-	virtio_write32(d, VIRTIO_MMIO_QUEUE_NUM, size);
-	virtio_write32(d, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)(uintptr_t)vq->desc);
-	virtio_write32(d, VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
-	virtio_write32(d, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)(uintptr_t)vq->avail);
-	virtio_write32(d, VIRTIO_MMIO_QUEUE_DRIVER_HIGH, 0);
-	virtio_write32(d, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)(uintptr_t)vq->used);
-	virtio_write32(d, VIRTIO_MMIO_QUEUE_DEVICE_HIGH, 0);
+	memset(mem, 0, 0x2000);
+	virtq_place(d, vq, mem, size);
 	virtio_write32(d, VIRTIO_MMIO_QUEUE_READY, 1);
 	return 0;
 }
