@@ -208,6 +208,19 @@ static const char *kv(const char *out, const char *key)
 		}                                                                        \
 	} while (0)
 
+/* The jailed VM exited 0 and its guest printed "TEST PASS <scenario>". */
+static void expect_guest_pass(struct proc *p, const char *scenario)
+{
+	char want[64];
+
+	assert_proc_status(p, 0);
+	snprintf(want, sizeof(want), "TEST PASS %s", scenario);
+	if (!strstr(p->out_buf, want)) {
+		proc_dump(p);
+		fail_msg("the guest did not pass");
+	}
+}
+
 #define assert_proc_err(p, needle)                                                      \
 	do {                                                                             \
 		if (!strstr((p)->err_buf, needle)) {                                     \
@@ -611,11 +624,7 @@ static void test_jailed_vm_hello(void **state)
 	args_add(&a, "--copy-in", copy_in, "--", "--kernel", "/test-guest.elf", "--cmdline",
 		 "test=hello", NULL);
 	p = run(&a);
-	assert_proc_status(&p, 0);
-	if (!strstr(p.out_buf, "TEST PASS hello")) {
-		proc_dump(&p);
-		fail_msg("the guest did not pass");
-	}
+	expect_guest_pass(&p, "hello");
 	proc_free(&p);
 	/* The jail's cgroup stays after a run (the caller removes it), with
 	 * the values the jailer wrote. */
@@ -645,11 +654,7 @@ static void test_link_in_shares_the_inode(void **state)
 	args_add(&a, "--link-exec", "--link-in", link_in, "--", "--kernel", "/boot/guest.elf",
 		 "--cmdline", "test=hello", NULL);
 	p = run(&a);
-	assert_proc_status(&p, 0);
-	if (!strstr(p.out_buf, "TEST PASS hello")) {
-		proc_dump(&p);
-		fail_msg("the guest did not pass");
-	}
+	expect_guest_pass(&p, "hello");
 	proc_free(&p);
 	assert_int_equal(stat(jail_root_path("mote", "/boot/guest.elf"), &st), 0);
 	assert_int_equal(stat(guest_elf, &src), 0);
@@ -711,11 +716,7 @@ static void test_jailed_vm_virtio_blk(void **state)
 		 "test=blk-write seed=21", NULL);
 	p = run(&a);
 	unlink(disk);
-	assert_proc_status(&p, 0);
-	if (!strstr(p.out_buf, "TEST PASS blk-write")) {
-		proc_dump(&p);
-		fail_msg("the guest did not pass");
-	}
+	expect_guest_pass(&p, "blk-write");
 	proc_free(&p);
 	/* Every sector of the jail's copy carries its stamp. */
 	int img = open(jail_root_path("mote", "/disk.img"), O_RDONLY);
