@@ -113,6 +113,32 @@ static inline void harness_expect_reply(const struct harness_reply *r, int code,
 			 needle ? needle : "");
 }
 
+/* Pauses the VM behind sock, writes a full snapshot of it to state and
+ * mem (both requests must answer 204) and kills its monitor with SIGKILL,
+ * as a crash would; returns what the monitor printed. */
+static inline struct run_result harness_snapshot_and_kill(struct harness_proc *p,
+							  const char *sock, const char *state,
+							  const char *mem)
+{
+	struct harness_reply r;
+	struct run_result out;
+	char body[768];
+
+	r = harness_api(sock, "PATCH", "/vm", "{\"state\":\"Paused\"}");
+	if (r.status == 204) {
+		snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}",
+			 state, mem);
+		r = harness_api(sock, "PUT", "/snapshot/create", body);
+	}
+	kill(p->pid, SIGKILL);
+	out = harness_proc_finish(p, 20);
+	if (r.status != 204) {
+		harness_dump(&out);
+		fail_msg("pause or snapshot/create: %d %s", r.status, r.body);
+	}
+	return out;
+}
+
 /* One raw HTTP/1.1 request (Connection: close) over the API socket, each
  * read waiting at most 30 s; returns the status (0 on error) and the body
  * in *body (malloc'd, NUL-terminated, even on error). */

@@ -605,18 +605,6 @@ static void test_services(void **state)
 	harness_free(&rr);
 }
 
-/* One API request (Connection: close); returns the HTTP status. */
-static int api_request(const char *sock, const char *method, const char *path, const char *body)
-{
-	char *resp;
-	int status = harness_http(sock, method, path, body, &resp);
-
-	if (status < 200 || status >= 300)
-		fprintf(stderr, "%s %s: %d %s\n", method, path, status, resp);
-	free(resp);
-	return status;
-}
-
 /* A clone restored from the snapshot, serving on vm->uds: request body
  * with seed, the answer's bytes. */
 static struct fn_reply clone_call(struct fnvm *vm, const char *state, const char *mem,
@@ -667,13 +655,7 @@ static void test_snapshot_clones(void **state)
 	fnvm_start_api(&vm, "svc", NULL, true);
 	snprintf(st, sizeof(st), "%s.state", vm.uds);
 	snprintf(mem, sizeof(mem), "%s.mem", vm.uds);
-	assert_int_equal(api_request(vm.api, "PATCH", "/vm", "{\"state\": \"Paused\"}"), 204);
-	char body[512];
-	snprintf(body, sizeof(body), "{\"snapshot_path\": \"%s\", \"mem_file_path\": \"%s\"}", st,
-		 mem);
-	assert_int_equal(api_request(vm.api, "PUT", "/snapshot/create", body), 204);
-	kill(vm.p.pid, SIGKILL);
-	struct run_result rr = harness_proc_finish(&vm.p, 20);
+	struct run_result rr = harness_snapshot_and_kill(&vm.p, vm.api, st, mem);
 	harness_free(&rr);
 
 	struct fn_reply s1 = clone_call(&vm, st, mem, "state", 1, &again);

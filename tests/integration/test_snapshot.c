@@ -614,11 +614,7 @@ static void test_vsock_override_gives_a_clone_its_own_socket(void **state)
 				"test=snap-compute snapsteps=100000 snapticks=5 snapnodisk=1",
 				"--mem-mib", MEM_MIB, "--vsock", vsock_arg));
 	assert_true(harness_proc_wait_for(&p, "snap: step 2 ", false, 30));
-	expect(api("PATCH", "/vm", "{\"state\":\"Paused\"}"), 204, NULL);
-	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st, mem);
-	expect(api("PUT", "/snapshot/create", body), 204, NULL);
-	kill(p.pid, SIGKILL);
-	struct run_result r = harness_proc_finish(&p, 10);
+	struct run_result r = harness_snapshot_and_kill(&p, sock_path, st, mem);
 	harness_free(&r);
 	unlink(orig);
 
@@ -699,11 +695,7 @@ static void test_clones_reseed_from_their_host(void **state)
 	spawn_with_api(&p, MOTE("--api-sock", sock_path, "--kernel", (char *)guest_elf, "--cmdline",
 				"test=snap-random", "--mem-mib", MEM_MIB, "--vsock", vsock_arg));
 	assert_true(harness_proc_wait_for(&p, "rand: ready", false, 30));
-	expect(api("PATCH", "/vm", "{\"state\":\"Paused\"}"), 204, NULL);
-	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st, mem);
-	expect(api("PUT", "/snapshot/create", body), 204, NULL);
-	kill(p.pid, SIGKILL);
-	struct run_result r = harness_proc_finish(&p, 10);
+	struct run_result r = harness_snapshot_and_kill(&p, sock_path, st, mem);
 	harness_free(&r);
 
 	/* Two clones, each on its own vsock socket and so its own host. */

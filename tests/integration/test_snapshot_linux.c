@@ -26,7 +26,7 @@ static char vmlinux[512], initrd[512], dir[64], sock_path[108];
 
 static void test_linux_snapshot_mid_boot_restores_in_new_process(void **state)
 {
-	char st[128], mem[128], body[512], reply[1024];
+	char st[128], mem[128];
 	struct harness_proc p;
 
 	(void)state;
@@ -43,14 +43,7 @@ static void test_linux_snapshot_mid_boot_restores_in_new_process(void **state)
 		harness_dump(&r);
 		fail_msg("the kernel never got to '%s'", MID_BOOT_MARKER);
 	}
-	assert_int_equal(harness_curl(sock_path, "PATCH", "/vm", "{\"state\":\"Paused\"}", reply,
-				      sizeof(reply)),
-			 204);
-	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st, mem);
-	assert_int_equal(harness_curl(sock_path, "PUT", "/snapshot/create", body, reply, sizeof(reply)),
-			 204);
-	kill(p.pid, SIGKILL);
-	struct run_result first = harness_proc_finish(&p, 10);
+	struct run_result first = harness_snapshot_and_kill(&p, sock_path, st, mem);
 	assert_null(strstr(first.out, "Run /init as init process"));
 	fprintf(stderr, "linux: snapshotted after %.1f s of boot\n", (harness_now_ms() - t0) / 1e3);
 

@@ -73,13 +73,7 @@ static void test_net_vm_restored_onto_another_tap_reflects(void **state)
 		harness_dump(&r);
 		fail_msg("the guest's net driver never came up");
 	}
-	assert_int_equal(harness_curl(sock_path, "PATCH", "/vm", "{\"state\":\"Paused\"}", NULL, 0),
-			 204);
-	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st, mem);
-	assert_int_equal(harness_curl(sock_path, "PUT", "/snapshot/create", body, reply, sizeof(reply)),
-			 204);
-	kill(p.pid, SIGKILL);
-	struct run_result first = harness_proc_finish(&p, 10);
+	struct run_result first = harness_snapshot_and_kill(&p, sock_path, st, mem);
 	harness_free(&first);
 
 	char *const fresh[] = { (char *)mote_bin, "--api-sock", sock_path, NULL };
