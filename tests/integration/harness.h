@@ -69,80 +69,6 @@ typedef void (*harness_marker_fn)(void *arg);
  * (its /proc entries); 0 between runs. */
 static pid_t harness_child_pid;
 
-/* Runs argv (NULL-terminated) with stdin from /dev/null. If stop_marker is
- * non-NULL, the child is sent SIGTERM once that text shows up on stdout,
- * after on_marker (if any) ran while the child was still alive. */
-static inline struct run_result harness_run_cb(char *const argv[], int timeout_s,
-					       const char *stop_marker,
-					       harness_marker_fn on_marker, void *arg)
-{
-	struct run_result r = { .marker_ms = -1 };
-	int po[2], pe[2];
-	double t0 = harness_now_ms();
-
-	if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
-		perror("pipe");
-		exit(2);
-	}
-	r.out = calloc(1, 1);
-	r.err = calloc(1, 1);
-	pid_t pid = fork();
-	harness_child_pid = pid;
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
-		dup2(devnull, 0);
-		dup2(po[1], 1);
-		dup2(pe[1], 2);
-		execv(argv[0], argv);
-		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(po[1]);
-	close(pe[1]);
-	struct pollfd pfd[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
-	int open_fds = 2;
-	bool killed = false;
-	while (open_fds > 0) {
-		double left = timeout_s * 1e3 - (harness_now_ms() - t0);
-		if (left <= 0 && !killed) {
-			r.timed_out = true;
-			kill(pid, SIGKILL);
-			killed = true;
-		}
-		int n = poll(pfd, 2, left > 0 ? (int)left + 1 : 1000);
-		if (n < 0 && errno != EINTR)
-			break;
-		for (int i = 0; i < 2; i++) {
-			if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP)))
-				continue;
-			char buf[4096];
-			ssize_t got = read(pfd[i].fd, buf, sizeof(buf));
-			if (got <= 0) {
-				close(pfd[i].fd);
-				pfd[i].fd = -1;
-				open_fds--;
-				continue;
-			}
-			if (i == 0)
-				harness_append(&r.out, &r.out_len, buf, (size_t)got);
-			else
-				harness_append(&r.err, &r.err_len, buf, (size_t)got);
-		}
-		if (stop_marker && r.marker_ms < 0 && strstr(r.out, stop_marker)) {
-			r.marker_ms = harness_now_ms() - t0;
-			if (on_marker)
-				on_marker(arg);
-			kill(pid, SIGTERM);
-		}
-	}
-	int st = 0;
-	waitpid(pid, &st, 0);
-	harness_child_pid = 0;
-	r.wall_ms = harness_now_ms() - t0;
-	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	return r;
-}
-
 /* A child started without waiting for it (an API server under test):
  * harness_spawn() starts it with stdin from /dev/null, harness_proc_pump()
  * collects what it printed so far, harness_proc_finish() waits for it (or
@@ -249,6 +175,42 @@ static inline struct run_result harness_proc_finish(struct harness_proc *p, int 
 	r.err = p->err;
 	r.err_len = p->err_len;
 	p->out = p->err = NULL;
+	return r;
+}
+
+/* Runs argv (NULL-terminated) with stdin from /dev/null. If stop_marker is
+ * non-NULL, the child is sent SIGTERM once that text shows up on stdout,
+ * after on_marker (if any) ran while the child was still alive. */
+static inline struct run_result harness_run_cb(char *const argv[], int timeout_s,
+					       const char *stop_marker,
+					       harness_marker_fn on_marker, void *arg)
+{
+	struct harness_proc p;
+	struct run_result r;
+	double marker_ms = -1;
+	bool timed_out = false;
+
+	harness_spawn(&p, argv);
+	harness_child_pid = p.pid;
+	while (p.out_fd >= 0 || p.err_fd >= 0) {
+		double left = timeout_s * 1e3 - (harness_now_ms() - p.t0);
+		if (left <= 0 && !timed_out) {
+			timed_out = true;
+			kill(p.pid, SIGKILL);
+		}
+		harness_proc_pump(&p, left > 0 ? (int)left + 1 : 1000);
+		if (stop_marker && marker_ms < 0 && strstr(p.out, stop_marker)) {
+			marker_ms = harness_now_ms() - p.t0;
+			if (on_marker)
+				on_marker(arg);
+			kill(p.pid, SIGTERM);
+		}
+	}
+	/* Both pipes are at EOF: this only reaps the child. */
+	r = harness_proc_finish(&p, timeout_s);
+	harness_child_pid = 0;
+	r.timed_out = timed_out;
+	r.marker_ms = marker_ms;
 	return r;
 }
 
