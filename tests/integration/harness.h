@@ -76,17 +76,19 @@ static pid_t harness_child_pid;
 struct harness_proc {
 	pid_t pid;
 	int out_fd, err_fd;
+	int in_fd;        /* with harness_spawn_piped: the child's stdin */
+	bool stdin_piped;
 	char *out, *err;
 	size_t out_len, err_len;
 	double t0;
 };
 
-static inline void harness_spawn(struct harness_proc *p, char *const argv[])
+static inline void harness_spawn_io(struct harness_proc *p, char *const argv[], bool stdin_piped)
 {
-	int po[2], pe[2];
+	int pi[2] = { -1, -1 }, po[2], pe[2];
 
 	memset(p, 0, sizeof(*p));
-	if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
+	if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC) || (stdin_piped && pipe2(pi, O_CLOEXEC))) {
 		perror("pipe");
 		exit(2);
 	}
@@ -95,8 +97,8 @@ static inline void harness_spawn(struct harness_proc *p, char *const argv[])
 	p->t0 = harness_now_ms();
 	p->pid = fork();
 	if (p->pid == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
-		dup2(devnull, 0);
+		int in = stdin_piped ? pi[0] : open("/dev/null", O_RDONLY);
+		dup2(in, 0);
 		dup2(po[1], 1);
 		dup2(pe[1], 2);
 		execv(argv[0], argv);
@@ -107,6 +109,24 @@ static inline void harness_spawn(struct harness_proc *p, char *const argv[])
 	close(pe[1]);
 	p->out_fd = po[0];
 	p->err_fd = pe[0];
+	p->in_fd = -1;
+	if (stdin_piped) {
+		close(pi[0]);
+		p->in_fd = pi[1];
+		p->stdin_piped = true;
+	}
+}
+
+static inline void harness_spawn(struct harness_proc *p, char *const argv[])
+{
+	harness_spawn_io(p, argv, false);
+}
+
+/* As harness_spawn, with stdin a pipe (p->in_fd) that stays open until
+ * harness_proc_finish: a child that reads it to EOF waits until then. */
+static inline void harness_spawn_piped(struct harness_proc *p, char *const argv[])
+{
+	harness_spawn_io(p, argv, true);
 }
 
 /* Reads whatever the child printed, waiting at most timeout_ms for more. */
@@ -160,6 +180,10 @@ static inline struct run_result harness_proc_finish(struct harness_proc *p, int 
 	double end = harness_now_ms() + timeout_s * 1e3;
 	int st = 0;
 
+	if (p->stdin_piped && p->in_fd >= 0) {
+		close(p->in_fd);
+		p->in_fd = -1;
+	}
 	while (p->out_fd >= 0 || p->err_fd >= 0) {
 		if (harness_now_ms() > end && !r.timed_out) {
 			r.timed_out = true;

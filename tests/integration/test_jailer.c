@@ -62,94 +62,36 @@ static struct args jail_args(const char *exec)
 	return a;
 }
 
-/* A running child with its stdin, stdout and stderr on pipes, for tests
- * that look at the jailed process while it runs. */
+/* A jailer run: the process while it runs (h, its stdin a pipe that
+ * proc_finish closes: the probe's --wait blocks until then), and what it
+ * printed and its status once finished. */
 struct proc {
+	struct harness_proc h;
 	pid_t pid;
-	int in, out, err;
 	char *out_buf, *err_buf;
-	size_t out_len, err_len;
 	int status;
 };
 
 static void proc_start(struct proc *p, char *const argv[])
 {
-	int pi[2], po[2], pe[2];
-
 	memset(p, 0, sizeof(*p));
-	assert_int_equal(pipe2(pi, O_CLOEXEC), 0);
-	assert_int_equal(pipe2(po, O_CLOEXEC), 0);
-	assert_int_equal(pipe2(pe, O_CLOEXEC), 0);
-	p->out_buf = calloc(1, 1);
-	p->err_buf = calloc(1, 1);
-	p->pid = fork();
-	assert_true(p->pid >= 0);
-	if (p->pid == 0) {
-		dup2(pi[0], 0);
-		dup2(po[1], 1);
-		dup2(pe[1], 2);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(pi[0]);
-	close(po[1]);
-	close(pe[1]);
-	p->in = pi[1];
-	p->out = po[0];
-	p->err = pe[0];
-}
-
-/* Reads what is there; returns false once both pipes are at EOF. */
-static bool proc_pump(struct proc *p, int timeout_ms)
-{
-	struct pollfd pfd[2] = { { p->out, POLLIN, 0 }, { p->err, POLLIN, 0 } };
-	char buf[4096];
-
-	if (p->out < 0 && p->err < 0)
-		return false;
-	if (poll(pfd, 2, timeout_ms) <= 0)
-		return true;
-	for (int i = 0; i < 2; i++) {
-		int *fd = i ? &p->err : &p->out;
-		if (*fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP)))
-			continue;
-		ssize_t n = read(*fd, buf, sizeof(buf));
-		if (n <= 0) {
-			close(*fd);
-			*fd = -1;
-		} else if (i) {
-			harness_append(&p->err_buf, &p->err_len, buf, (size_t)n);
-		} else {
-			harness_append(&p->out_buf, &p->out_len, buf, (size_t)n);
-		}
-	}
-	return true;
+	harness_spawn_piped(&p->h, argv);
+	p->pid = p->h.pid;
 }
 
 static bool proc_wait_for(struct proc *p, const char *marker, int timeout_ms)
 {
-	double end = harness_now_ms() + timeout_ms;
-
-	while (!strstr(p->out_buf, marker) && harness_now_ms() < end)
-		if (!proc_pump(p, 100))
-			break;
-	return strstr(p->out_buf, marker) != NULL;
+	return harness_proc_wait_for(&p->h, marker, false, timeout_ms / 1000);
 }
 
 /* Closes its stdin, drains its output and reaps it (SIGKILL at timeout). */
 static int proc_finish(struct proc *p, int timeout_ms)
 {
-	double end = harness_now_ms() + timeout_ms;
-	int st = 0;
+	struct run_result r = harness_proc_finish(&p->h, (timeout_ms + 999) / 1000);
 
-	if (p->in >= 0)
-		close(p->in);
-	p->in = -1;
-	while (proc_pump(p, 100))
-		if (harness_now_ms() > end)
-			kill(p->pid, SIGKILL);
-	waitpid(p->pid, &st, 0);
-	p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	p->out_buf = r.out;
+	p->err_buf = r.err;
+	p->status = r.status;
 	return p->status;
 }
 
