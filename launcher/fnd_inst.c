@@ -235,22 +235,47 @@ static int ready_listen(struct fnd *d, struct instance *inst)
 	return 0;
 }
 
-/* A jailed cold boot: the jail's root appears only when the jailer has
- * made it, and the ready listener must be in it before the guest calls. */
+static void inst_boot_ready(struct fnd *d, struct instance *inst);
+
+/* The runtime prints its ready line on the serial console (the monitor's
+ * stdout: the instance's log) before it calls port 53; a cold boot is
+ * ready when either arrives. The console is what counts when the call
+ * came before the listener could (a jailed boot: the jail's root, where
+ * the listener goes, appears only once the jailer made it) or when the
+ * launcher was busy. */
+static bool log_says_ready(struct instance *inst)
+{
+	char buf[4096];
+	int fd = open(inst->log_path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	off_t from = inst->log_off > 32 ? inst->log_off - 32 : 0; /* a line split by a read */
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	inst->log_off = from + n;
+	return memmem(buf, (size_t)n, FN_READY_LINE, sizeof(FN_READY_LINE) - 1) != NULL;
+}
+
+/* Every cold boot, every millisecond while it boots: the boot deadline,
+ * the jailed listener's set-up, the console's ready line. */
 static void boot_poll_cb(struct ev_timer *t)
 {
 	struct instance *inst = t->opaque;
 	struct fnd *d = inst->fn->d;
 	struct stat st;
 
-	if (inst->state != INST_BOOTING || inst->ready_lw.fd >= 0)
+	if (inst->state != INST_BOOTING)
 		return;
 	if (ev_now_ns() - inst->spawn_ns > (uint64_t)d->cfg.boot_timeout_ms * 1000000ull) {
 		inst->timer.cb = inst_timer_cb;
 		inst_timer_cb(t);
 		return;
 	}
-	if (stat(inst->dir, &st) == 0 && st.st_uid == d->cfg.uid) {
+	if (inst->ready_lw.fd < 0 && stat(inst->dir, &st) == 0 && st.st_uid == d->cfg.uid) {
 		int ret = ready_listen(d, inst);
 		if (ret) {
 			snprintf(inst->exit_note, sizeof(inst->exit_note),
@@ -259,14 +284,12 @@ static void boot_poll_cb(struct ev_timer *t)
 			inst_event(d, inst, IEV_BROKEN);
 			return;
 		}
-		/* From now on the timer is the boot deadline. */
-		inst->timer.cb = inst_timer_cb;
-		uint64_t spent = ev_now_ns() - inst->spawn_ns;
-		uint64_t limit = (uint64_t)d->cfg.boot_timeout_ms * 1000000ull;
-		ev_timer_arm(d->loop, &inst->timer, limit > spent ? limit - spent : 0);
+	}
+	if (log_says_ready(inst)) {
+		inst_boot_ready(d, inst);
 		return;
 	}
-	ev_timer_arm(d->loop, t, 200000);
+	ev_timer_arm(d->loop, t, 1000000);
 }
 
 /* Makes the warm snapshot from a template that just said ready: pause,
@@ -367,7 +390,16 @@ static void ready_conn_cb(struct ev_watch *w, uint32_t events)
 		inst->ready_len = 0;
 		return;
 	}
+	inst_boot_ready(d, inst);
+}
+
+/* A cold boot's runtime said ready: snapshot it if it is the template,
+ * then serve. */
+static void inst_boot_ready(struct fnd *d, struct instance *inst)
+{
 	ready_close(d, inst);
+	ev_timer_cancel(d->loop, &inst->timer);
+	inst->timer.cb = inst_timer_cb; /* the idle TTL from now on */
 	if (inst->is_template)
 		template_snapshot(d, inst);
 	inst_event(d, inst, IEV_READY);
@@ -534,7 +566,7 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 	d->mem_mib_live += fn->spec.mem_mib;
 	if (make_template)
 		fn->snap = SNAP_BUILDING;
-	if (!restore && d->cfg.jail) {
+	if (!restore) {
 		inst->timer.cb = boot_poll_cb;
 		ev_timer_arm(d->loop, &inst->timer, 200000);
 	} else {

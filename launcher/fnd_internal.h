@@ -98,6 +98,7 @@ struct instance {
 	struct ev_watch ready_lw, ready_cw;
 	char ready_buf[64];
 	size_t ready_len;
+	off_t log_off;                  /* how much of its log was looked at for the ready line */
 	struct invocation *invs;        /* in flight on it */
 	bool failed_start;
 	char exit_note[256];
