@@ -366,6 +366,12 @@ int fnd_create(struct fnd **out, const struct fnd_config *cfg, char *err, size_t
 	proc_rmtree(d->run_dir);
 	proc_rmtree(d->jail_base);
 	proc_rmtree(d->fn_dir);
+	/* The logs of the previous daemon's failed instances stay one
+	 * generation (log.prev): instance names start again at 1. */
+	char prev[FND_DIR_MAX + 8];
+	snprintf(prev, sizeof(prev), "%s.prev", d->log_dir);
+	proc_rmtree(prev);
+	rename(d->log_dir, prev);
 	if ((ret = make_dir(d->run_dir, err, errlen)) || (ret = make_dir(d->log_dir, err, errlen)) ||
 	    (ret = make_dir(d->fn_dir, err, errlen)) ||
 	    (cfg->jail && (ret = make_dir(d->jail_base, err, errlen))))

@@ -18,7 +18,7 @@ int proc_spawn(char *const argv[], const char *cwd, const char *log_path, pid_t 
 {
 	/* Opened here, not in the child: the vfork child shares our memory
 	 * and should do no more than dup2/chdir/exec. */
-	int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
 	if (logfd < 0)
 		return -errno;
 	int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);

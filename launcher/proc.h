@@ -9,7 +9,7 @@
 #include <time.h>
 
 /* Starts argv[0] (vfork + exec) in cwd (NULL: unchanged) with stdout and
- * stderr appended to log_path and stdin on /dev/null, every signal
+ * stderr in log_path (truncated first) and stdin on /dev/null, every signal
  * unblocked, and SIGKILL should the daemon die (unless the jailer's
  * change of uid clears it). 0 with *pid, or -errno (exec failures too). */
 int proc_spawn(char *const argv[], const char *cwd, const char *log_path, pid_t *pid);
