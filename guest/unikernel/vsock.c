@@ -705,6 +705,12 @@ static int vsock_echo(void)
 		 * reset do not count. */
 		if (reset && vs.echoed) {
 			reset = 0;
+			/* Let the device take the echo first: a reset drops
+			 * the TX packets it has not used yet, and the host
+			 * must read the echo before its stream closes. */
+			for (int w = 0; w < 1000 && vs.nr_tx_free < TXQ_SIZE; w++)
+				if (!vs_poll())
+					vs_wait();
 			if (vs_start())
 				return GUEST_EXIT_FAIL;
 			serial_printf("vsock-echo: device reset with streams open, restarted\n");
