@@ -27,6 +27,7 @@
 #include <http_parser.h>
 
 #include "api/api.h"
+#include "api/outbuf.h"
 #include "vmm/caps.h"
 #include "vmm/log.h"
 #include "vmm/seccomp.h"
@@ -77,20 +78,7 @@ struct api_conn {
 
 static int out_append(struct api_conn *c, const char *data, size_t len)
 {
-	if (c->out_len + len > c->out_cap) {
-		size_t cap = c->out_cap ? c->out_cap : 1024;
-
-		while (cap < c->out_len + len)
-			cap *= 2;
-		char *n = realloc(c->out, cap);
-		if (!n)
-			return -ENOMEM;
-		c->out = n;
-		c->out_cap = cap;
-	}
-	memcpy(c->out + c->out_len, data, len);
-	c->out_len += len;
-	return 0;
+	return outbuf_append(&c->out, &c->out_len, &c->out_cap, data, len);
 }
 
 static const char *status_text(int status)

@@ -1,5 +1,6 @@
 /* See http.h. */
 #include "launcher/http.h"
+#include "api/outbuf.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -68,19 +69,7 @@ const char *http_status_text(int status)
 
 static int out_append(struct http_conn *c, const char *d, size_t n)
 {
-	if (c->out_len + n > c->out_cap) {
-		size_t cap = c->out_cap ? c->out_cap : 1024;
-		while (cap < c->out_len + n)
-			cap *= 2;
-		char *o = realloc(c->out, cap);
-		if (!o)
-			return -ENOMEM;
-		c->out = o;
-		c->out_cap = cap;
-	}
-	memcpy(c->out + c->out_len, d, n);
-	c->out_len += n;
-	return 0;
+	return outbuf_append(&c->out, &c->out_len, &c->out_cap, d, n);
 }
 
 static void req_free(struct http_req *r)
