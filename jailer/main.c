@@ -12,8 +12,10 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include "jailer/jailer.h"
@@ -64,6 +66,10 @@ struct jail {
 	bool daemonize, new_pid_ns;
 	bool link_exec;      /* --link-exec */
 	char **monitor_argv; /* argv[0] = exec name, then what followed "--" */
+	/* The caller's parent-death signal and who that parent was: the
+	 * uid/gid change clears the signal, and the monitor gets it back. */
+	int pdeathsig;
+	pid_t parent;
 
 	struct cgroup_jail cg;
 	struct jail_fs fs;
@@ -634,9 +640,35 @@ static void unbuild(struct jail *j)
 	jail_fs_remove(&j->fs);
 }
 
+/* The kernel clears a process's parent-death signal when its uid or gid
+ * changes (jail_drop_privileges), so it is set again, last thing before
+ * exec. A parent that died before that sent nothing: the parent is checked
+ * after arming, by pid (it changes once we are re-parented) or, in a new
+ * PID namespace where getppid() is 0, by a pidfd of the jailer. Then the
+ * signal is what the caller asked for: raised on ourselves. */
+static int rearm_pdeathsig(int sig, pid_t parent, int parent_pidfd)
+{
+	struct pollfd pfd = { .fd = parent_pidfd, .events = POLLIN };
+	bool gone;
+
+	if (prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0))
+		return jail_fail("re-arming the parent-death signal", "prctl", -errno);
+	if (parent_pidfd >= 0)
+		gone = poll(&pfd, 1, 0) > 0; /* readable: the process exited */
+	else
+		gone = getppid() != parent;
+	if (gone) {
+		jail_msg("the process that started the jailer died before the monitor could "
+			 "start: not starting it (parent-death signal %d)", sig);
+		kill(getpid(), sig);
+		_exit(JAILER_EXIT_SETUP);
+	}
+	return 0;
+}
+
 /* The part done by the process that becomes the monitor. Returns only on
- * failure. */
-static int enter_and_exec(struct jail *j, int devnull, bool forked)
+ * failure. parent_pidfd: forked, the jailer that waits (-1 if unknown). */
+static int enter_and_exec(struct jail *j, int devnull, bool forked, int parent_pidfd)
 {
 	static char *const empty_env[] = { NULL };
 	int ret;
@@ -659,7 +691,15 @@ static int enter_and_exec(struct jail *j, int devnull, bool forked)
 	} else if (forked) {
 		/* The jail dies with the jailer that waits for it (set after
 		 * the uid change, which clears it). */
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		ret = rearm_pdeathsig(SIGKILL, 0, parent_pidfd);
+		if (ret)
+			return ret;
+	} else if (j->pdeathsig) {
+		/* The jailer is the monitor: it keeps the caller's promise
+		 * (mote-fnd's monitors die with it) across the uid change. */
+		ret = rearm_pdeathsig(j->pdeathsig, j->parent, -1);
+		if (ret)
+			return ret;
 	}
 	execve(j->exec_in_jail, j->monitor_argv, empty_env);
 	return jail_fail("exec of the monitor", j->exec_in_jail, -errno);
@@ -690,6 +730,10 @@ static int fork_and_exec(struct jail *j, int devnull)
 	 * its end (O_CLOEXEC) without a word. */
 	if (pipe2(report, O_CLOEXEC))
 		return jail_fail("fork: pipe", "-", -errno);
+	/* For the child to tell whether we died before it armed its
+	 * parent-death signal (its getppid() is 0 in a new PID namespace).
+	 * A kernel without pidfds (before 5.3) leaves only the window. */
+	int self_pidfd = j->daemonize ? -1 : (int)syscall(SYS_pidfd_open, getpid(), 0);
 	/* Blocked across fork, so a signal cannot slip in before the parent
 	 * knows whom to forward it to. */
 	sigemptyset(&block);
@@ -705,6 +749,8 @@ static int fork_and_exec(struct jail *j, int devnull)
 		sigprocmask(SIG_SETMASK, &saved, NULL);
 		close(report[0]);
 		close(report[1]);
+		if (self_pidfd >= 0)
+			close(self_pidfd);
 		return jail_fail("fork", j->new_pid_ns ? "into the new PID namespace" : "-", -err);
 	}
 	if (child == 0) {
@@ -713,7 +759,7 @@ static int fork_and_exec(struct jail *j, int devnull)
 			sigaction(forwarded[i], &dfl, NULL);
 		sigprocmask(SIG_SETMASK, &saved, NULL);
 		close(report[0]);
-		err = -enter_and_exec(j, devnull, true);
+		err = -enter_and_exec(j, devnull, true, self_pidfd);
 		if (write(report[1], &err, sizeof(err)) < 0)
 			_exit(JAILER_EXIT_SETUP);
 		_exit(JAILER_EXIT_SETUP);
@@ -721,6 +767,8 @@ static int fork_and_exec(struct jail *j, int devnull)
 	jail_child = child;
 	sigprocmask(SIG_SETMASK, &saved, NULL);
 	close(report[1]);
+	if (self_pidfd >= 0)
+		close(self_pidfd);
 	do
 		n = read(report[0], &err, sizeof(err));
 	while (n < 0 && errno == EINTR);
@@ -746,6 +794,10 @@ int main(int argc, char **argv)
 	static struct jail j;
 	int devnull = -1, ret;
 
+	/* First thing: a parent that dies from here on is seen as one. */
+	j.parent = getppid();
+	if (prctl(PR_GET_PDEATHSIG, &j.pdeathsig, 0, 0, 0))
+		j.pdeathsig = 0;
 	ret = parse_args(&j, argc, argv);
 	if (ret >= 0)
 		return ret;
@@ -777,7 +829,7 @@ int main(int argc, char **argv)
 			return ret;
 		jail_msg("the jailed monitor did not start: %s", strerror(-ret));
 	} else {
-		ret = enter_and_exec(&j, devnull, false);
+		ret = enter_and_exec(&j, devnull, false, -1);
 	}
 fail:
 	unbuild(&j);

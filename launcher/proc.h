@@ -10,8 +10,8 @@
 
 /* Starts argv[0] (vfork + exec) in cwd (NULL: unchanged) with stdout and
  * stderr in log_path (truncated first) and stdin on /dev/null, every signal
- * unblocked, and SIGKILL should the daemon die (unless the jailer's
- * change of uid clears it). 0 with *pid, or -errno (exec failures too). */
+ * unblocked, and SIGKILL should the daemon die (mote-jailer keeps it
+ * across its uid change). 0 with *pid, or -errno (exec failures too). */
 int proc_spawn(char *const argv[], const char *cwd, const char *log_path, pid_t *pid);
 
 /* rm -rf path (no symlink is followed). 0 or -errno of the first failure. */
