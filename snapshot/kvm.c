@@ -240,7 +240,8 @@ int snap_restore_vcpus(struct vm *vm, const struct snap_state *st, char *err, si
 	return 0;
 }
 
-int snap_save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
+/* In-kernel irqchip: both PICs, the IOAPIC and the PIT. */
+static int save_kernel_irqchip(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
 {
 	for (uint32_t chip = 0; chip < 3; chip++) {
 		struct kvm_irqchip c = { .chip_id = chip };
@@ -254,6 +255,22 @@ int snap_save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
 	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0)
 		return snap_fail(err, errlen, "KVM_GET_PIT2: %s", strerror(errno));
 	snap_writer_add(w, SNAP_SEC_PIT, 0, &pit, sizeof(pit));
+	return 0;
+}
+
+int snap_save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
+{
+	if (vm->cfg.irqchip == IRQCHIP_SPLIT) {
+		struct ioapic_state io;
+
+		ioapic_get_state(&vm->ioapic, &io);
+		snap_writer_add(w, SNAP_SEC_IOAPIC, 0, &io, sizeof(io));
+	} else {
+		int ret = save_kernel_irqchip(vm, w, err, errlen);
+
+		if (ret)
+			return ret;
+	}
 	struct kvm_clock_data clock;
 	memset(&clock, 0, sizeof(clock));
 	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
@@ -262,8 +279,8 @@ int snap_save_vm(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
 	return w->err;
 }
 
-int snap_restore_vm(struct vm *vm, const struct snap_state *st, bool clock_realtime, char *err,
-		    size_t errlen)
+static int restore_kernel_irqchip(struct vm *vm, const struct snap_state *st, char *err,
+				  size_t errlen)
 {
 	const struct snap_section *sec;
 
@@ -293,6 +310,32 @@ int snap_restore_vm(struct vm *vm, const struct snap_state *st, bool clock_realt
 	memcpy(&pit, sec->data, sizeof(pit));
 	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0)
 		return snap_fail(err, errlen, "KVM_SET_PIT2: %s", strerror(errno));
+	return 0;
+}
+
+static int restore_ioapic(struct vm *vm, const struct snap_state *st, char *err, size_t errlen)
+{
+	const struct snap_section *sec = snap_state_find(st, SNAP_SEC_IOAPIC, 0);
+	struct ioapic_state io;
+
+	if (!sec || sec->len != sizeof(io)) {
+		errno = EINVAL;
+		return snap_fail(err, errlen, "IOAPIC: section missing or of the wrong size");
+	}
+	memcpy(&io, sec->data, sizeof(io));
+	ioapic_set_state(&vm->ioapic, &io);
+	return 0;
+}
+
+int snap_restore_vm(struct vm *vm, const struct snap_state *st, bool clock_realtime, char *err,
+		    size_t errlen)
+{
+	const struct snap_section *sec;
+	int ret = vm->cfg.irqchip == IRQCHIP_SPLIT ? restore_ioapic(vm, st, err, errlen)
+						   : restore_kernel_irqchip(vm, st, err, errlen);
+
+	if (ret)
+		return ret;
 	struct kvm_clock_data clock;
 	sec = snap_state_find(st, SNAP_SEC_CLOCK, 0);
 	if (!sec || sec->len != sizeof(clock)) {

@@ -24,7 +24,8 @@
 #define SNAP_NET_MAGIC    0x5054454e /* "NETP" */
 #define SNAP_MEMORY_MAGIC 0x4d454d53 /* "SMEM" */
 #define SNAP_DEV_MAGIC    0x56454444 /* "DDEV" */
-#define SNAP_SECTION_VERSION 1
+/* 2: the irqchip mode in the config, the split irqchip's IOAPIC section. */
+#define SNAP_SECTION_VERSION 2
 
 struct snap_serial {
 	uint32_t magic, version;
@@ -131,6 +132,7 @@ static int save_config(struct vm *vm, struct snap_writer *w, uint64_t id, const 
 	c->nr_drives = vm->cfg.nr_drives;
 	c->nr_virtio = vm->nr_virtio;
 	c->track_dirty_pages = vm->cfg.track_dirty_pages;
+	c->irqchip = vm->cfg.irqchip;
 	snprintf(c->kernel_path, sizeof(c->kernel_path), "%s",
 		 vm->cfg.kernel_path ? vm->cfg.kernel_path : "");
 	snprintf(c->cmdline, sizeof(c->cmdline), "%s", vm->cfg.cmdline ? vm->cfg.cmdline : "");
@@ -485,7 +487,8 @@ int snapshot_open(struct snap_image *img, const char *state_path, const char *me
 	if (c->nr_vcpus < 1 || c->nr_vcpus > VM_MAX_VCPUS || c->nr_drives > BLK_MAX_DRIVES ||
 	    c->nr_virtio > VM_MAX_VIRTIO || c->mem_bytes < ((uint64_t)VM_MIN_MEM_MIB << 20) ||
 	    c->mem_bytes > ((uint64_t)VM_MAX_MEM_MIB << 20) || (c->mem_bytes & 0xfff) ||
-	    c->mem_bytes != img->mem.mem_bytes || c->cpu_template > CPU_TEMPLATE_MINIMAL)
+	    c->mem_bytes != img->mem.mem_bytes || c->cpu_template > CPU_TEMPLATE_MINIMAL ||
+	    c->irqchip > IRQCHIP_KERNEL)
 		return fail(err, errlen, -EINVAL, "snapshot state file '%s': the machine config is "
 			    "out of range (%u vCPUs, %llu bytes of memory, %u drives)", state_path,
 			    c->nr_vcpus, (unsigned long long)c->mem_bytes, c->nr_drives);
@@ -572,6 +575,7 @@ void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg)
 	cfg->mem_bytes = c->mem_bytes;
 	cfg->nr_vcpus = c->nr_vcpus;
 	cfg->cpu_template = c->cpu_template;
+	cfg->irqchip = (enum irqchip_mode)c->irqchip;
 	cfg->boot_timer = c->boot_timer;
 	cfg->nr_drives = c->nr_drives;
 	for (unsigned i = 0; i < c->nr_drives; i++) {

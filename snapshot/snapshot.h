@@ -40,6 +40,7 @@ struct snap_config {
 	uint64_t mem_bytes;
 	uint32_t nr_vcpus, cpu_template, boot_timer, nr_drives;
 	uint32_t nr_virtio, track_dirty_pages;
+	uint32_t irqchip, pad;      /* enum irqchip_mode */
 	char kernel_path[SNAP_PATH_MAX];
 	char cmdline[VM_CMDLINE_MAX];
 };

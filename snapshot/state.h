@@ -33,14 +33,16 @@ enum snap_tag {
 	SNAP_SEC_MEMORY,       /* the memory file it pairs with (struct snap_memory) */
 	SNAP_SEC_DRIVE,        /* instance = drive index (struct snap_drive) */
 	SNAP_SEC_VCPU,         /* instance = vCPU index (struct snap_vcpu) */
-	SNAP_SEC_IRQCHIP,      /* instance = chip id: 0 PIC master, 1 slave, 2 IOAPIC */
-	SNAP_SEC_PIT,          /* struct kvm_pit_state2 */
+	SNAP_SEC_IRQCHIP,      /* in-kernel irqchip: instance = chip id: 0 PIC master, 1 slave,
+				* 2 IOAPIC */
+	SNAP_SEC_PIT,          /* in-kernel irqchip: struct kvm_pit_state2 */
 	SNAP_SEC_CLOCK,        /* struct kvm_clock_data */
 	SNAP_SEC_SERIAL,       /* struct snap_serial */
 	SNAP_SEC_I8042,        /* struct snap_i8042 */
 	SNAP_SEC_VIRTIO,       /* instance = virtio slot: transport + device state */
 	SNAP_SEC_VSOCK,        /* the vsock device's config (struct snap_vsock) */
 	SNAP_SEC_NET,          /* instance = interface index (struct snap_net) */
+	SNAP_SEC_IOAPIC,       /* split irqchip: mote's IOAPIC (struct ioapic_state) */
 };
 
 /* A state file being built, in memory. */

@@ -56,11 +56,8 @@ void virtio_device_init(struct virtio_device *dev, const struct virtio_device_op
 
 void virtio_mmio_signal(struct virtio_mmio *t, uint32_t bits)
 {
-	uint64_t one = 1;
-
 	atomic_fetch_or(&t->interrupt_status, bits);
-	if (t->irqfd >= 0 && write(t->irqfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("%s: irqfd write: %s", t->dev->name, strerror(errno));
+	irq_line_raise(&t->irq_line);
 }
 
 void virtio_device_set_needs_reset(struct virtio_device *dev, const char *why)
@@ -347,7 +344,7 @@ int virtio_mmio_init(struct virtio_mmio *t, struct virtio_device *dev,
 	t->env = *env;
 	t->base = base;
 	t->irq = irq;
-	t->irqfd = -1;
+	irq_line_none(&t->irq_line);
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		t->notify_fd[i] = -1;
 	dev->transport = t;
@@ -358,12 +355,9 @@ int virtio_mmio_init(struct virtio_mmio *t, struct virtio_device *dev,
 	if (env->vm_fd < 0)
 		return 0;
 
-	t->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (t->irqfd < 0)
-		return -errno;
-	struct kvm_irqfd irqfd = { .fd = (uint32_t)t->irqfd, .gsi = irq };
-	if (ioctl(env->vm_fd, KVM_IRQFD, &irqfd) < 0)
-		return -errno;
+	ret = irq_line_init(&t->irq_line, env->vm_fd, env->ioapic, irq);
+	if (ret)
+		return ret;
 	for (unsigned q = 0; q < dev->ops->nr_queues; q++) {
 		t->notify_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (t->notify_fd[q] < 0)
@@ -394,8 +388,7 @@ void virtio_mmio_destroy(struct virtio_mmio *t)
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		if (t->notify_fd[q] >= 0)
 			close(t->notify_fd[q]);
-	if (t->irqfd >= 0)
-		close(t->irqfd);
+	irq_line_destroy(&t->irq_line);
 }
 
 int virtio_mmio_cmdline(const struct virtio_mmio *t, char *buf, size_t len)

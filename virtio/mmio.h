@@ -2,7 +2,8 @@
  *
  * The transport owns the register block of one device in a 4 KiB window
  * and its interrupt line. Queue notifications are ioeventfds (a guest kick
- * never exits to user space on a vCPU thread); interrupts are an irqfd. */
+ * never exits to user space on a vCPU thread); the interrupt is an
+ * irq_line (an MSI from mote's IOAPIC, or an irqfd). */
 #ifndef MOTE_VIRTIO_MMIO_H
 #define MOTE_VIRTIO_MMIO_H
 
@@ -10,6 +11,7 @@
 #include <stdint.h>
 
 #include "vmm/bus.h"
+#include "vmm/irq.h"
 #include "vmm/loop.h"
 #include "vmm/mem.h"
 #include "virtio/virtio.h"
@@ -18,7 +20,8 @@
 
 /* What a transport needs from the VM, without depending on struct vm. */
 struct virtio_mmio_env {
-	int vm_fd;                  /* -1: no KVM (unit tests): no ioeventfd/irqfd */
+	int vm_fd;                  /* -1: no KVM (unit tests): no ioeventfd/interrupt */
+	struct ioapic *ioapic;      /* split irqchip; NULL: an irqfd on the GSI */
 	const struct guest_mem *mem;
 	struct bus *mmio_bus;
 	struct event_loop *loop;
@@ -29,7 +32,7 @@ struct virtio_mmio {
 	struct virtio_mmio_env env;
 	uint64_t base;
 	uint32_t irq;
-	int irqfd;
+	struct irq_line irq_line;
 	int notify_fd[VIRTIO_MAX_QUEUES];
 
 	/* Register state, under dev->lock. */
@@ -42,7 +45,7 @@ struct virtio_mmio {
 	_Atomic uint32_t interrupt_status;
 };
 
-/* Registers the window on the MMIO bus, an irqfd on `irq` and one
+/* Registers the window on the MMIO bus, the interrupt line `irq` and one
  * ioeventfd per queue (handled in env->loop). */
 int virtio_mmio_init(struct virtio_mmio *t, struct virtio_device *dev,
 		     const struct virtio_mmio_env *env, uint64_t base, uint32_t irq);

@@ -39,10 +39,8 @@ static void console_output(void *opaque, uint8_t byte)
 static void console_irq(void *opaque)
 {
 	struct console *c = opaque;
-	uint64_t one = 1;
 
-	if (write(c->vm->serial_irqfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("serial irqfd: %s", strerror(errno));
+	irq_line_raise(&c->vm->serial_irq);
 }
 
 static void console_rx_room(void *opaque)

@@ -947,7 +947,9 @@ int controller_boot(void)
 		ret = MOTE_EXIT_INTERNAL;
 		goto fail;
 	}
+	log_debug("devices and boot structures ready");
 	ret = vm_create_vcpus(vm);
+	log_debug("vCPUs created");
 	if (!ret && restoring.img) {
 		char err[512];
 		restoring.img->clock_realtime = restoring.clock_realtime;
@@ -983,8 +985,10 @@ int controller_boot(void)
 	if (!ret && vm_metrics_create(&ctl.demand, vm, ctl.loop, &ctl.cfg.metrics, on_demand_tick,
 				      NULL))
 		ctl.demand = NULL;
+	log_debug("metrics ready");
 	if (!ret)
 		ret = controller_lock_down();
+	log_debug("capabilities dropped, seccomp filters built");
 	if (!ret)
 		ret = vm_start_vcpus(vm);
 	if (ret)

@@ -15,6 +15,7 @@
 #define L1_ECX_F16C      (1u << 29)
 #define L1_ECX_RDRAND    (1u << 30)
 #define L1_ECX_HYPERVISOR (1u << 31)
+#define CPUID6_EAX_ARAT (1u << 2)
 #define L1_ECX_FMA       (1u << 12)
 #define L1_EDX_HTT       (1u << 28)
 /* Leaf 7.0 */
@@ -84,8 +85,11 @@ void cpuid_filter(struct kvm_cpuid2 *cpuid, unsigned cpu_index, unsigned nr_cpus
 			e->eax |= ((nr_cpus - 1) & 0x3f) << 26;
 			break;
 		case 6:
-			/* No thermal or power management in a microVM. */
-			e->eax = e->ebx = e->ecx = e->edx = 0;
+			/* No thermal or power management in a microVM, but ARAT
+			 * (KVM's LAPIC timer runs in every C-state): without it
+			 * Linux insists on a PIT, which the split irqchip lacks. */
+			e->eax &= CPUID6_EAX_ARAT;
+			e->ebx = e->ecx = e->edx = 0;
 			break;
 		case 7:
 			if (e->index == 0 && tmpl == CPU_TEMPLATE_MINIMAL) {

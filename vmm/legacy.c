@@ -47,12 +47,8 @@ static void i8042_flush(struct i8042 *k)
 
 static void i8042_raise_irq(struct i8042 *k)
 {
-	uint64_t one = 1;
-
-	if (!(k->control & I8042_CTR_KBD_INT) || k->irqfd < 0)
-		return;
-	if (write(k->irqfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("i8042 irqfd: %s", strerror(errno));
+	if (k->control & I8042_CTR_KBD_INT)
+		irq_line_raise(&k->irq);
 }
 
 static void i8042_data_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t len)
@@ -159,16 +155,12 @@ static int i8042_init(struct vm *vm)
 	struct i8042 *k = &vm->i8042;
 
 	k->control = I8042_CTR_POST_OK | I8042_CTR_KBD_INT;
-	k->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (k->irqfd < 0)
-		return -errno;
-	struct kvm_irqfd irqfd = { .fd = (uint32_t)k->irqfd, .gsi = I8042_IRQ };
-	if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0)
-		return -errno;
-	return 0;
+	return irq_line_init(&k->irq, vm->vm_fd,
+			     vm->cfg.irqchip == IRQCHIP_SPLIT ? &vm->ioapic : NULL, I8042_IRQ);
 }
 
-/* Port 0x61 between them belongs to KVM's in-kernel PIT (speaker gate). */
+/* Port 0x61 between them is the PIT's speaker gate: KVM's with the in-kernel
+ * irqchip; with the split irqchip there is no PIT and it reads 0xff. */
 static const struct bus_device_ops i8042_data_ops = { .read = i8042_data_read,
 						      .write = i8042_data_write };
 static const struct bus_device_ops i8042_cmd_ops = { .read = i8042_status_read,
@@ -220,7 +212,7 @@ int vm_add_legacy_devices(struct vm *vm)
 
 	ret = i8042_init(vm);
 	if (ret) {
-		log_error("i8042 keyboard interrupt (irqfd on GSI %d): %s", I8042_IRQ, strerror(-ret));
+		log_error("i8042 keyboard interrupt (GSI %d): %s", I8042_IRQ, strerror(-ret));
 		return ret;
 	}
 	ret = bus_register(&vm->pio, PORT_COM1, 8, &serial_bus_ops, &vm->serial);

@@ -63,6 +63,9 @@ static void usage(FILE *f)
 		"  --boot-protocol P      auto (default: PVH if the ELF has the note), pvh, linux\n"
 		"  --cpu-template T       host (default) or minimal (hides XSAVE/AVX, POPCNT,\n"
 		"                         CX16, RDRAND/RDSEED, SMAP, FSGSBASE, RDPID, PCID/INVPCID)\n"
+		"  --irqchip M            split (default: IOAPIC in mote, LAPICs in KVM, no PIC/PIT;\n"
+		"                         Linux needs kvmclock + the TSC-deadline timer) or kernel\n"
+		"                         (KVM's PIC, IOAPIC and PIT; slower VM create and exit)\n"
 		"  --drive SPEC           attach a virtio-blk drive (repeatable, up to %d):\n"
 		"                         path=FILE[,ro][,id=ID][,root][,bw=BYTES_PER_S][,iops=N]\n"
 		"                         root adds root=/dev/vdX (in --drive order) to the cmdline\n"
@@ -136,7 +139,7 @@ static int parse_uint(const char *opt, const char *s, unsigned long min, unsigne
 
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_BOOT_PROTO,
-	OPT_CPU_TEMPLATE, OPT_BOOT_TIMER, OPT_LOG_LEVEL, OPT_DRIVE, OPT_NO_SECCOMP,
+	OPT_CPU_TEMPLATE, OPT_IRQCHIP, OPT_BOOT_TIMER, OPT_LOG_LEVEL, OPT_DRIVE, OPT_NO_SECCOMP,
 	OPT_SECCOMP_DEBUG, OPT_PRINT_SECCOMP, OPT_API_SOCK, OPT_ID, OPT_CONFIG_FILE, OPT_NO_API,
 	OPT_MAX_PAYLOAD, OPT_NET, OPT_VSOCK,
 	OPT_DEMAND,
@@ -159,6 +162,7 @@ static const struct option long_opts[] = {
 	{ "vcpus", required_argument, NULL, OPT_VCPUS },
 	{ "boot-protocol", required_argument, NULL, OPT_BOOT_PROTO },
 	{ "cpu-template", required_argument, NULL, OPT_CPU_TEMPLATE },
+	{ "irqchip", required_argument, NULL, OPT_IRQCHIP },
 	{ "boot-timer", no_argument, NULL, OPT_BOOT_TIMER },
 	{ "drive", required_argument, NULL, OPT_DRIVE },
 	{ "net", required_argument, NULL, OPT_NET },
@@ -318,6 +322,16 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct run_o
 			o->vm_opts = true;
 			if (cpu_template_parse(optarg, &cfg->cpu_template)) {
 				log_error("--cpu-template: '%s' is not host or minimal", optarg);
+				return MOTE_EXIT_USAGE;
+			}
+			break;
+		case OPT_IRQCHIP:
+			if (strcmp(optarg, "split") == 0)
+				cfg->irqchip = IRQCHIP_SPLIT;
+			else if (strcmp(optarg, "kernel") == 0)
+				cfg->irqchip = IRQCHIP_KERNEL;
+			else {
+				log_error("--irqchip: '%s' is not split or kernel", optarg);
 				return MOTE_EXIT_USAGE;
 			}
 			break;
@@ -526,6 +540,7 @@ static int run(const struct vm_config *cfg, const struct run_opts *o)
 	sigaddset(&sigs, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	log_debug("options parsed");
 
 	/* The socket first: a launcher may connect as soon as it exists. */
 	if (o->api_sock) {

@@ -123,6 +123,8 @@ static const struct seccomp_rule vmm_rules[] = {
 	ALLOW_IOCTL(KVM_GET_MSRS, "snapshot/create: vCPU MSRs (TSC, kvmclock, syscall MSRs...)"),
 	ALLOW_IOCTL(KVM_GET_MSR_INDEX_LIST, "snapshot/create: which MSRs KVM has"),
 	ALLOW_IOCTL(KVM_CHECK_EXTENSION, "snapshot/create: XSAVE and XCRS support"),
+	ALLOW_IOCTL(KVM_SIGNAL_MSI, "split irqchip: mote's IOAPIC sends virtio and serial "
+				    "interrupts"),
 	ALLOW_IOCTL(KVM_GET_IRQCHIP, "snapshot/create: both PICs and the IOAPIC"),
 	ALLOW_IOCTL(KVM_GET_PIT2, "snapshot/create: the PIT"),
 	ALLOW_IOCTL(KVM_GET_CLOCK, "snapshot/create: kvmclock"),
@@ -147,6 +149,8 @@ static const struct seccomp_rule vmm_rules[] = {
 
 static const struct seccomp_rule vcpu_rules[] = {
 	ALLOW_IOCTL(KVM_RUN, "runs the guest; every exit comes back here"),
+	ALLOW_IOCTL(KVM_SIGNAL_MSI, "split irqchip: mote's IOAPIC sends the serial and i8042 "
+				    "interrupts, and edges held while a pin was masked"),
 	ALLOW(write, "serial output to stdout, interrupts (irqfd), exit eventfd, log lines and "
 		     "register dumps to stderr, the --seccomp-debug SIGSYS message"),
 	ALLOW(futex, "locks shared with the VMM thread and other vCPUs (serial, virtio device, "

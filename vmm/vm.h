@@ -14,6 +14,8 @@
 #include "vmm/boot.h"
 #include "vmm/bus.h"
 #include "vmm/cpuid.h"
+#include "vmm/ioapic.h"
+#include "vmm/irq.h"
 #include "vmm/mem.h"
 #include "vmm/seccomp.h"
 #include "vmm/serial.h"
@@ -41,6 +43,15 @@ enum mote_exit {
 	MOTE_EXIT_GUEST_CRASH = 80, /* triple fault, emulation failure, failed entry */
 };
 
+/* Where the PIC/IOAPIC/PIT live. SPLIT (the default): LAPICs in KVM, an
+ * IOAPIC in mote, no 8259 and no PIT (vmm/ioapic.h says why). KERNEL:
+ * KVM's in-kernel PIC, IOAPIC and PIT, for guests that need a PIT or a
+ * PIC (a Linux without kvmclock or TSC-deadline timer). */
+enum irqchip_mode {
+	IRQCHIP_SPLIT = 0,
+	IRQCHIP_KERNEL = 1,
+};
+
 struct vm_config {
 	const char *kernel_path;
 	const char *initrd_path;
@@ -49,6 +60,7 @@ struct vm_config {
 	unsigned nr_vcpus;
 	enum boot_protocol boot_protocol;
 	enum cpu_template cpu_template;
+	enum irqchip_mode irqchip;
 	bool boot_timer;
 	enum seccomp_mode seccomp; /* KILL (the zero value) unless --no-seccomp/--seccomp-debug */
 	unsigned nr_drives;
@@ -91,7 +103,7 @@ struct i8042 {
 	unsigned head, len;
 	uint8_t control;          /* command byte (0x20 reads, 0x60 writes it) */
 	uint8_t pending_cmd;      /* controller command waiting for its data byte */
-	int irqfd;                /* eventfd bound to GSI 1 (keyboard) */
+	struct irq_line irq;      /* GSI 1 (keyboard) */
 };
 
 struct vm {
@@ -119,7 +131,9 @@ struct vm {
 	struct virtio_vsock *vsock;
 
 	struct serial serial;
-	int serial_irqfd;         /* eventfd bound to COM1's GSI */
+	struct irq_line serial_irq; /* COM1's GSI */
+	struct ioapic ioapic;     /* split irqchip only */
+	bool ioapic_ready;
 
 	/* Set once by the first exit request; the event loop then stops. */
 	atomic_bool exiting;
@@ -142,7 +156,7 @@ struct vm {
 	unsigned nr_parked;
 };
 
-/* Opens /dev/kvm and creates the VM with irqchip, PIT and memory.
+/* Opens /dev/kvm and creates the VM with its irqchip and memory.
  * Returns 0 or a mote_exit code (after logging what went wrong). */
 int vm_create(struct vm *vm, const struct vm_config *cfg);
 /* Loads kernel, initrd and command line; writes boot structures. */

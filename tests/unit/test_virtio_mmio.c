@@ -300,7 +300,8 @@ static void test_registered_on_bus(void **state)
 	assert_int_equal(bus_dispatch(&f->bus, MMIO_BASE + REG_STATUS, (uint8_t *)&v, 4, true), 0);
 	assert_int_equal(rd(f, REG_STATUS), ACK);
 	assert_ptr_equal(f->fake.vdev.transport, &f->t);
-	assert_int_equal(f->t.irqfd, -1);
+	assert_int_equal(f->t.irq_line.irqfd, -1);
+	assert_null(f->t.irq_line.ioapic);
 }
 
 static void test_cmdline(void **state)
