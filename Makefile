@@ -62,8 +62,27 @@ $(BUILD)/libmote.a: $(call objs,$(BUILD),$(LIB_SRCS))
 # Static: no dynamic loading at exec (it costs start-up time), and the
 # jailer can copy the one file into a chroot that has no libraries.
 MOTE_LDFLAGS ?= -static
-$(BUILD)/mote: $(BUILD)/obj/vmm/main.o $(BUILD)/libmote.a
+$(BUILD)/mote: $(BUILD)/obj/vmm/main.o $(BUILD)/obj/gen/seccomp_bpf.o $(BUILD)/libmote.a
 	$(CC) $(CFLAGS) $(MOTE_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The seccomp filters as BPF, compiled here rather than at every start-up
+# (vmm/tools/seccomp_gen.c; the tables stay in vmm/seccomp.c).
+$(BUILD)/seccomp-gen: vmm/tools/seccomp_gen.c $(BUILD)/libmote.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/gen/seccomp_bpf.c: $(BUILD)/seccomp-gen
+	@mkdir -p $(dir $@)
+	$(BUILD)/seccomp-gen > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/seccomp_bpf.o: $(BUILD)/gen/seccomp_bpf.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# This test compares the generated filters with a fresh compile.
+$(BUILD)/tests/test_seccomp_precompiled: tests/unit/test_seccomp_precompiled.c \
+		$(BUILD)/obj/gen/seccomp_bpf.o $(BUILD)/libmote.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
 # The example page-fault handler for snapshot/load's Uffd memory backend.
 $(BUILD)/mote-uffd-handler: snapshot/examples/uffd_handler.c

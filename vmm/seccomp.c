@@ -218,6 +218,15 @@ static const struct seccomp_filter_def {
 static bool prepared;
 static enum seccomp_mode prepared_mode = SECCOMP_OFF;
 static struct sock_fprog progs[SECCOMP_NR_THREADS];
+static bool progs_owned; /* malloc'ed by seccomp_compile, not build-time */
+
+/* Defined by the generated file linked into mote; absent elsewhere. */
+extern const struct seccomp_precompiled mote_seccomp_precompiled __attribute__((weak));
+
+const struct seccomp_precompiled *seccomp_precompiled(void)
+{
+	return &mote_seccomp_precompiled ? &mote_seccomp_precompiled : NULL;
+}
 static int selftest_kind = -1;
 
 /* TRAP mode: what the SIGSYS handler prints, resolved ahead of time
@@ -343,10 +352,14 @@ out:
 	return ret;
 }
 
-static int seccomp_compile(enum seccomp_thread kind, uint32_t action, struct sock_fprog *out)
+int seccomp_compile_table(enum seccomp_thread kind, enum seccomp_mode mode,
+			  struct sock_fprog *out)
 {
+	if (kind >= SECCOMP_NR_THREADS || (mode != SECCOMP_KILL && mode != SECCOMP_TRAP))
+		return -EINVAL;
 	const struct seccomp_filter_def *d = &filters[kind];
-	scmp_filter_ctx ctx = seccomp_init(action);
+	scmp_filter_ctx ctx = seccomp_init(mode == SECCOMP_TRAP ? SCMP_ACT_TRAP
+								: SCMP_ACT_KILL_PROCESS);
 	int ret = 0;
 
 	if (!ctx)
@@ -451,9 +464,11 @@ int seccomp_prepare(enum seccomp_mode mode)
 		return 0;
 
 	for (unsigned k = 0; k < SECCOMP_NR_THREADS; k++) {
-		free(progs[k].filter);
+		if (progs_owned)
+			free(progs[k].filter);
 		progs[k] = (struct sock_fprog){ 0 };
 	}
+	progs_owned = false;
 	prepared = false;
 	prepared_mode = mode;
 	selftest_kind = -1;
@@ -470,9 +485,21 @@ int seccomp_prepare(enum seccomp_mode mode)
 	}
 	if (mode == SECCOMP_TRAP)
 		ret = seccomp_setup_trap();
-	for (unsigned k = 0; k < SECCOMP_NR_THREADS && !ret; k++)
-		ret = seccomp_compile(k, mode == SECCOMP_TRAP ? SCMP_ACT_TRAP : SCMP_ACT_KILL_PROCESS,
-				      &progs[k]);
+	const struct seccomp_precompiled *pre = seccomp_precompiled();
+	if (pre && !ret) {
+		/* The program text is const; the kernel copies it at load. */
+		for (unsigned k = 0; k < SECCOMP_NR_THREADS; k++)
+			progs[k] = (struct sock_fprog){
+				.len = pre->len[mode][k],
+				.filter = (struct sock_filter *)pre->insns[mode][k],
+			};
+		log_debug("seccomp: filters compiled at build time (libseccomp %s)",
+			  pre->libseccomp_version);
+	} else {
+		progs_owned = true;
+		for (unsigned k = 0; k < SECCOMP_NR_THREADS && !ret; k++)
+			ret = seccomp_compile_table(k, mode, &progs[k]);
+	}
 	prepared = ret == 0;
 	return ret;
 }

@@ -47,7 +47,25 @@ struct seccomp_rule {
 	const char *why;
 };
 
-/* Compiles every kind's table for mode; in TRAP mode also installs the
+/* The BPF of every kind's table for KILL and TRAP, compiled when mote was
+ * built (vmm/tools/seccomp_gen.c writes it; the mote binary links it):
+ * compiling with libseccomp at start-up cost ~0.4 ms per VM. Binaries
+ * without it (unit tests, the generator) compile at run time with the
+ * same code. */
+struct seccomp_precompiled {
+	const struct sock_filter *insns[2][SECCOMP_NR_THREADS]; /* [mode][kind] */
+	unsigned short len[2][SECCOMP_NR_THREADS];
+	const char *libseccomp_version;
+};
+struct sock_fprog;
+/* Compiles kind's table with libseccomp for KILL or TRAP (no handler is
+ * installed). out->filter is malloc'ed. 0 or -errno. */
+int seccomp_compile_table(enum seccomp_thread kind, enum seccomp_mode mode,
+			  struct sock_fprog *out);
+/* The build-time filters, or NULL when this binary has none. */
+const struct seccomp_precompiled *seccomp_precompiled(void);
+
+/* Compiles every kind's table for mode (or takes the build-time BPF); in TRAP mode also installs the
  * SIGSYS handler. Call on the main thread before starting the threads
  * that install filters. Reads MOTE_SECCOMP_SELFTEST=vmm|vcpu (a test
  * hook: that thread makes a forbidden syscall, getppid, right after
