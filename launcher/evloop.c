@@ -13,6 +13,7 @@
 struct evloop {
 	int epfd;
 	bool stop;
+	bool no_pwait2;         /* the kernel has no epoll_pwait2 */
 	struct ev_timer **heap;
 	size_t nr_timers, cap_timers;
 	/* The batch being dispatched, so ev_del can void later events for a
@@ -166,16 +167,34 @@ int ev_timer_arm(struct evloop *l, struct ev_timer *t, uint64_t delay_ns)
 	return 0;
 }
 
-static int next_timeout_ms(struct evloop *l)
+/* How long to wait for the next timer: -1 none, else nanoseconds (capped
+ * at a minute). */
+static int64_t next_timeout_ns(struct evloop *l)
 {
 	if (!l->nr_timers)
 		return -1;
 	uint64_t now = ev_now_ns(), due = l->heap[0]->due_ns;
 	if (due <= now)
 		return 0;
-	/* Round up: waking early would only spin. */
-	uint64_t ms = (due - now + 999999) / 1000000;
-	return ms > 60000 ? 60000 : (int)ms;
+	return due - now > 60000000000ull ? 60000000000ll : (int64_t)(due - now);
+}
+
+/* epoll_pwait2 takes the timeout in nanoseconds: a VM's socket is polled
+ * every 100 us while it starts, where epoll_wait's milliseconds made every
+ * retry wait a whole one. Kernels before 5.11 get the millisecond wait
+ * (rounded up: waking early would only spin). */
+static int wait_events(struct evloop *l)
+{
+	int64_t ns = next_timeout_ns(l);
+
+	if (!l->no_pwait2) {
+		struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+		int n = epoll_pwait2(l->epfd, l->batch, EV_BATCH, ns < 0 ? NULL : &ts, NULL);
+		if (n >= 0 || errno != ENOSYS)
+			return n;
+		l->no_pwait2 = true;
+	}
+	return epoll_wait(l->epfd, l->batch, EV_BATCH, ns < 0 ? -1 : (int)((ns + 999999) / 1000000));
 }
 
 static void run_timers(struct evloop *l)
@@ -193,7 +212,7 @@ int evloop_run(struct evloop *l)
 {
 	l->stop = false;
 	while (!l->stop) {
-		int n = epoll_wait(l->epfd, l->batch, EV_BATCH, next_timeout_ms(l));
+		int n = wait_events(l);
 
 		if (n < 0) {
 			if (errno == EINTR)

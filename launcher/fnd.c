@@ -275,6 +275,8 @@ static void signal_cb(struct ev_watch *w, uint32_t events)
 		struct instance *inst = pid_take(d, pid);
 		if (inst)
 			inst_reaped(d, inst, status);
+		else if (d->nr_spawning)
+			fnd_early_exit(d, pid, status);
 	}
 }
 
@@ -350,6 +352,8 @@ int fnd_create(struct fnd **out, const struct fnd_config *cfg, char *err, size_t
 		return -ENOMEM;
 	d->cfg = *cfg;
 	d->sig_w.fd = -1;
+	d->spawn_w.fd = -1;
+	d->null_fd = -1;
 	d->started_ns = ev_now_ns();
 	if (strlen(cfg->state_dir) > FND_STATE_DIR_MAX || cfg->state_dir[0] != '/') {
 		snprintf(err, errlen, "the state directory must be an absolute path of at most %d "
@@ -385,6 +389,26 @@ int fnd_create(struct fnd **out, const struct fnd_config *cfg, char *err, size_t
 		ret = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto fail;
+	}
+	d->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (d->null_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open /dev/null: %s", strerror(errno));
+		goto fail;
+	}
+	/* Forked now, while the daemon is small and before it blocks
+	 * signals: monitors start from it (spawner.h). Without it every
+	 * start vforks here and the loop waits for each exec. */
+	ret = spawner_open(&d->spawner);
+	if (!ret && ev_add(d->loop, &d->spawn_w, spawner_fd(d->spawner), EPOLLIN, inst_spawner_cb,
+			   d))
+		ret = -errno;
+	if (ret) {
+		log_warn("no spawner process (%s): monitors are started by the daemon itself",
+			 strerror(-ret));
+		spawner_close(d->spawner);
+		d->spawner = NULL;
+		ret = 0;
 	}
 	sigset_t set;
 	sigemptyset(&set);
@@ -447,6 +471,9 @@ void fnd_destroy(struct fnd *d)
 	http_server_close(d->http);
 	if (d->sig_w.fd >= 0)
 		close(d->sig_w.fd);
+	spawner_close(d->spawner);
+	if (d->null_fd >= 0)
+		close(d->null_fd);
 	evloop_free(d->loop);
 	free(d->pid_hash);
 	free(d);

@@ -77,7 +77,9 @@ struct batch {
 	unsigned requested, launched, pending, ok, failed, parallel;
 	uint64_t t0;
 	uint64_t *lat_us;
-	uint64_t *phase_us[3];          /* spawn, spawn->stream accepted, accepted->answer */
+	/* spawn request -> exec, exec -> stream accepted, accepted -> answer,
+	 * and what starting it cost the daemon's loop */
+	uint64_t *phase_us[4];
 	unsigned nr_phases;
 	char first_error[512];
 	bool check, in_launch;
@@ -111,9 +113,9 @@ static void batch_finish(struct batch *b)
 	if (o && b->first_error[0])
 		json_object_set_new(o, "first_error", json_string(b->first_error));
 	if (o && b->nr_phases) {
-		static const char *const names[3] = { "spawn", "accept", "answer" };
+		static const char *const names[4] = { "spawn", "accept", "answer", "loop" };
 		json_t *ph = json_object();
-		for (int k = 0; k < 3; k++) {
+		for (int k = 0; k < 4; k++) {
 			qsort(b->phase_us[k], b->nr_phases, sizeof(uint64_t), cmp_u64);
 			json_object_set_new(ph, names[k],
 					    json_pack("{s:I, s:I}", "p50",
@@ -125,7 +127,7 @@ static void batch_finish(struct batch *b)
 		json_object_set_new(o, "phases_us", ph);
 	}
 	respond_json(b->r, b->failed && !b->ok ? 503 : 200, o);
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 4; k++)
 		free(b->phase_us[k]);
 	free(b->lat_us);
 	free(b->targets);
@@ -143,9 +145,14 @@ static void probe_done(struct invocation *inv, int status, const char *msg)
 		b->lat_us[b->ok++] = (ev_now_ns() - inv->t_arrive) / 1000;
 		if (inv->t_spawn && inv->t_connected && b->phase_us[0]) {
 			unsigned n = b->nr_phases++;
-			b->phase_us[0][n] = (inv->t_dispatch - inv->t_spawn) / 1000;
-			b->phase_us[1][n] = (inv->t_connected - inv->t_dispatch) / 1000;
+			/* The exec is seen when the spawner answers; a reply read
+			 * after the stream was accepted counts as no later. */
+			uint64_t ex = inv->t_exec && inv->t_exec < inv->t_connected ? inv->t_exec :
+									       inv->t_dispatch;
+			b->phase_us[0][n] = (ex - inv->t_spawn) / 1000;
+			b->phase_us[1][n] = (inv->t_connected - ex) / 1000;
 			b->phase_us[2][n] = (inv->t_done - inv->t_connected) / 1000;
+			b->phase_us[3][n] = inv->loop_ns / 1000;
 		}
 	} else {
 		b->failed++;
@@ -270,10 +277,11 @@ static void handle_batch(struct fnd *d, struct function *fn, struct http_req *r,
 	}
 	b->requested = add;
 	b->lat_us = calloc(add + 1, sizeof(uint64_t));
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 4; k++)
 		b->phase_us[k] = calloc(add + 1, sizeof(uint64_t));
-	if (!b->lat_us || !b->phase_us[2] || (check && !b->targets)) {
-		for (int k = 0; k < 3; k++)
+	if (!b->lat_us || !b->phase_us[0] || !b->phase_us[1] || !b->phase_us[2] ||
+	    !b->phase_us[3] || (check && !b->targets)) {
+		for (int k = 0; k < 4; k++)
 			free(b->phase_us[k]);
 		free(b->lat_us);
 		free(b->targets);

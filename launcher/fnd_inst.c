@@ -412,6 +412,152 @@ static void inst_boot_ready(struct fnd *d, struct instance *inst)
 	fn_pump(d, inst->fn);
 }
 
+/* ---- starting the monitor ------------------------------------------------------ */
+
+/* Hands argv to the spawner (the loop goes on; the pid comes with its
+ * reply, inst_spawner_cb), or vforks it here when there is no spawner or
+ * its socket is full. */
+static int inst_spawn(struct fnd *d, struct instance *inst, char *const argv[], const char *cwd)
+{
+	if (d->spawner) {
+		int logfd = open(inst->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+				 0640);
+		if (logfd < 0)
+			return -errno;
+		int ret = spawner_request(d->spawner, inst->id, argv, cwd, logfd, d->null_fd);
+		close(logfd);
+		if (ret == 0) {
+			inst->spawning = true;
+			inst->snext = NULL;
+			if (d->spawning_tail)
+				d->spawning_tail->snext = inst;
+			else
+				d->spawning = inst;
+			d->spawning_tail = inst;
+			d->nr_spawning++;
+			return 0;
+		}
+		if (ret != -EAGAIN && ret != -EPIPE)
+			return ret;
+		/* Too many requests unread, or the helper died: start it here. */
+	}
+	int ret = proc_spawn(argv, cwd, inst->log_path, &inst->pid);
+	inst->exec_ns = ev_now_ns();
+	return ret;
+}
+
+/* The spawning instance with this tag (its id): replies come in the order
+ * of the requests, so it is almost always the first. */
+static struct instance *spawning_take(struct fnd *d, uint64_t tag)
+{
+	struct instance *prev = NULL;
+
+	for (struct instance *i = d->spawning; i; prev = i, i = i->snext) {
+		if (i->id != tag)
+			continue;
+		if (prev)
+			prev->snext = i->snext;
+		else
+			d->spawning = i->snext;
+		if (d->spawning_tail == i)
+			d->spawning_tail = prev;
+		i->snext = NULL;
+		i->spawning = false;
+		d->nr_spawning--;
+		return i;
+	}
+	return NULL;
+}
+
+void fnd_early_exit(struct fnd *d, pid_t pid, int status)
+{
+	unsigned n = sizeof(d->early) / sizeof(d->early[0]);
+
+	d->early[d->early_next % n].pid = pid;
+	d->early[d->early_next % n].status = status;
+	d->early_next++;
+}
+
+static bool early_take(struct fnd *d, pid_t pid, int *status)
+{
+	for (size_t i = 0; i < sizeof(d->early) / sizeof(d->early[0]); i++) {
+		if (d->early[i].pid == pid) {
+			*status = d->early[i].status;
+			d->early[i].pid = 0;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The monitor never ran: the instance fails like one that died starting. */
+static void inst_spawn_failed(struct fnd *d, struct instance *inst, int err)
+{
+	snprintf(inst->exit_note, sizeof(inst->exit_note), "cannot start %s: %s",
+		 d->cfg.jail ? d->cfg.jailer_bin : d->cfg.mote_bin, strerror(err));
+	inst->failed_start = true;
+	inst->spawn_failed = true;
+	inst->pid = 0;
+	inst_reaped(d, inst, 127 << 8);
+}
+
+/* The spawner answered: who was started (its pid), or why not. */
+static void spawner_gone(struct fnd *d)
+{
+	log_warn("the spawner process is gone: %u starts in progress fail; the daemon starts "
+		 "monitors itself from now on", d->nr_spawning);
+	ev_del(d->loop, &d->spawn_w);
+	spawner_close(d->spawner);
+	d->spawner = NULL;
+	while (d->spawning) {
+		struct instance *inst = spawning_take(d, d->spawning->id);
+		inst_spawn_failed(d, inst, EPIPE);
+	}
+}
+
+void inst_spawner_cb(struct ev_watch *w, uint32_t events)
+{
+	struct fnd *d = w->opaque;
+
+	(void)events;
+	for (;;) {
+		uint64_t tag;
+		pid_t pid;
+		int err, status, r = spawner_reply(d->spawner, &tag, &pid, &err);
+
+		if (r == 0)
+			return;
+		if (r < 0) {
+			spawner_gone(d);
+			return;
+		}
+		struct instance *inst = spawning_take(d, tag);
+		bool exited = pid > 0 && early_take(d, pid, &status);
+		if (!inst) {
+			if (pid > 0 && !exited)
+				kill(pid, SIGKILL); /* nobody's: not to run unwatched */
+			continue;
+		}
+		inst->exec_ns = ev_now_ns();
+		if (err || pid <= 0) {
+			inst_spawn_failed(d, inst, err ? err : EIO);
+			continue;
+		}
+		inst->pid = pid;
+		if (exited) {
+			/* Gone before we knew its pid: as if reaped now. */
+			inst_reaped(d, inst, status);
+			continue;
+		}
+		pid_insert(d, inst);
+		log_debug("instance %s: pid %d, exec %llu us after the request", inst->name, (int)pid,
+			  (unsigned long long)((inst->exec_ns - inst->spawn_ns) / 1000));
+		/* Stopped while it was being started. */
+		if (inst->state == INST_STOPPING)
+			kill(pid, SIGKILL);
+	}
+}
+
 /* Starts one instance of fn: a clone of the warm snapshot when there is
  * one for the current image, else a cold boot (which makes the snapshot
  * when this mote can). */
@@ -546,9 +692,11 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 		}
 	}
 	inst->spawn_ns = ev_now_ns();
-	int ret = proc_spawn(a.v, d->cfg.jail ? NULL : inst->dir, inst->log_path, &inst->pid);
-	log_debug("instance %s: spawn took %llu us", inst->name,
-		  (unsigned long long)((ev_now_ns() - inst->spawn_ns) / 1000));
+	int ret = inst_spawn(d, inst, a.v, d->cfg.jail ? NULL : inst->dir);
+	inst->loop_ns = ev_now_ns() - inst->spawn_ns;
+	log_debug("instance %s: %s in %llu us", inst->name,
+		  inst->spawning ? "spawn requested" : "spawned",
+		  (unsigned long long)(inst->loop_ns / 1000));
 	if (ret) {
 		snprintf(why, whylen, "cannot start %s: %s", a.v[0], strerror(-ret));
 		ready_close(d, inst);
@@ -557,7 +705,8 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 		return NULL;
 	}
 	inst->state = restore ? INST_RESTORING : INST_BOOTING;
-	pid_insert(d, inst);
+	if (!inst->spawning)
+		pid_insert(d, inst);
 	inst_list_push(inst, false);
 	fn->nr_insts++;
 	fn->nr_starting++;
@@ -607,8 +756,9 @@ void inst_reaped(struct fnd *d, struct instance *inst, int status)
 			snprintf(fn->boot_error, sizeof(fn->boot_error),
 				 "snapshot clone did not start: %s (monitor log: %s)", inst->exit_note,
 				 tail[0] ? tail : "empty");
-			/* Rebuild the snapshot on the next start. */
-			if (fn->snap == SNAP_READY)
+			/* Rebuild the snapshot on the next start (not when the
+			 * monitor never ran: the snapshot is not to blame). */
+			if (fn->snap == SNAP_READY && !inst->spawn_failed)
 				fn->snap = SNAP_NONE;
 		}
 		log_warn("instance %s: %s", inst->name, fn->boot_error);

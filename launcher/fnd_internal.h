@@ -14,6 +14,7 @@
 #include "launcher/http.h"
 #include "launcher/inst_state.h"
 #include "launcher/proc.h"
+#include "launcher/spawner.h"
 #include "launcher/spec.h"
 
 /* The state directory is checked short enough at start-up that every
@@ -101,6 +102,11 @@ struct instance {
 	off_t log_off;                  /* how much of its log was looked at for the ready line */
 	struct invocation *invs;        /* in flight on it */
 	bool failed_start;
+	bool spawning;                  /* asked the spawner; no pid yet */
+	bool spawn_failed;              /* its monitor never ran (exec failed) */
+	uint64_t exec_ns;               /* the spawner (or vfork) saw the exec */
+	uint64_t loop_ns;               /* what starting it cost the daemon's loop */
+	struct instance *snext;         /* d->spawning, oldest first */
 	char exit_note[256];
 	struct instance *prev, *next;   /* in fn->insts */
 	struct instance *hnext;         /* pid hash */
@@ -114,6 +120,7 @@ struct invocation {
 	enum start_kind start;
 	uint64_t t_arrive, t_dispatch, t_connected, t_done;
 	uint64_t t_spawn;               /* its instance's spawn, when it started one */
+	uint64_t t_exec, loop_ns;       /* that instance's exec, and its cost to the loop */
 	char inst_name[FN_NAME_MAX + 24]; /* who served it (X-Mote-Instance) */
 	struct ev_watch w;
 	int fd;
@@ -153,6 +160,16 @@ struct fnd {
 	char run_dir[FND_DIR_MAX], jail_base[FND_DIR_MAX], log_dir[FND_DIR_MAX],
 		fn_dir[FND_DIR_MAX];
 	char mote_copy[FND_DIR_MAX + 16];   /* jailed: the monitor the jails link */
+	/* Starting monitors without waiting for their exec (spawner.h). */
+	struct spawner *spawner;
+	struct ev_watch spawn_w;
+	int null_fd;
+	struct instance *spawning, *spawning_tail; /* requests not answered yet, in order */
+	unsigned nr_spawning;
+	/* Children reaped before the spawner's reply named them (a monitor
+	 * that died at once): looked up when the reply comes. */
+	struct { pid_t pid; int status; } early[64];
+	unsigned early_next;
 };
 
 /* fnd.c */
@@ -191,6 +208,10 @@ void inst_event(struct fnd *d, struct instance *inst, enum inst_event ev);
 struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_t whylen);
 /* Its process was reaped with status: fail what it held, free it. */
 void inst_reaped(struct fnd *d, struct instance *inst, int status);
+/* The spawner's socket has replies: pids of started monitors. */
+void inst_spawner_cb(struct ev_watch *w, uint32_t events);
+/* An exit the pid table did not know: kept while spawns are pending. */
+void fnd_early_exit(struct fnd *d, pid_t pid, int status);
 
 /* fnd_inv.c */
 /* Hands waiting invocations of fn to whatever can take them now. */

@@ -181,6 +181,10 @@ static void inv_complete(struct invocation *inv)
 	int status = fn_status_http(rd->hdr.status);
 
 	inv->t_done = ev_now_ns();
+	if (inv->t_spawn && inv->inst) {
+		inv->t_exec = inv->inst->exec_ns;
+		inv->loop_ns = inv->inst->loop_ns;
+	}
 	if (inv->first_on_clone && inv->inst)
 		log_debug("instance %s: spawn %llu us, then stream accepted after %llu us (%u "
 			  "retries), answered after %llu us more",
@@ -275,6 +279,9 @@ void inv_io(struct ev_watch *w, uint32_t events)
 			    inv->reset_retries < 3) {
 				inv->reset_retries++;
 				inv_close_sock(inv);
+				/* The runtime is up and listening again: the shortest
+				 * pause, not the backoff the socket's wait grew. */
+				inv->retries = 0;
 				inv_retry_later(inv);
 				return;
 			}
