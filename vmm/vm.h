@@ -134,6 +134,10 @@ struct vm {
 	struct irq_line serial_irq; /* COM1's GSI */
 	struct ioapic ioapic;     /* split irqchip only */
 	bool ioapic_ready;
+	/* Loads kernel and initrd while KVM builds the VM (vm.c). */
+	pthread_t loader;
+	bool loader_started;
+	int loader_ret;
 
 	/* Set once by the first exit request; the event loop then stops. */
 	atomic_bool exiting;
