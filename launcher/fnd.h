@@ -30,6 +30,7 @@ struct fnd_config {
 	unsigned restore_timeout_ms;/* restore to the first stream accepted */
 	const char *mote_log_level; /* the monitors' --log-level */
 	bool keep_logs;             /* keep every instance's log, not only failed ones' */
+	bool no_tmpfs;              /* jailed: keep the jails on the state directory's fs */
 };
 
 struct fnd;

@@ -158,7 +158,8 @@ struct fnd {
 	uint64_t started_ns;
 	bool stopping;
 	char run_dir[FND_DIR_MAX], jail_base[FND_DIR_MAX], log_dir[FND_DIR_MAX],
-		fn_dir[FND_DIR_MAX];
+		fn_dir[FND_DIR_MAX], bin_dir[FND_DIR_MAX];
+	bool jail_tmpfs;                    /* jail_base is our tmpfs (holds fn/ and bin/) */
 	char mote_copy[FND_DIR_MAX + 16];   /* jailed: the monitor the jails link */
 	/* Starting monitors without waiting for their exec (spawner.h). */
 	struct spawner *spawner;

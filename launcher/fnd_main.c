@@ -39,6 +39,8 @@ static void usage(FILE *f)
 		"  --restore-timeout-ms N  clone restore to first stream (default 5000)\n"
 		"  --mote-log-level L      the monitors' --log-level (default warn)\n"
 		"  --keep-logs             keep every instance's log (default: failed ones only)\n"
+		"  --no-tmpfs              jailed: keep jails and snapshots on the state\n"
+		"                          directory's file system, not on a tmpfs mounted there\n"
 		"  --log-level L           error, warn, info (default), debug\n"
 		"  -h, --help\n",
 		DEFAULT_SOCK);
@@ -83,7 +85,7 @@ int main(int argc, char **argv)
 	};
 	bool no_jail = false;
 	enum { O_SOCK = 256, O_STATE, O_MOTE, O_JAILER, O_NOJAIL, O_UID, O_GID, O_MAXI, O_MAXMEM,
-	       O_MINFREE, O_MAXQ, O_BOOTTO, O_RESTTO, O_MLOG, O_KEEP, O_LOG };
+	       O_MINFREE, O_MAXQ, O_BOOTTO, O_RESTTO, O_MLOG, O_KEEP, O_LOG, O_NOTMPFS };
 	static const struct option opts[] = {
 		{ "sock", 1, NULL, O_SOCK }, { "state-dir", 1, NULL, O_STATE },
 		{ "mote", 1, NULL, O_MOTE }, { "jailer", 1, NULL, O_JAILER },
@@ -92,7 +94,8 @@ int main(int argc, char **argv)
 		{ "min-free-mib", 1, NULL, O_MINFREE }, { "max-queue", 1, NULL, O_MAXQ },
 		{ "boot-timeout-ms", 1, NULL, O_BOOTTO }, { "restore-timeout-ms", 1, NULL, O_RESTTO },
 		{ "mote-log-level", 1, NULL, O_MLOG }, { "keep-logs", 0, NULL, O_KEEP },
-		{ "log-level", 1, NULL, O_LOG }, { "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
+		{ "log-level", 1, NULL, O_LOG }, { "no-tmpfs", 0, NULL, O_NOTMPFS },
+		{ "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
 
@@ -115,6 +118,7 @@ int main(int argc, char **argv)
 		case O_RESTTO: cfg.restore_timeout_ms = parse_u("--restore-timeout-ms", optarg, 600000); break;
 		case O_MLOG: cfg.mote_log_level = optarg; break;
 		case O_KEEP: cfg.keep_logs = true; break;
+		case O_NOTMPFS: cfg.no_tmpfs = true; break;
 		case O_LOG: {
 			enum log_level l;
 			if (log_parse_level(optarg, &l)) {
