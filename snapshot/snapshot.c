@@ -571,6 +571,7 @@ void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg)
 	cfg->kernel_path = c->kernel_path;
 	cfg->initrd_path = NULL;
 	cfg->cmdline = c->cmdline;
+	cfg->from_snapshot = true;
 	cfg->mem_from_file = img->mem_fd >= 0;
 	cfg->mem_bytes = c->mem_bytes;
 	cfg->nr_vcpus = c->nr_vcpus;

@@ -297,7 +297,7 @@ static void vm_start_loader(struct vm *vm)
 {
 	pthread_attr_t attr;
 
-	if (vm->cfg.mem_from_file || !vm->cfg.kernel_path)
+	if (vm->cfg.from_snapshot || vm->cfg.mem_from_file || !vm->cfg.kernel_path)
 		return;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);

@@ -69,6 +69,9 @@ struct vm_config {
 	 * (vm_create takes the fd over). */
 	bool mem_from_file;
 	int mem_file_fd;
+	/* A snapshot restore: guest RAM comes from the snapshot (a file or a
+	 * userfaultfd handler), no kernel is loaded. */
+	bool from_snapshot;
 	/* KVM_MEM_LOG_DIRTY_PAGES on every RAM slot (diff snapshots). */
 	bool track_dirty_pages;
 	unsigned nr_nets;

@@ -242,6 +242,47 @@ static void test_restore_in_new_process_continues(void **state)
 	harness_free(&r);
 }
 
+/* A VM on KVM's in-kernel irqchip (--irqchip kernel): the snapshot holds
+ * the PICs, IOAPIC and PIT instead of mote's IOAPIC, and the restore
+ * rebuilds that irqchip (the mode comes from the snapshot, not the
+ * command line); the guest, waiting on LAPIC timer ticks, goes on. */
+static void test_in_kernel_irqchip_snapshot_restores(void **state)
+{
+	(void)state;
+	struct harness_proc p;
+	char body[512];
+	char *st = strdup(path_in_tmp("kernel-irqchip.state"));
+	char *mem = strdup(path_in_tmp("kernel-irqchip.mem"));
+
+	spawn_with_api(&p, MOTE("--api-sock", sock_path, "--irqchip", "kernel", "--kernel",
+				(char *)guest_elf, "--cmdline",
+				"test=snap-compute snapsteps=30 snapticks=6 snapnodisk=1", "--mem-mib",
+				MEM_MIB));
+	if (!harness_proc_wait_for(&p, "snap: step 6 ", false, 30)) {
+		kill(p.pid, SIGKILL);
+		struct run_result r = harness_proc_finish(&p, 5);
+		harness_dump(&r);
+		fail_msg("the guest never reached step 6");
+	}
+	expect(api("PATCH", "/vm", "{\"state\":\"Paused\"}"), 204, NULL);
+	snprintf(body, sizeof(body), "{\"snapshot_path\":\"%s\",\"mem_file_path\":\"%s\"}", st,
+		 mem);
+	expect(api("PUT", "/snapshot/create", body), 204, NULL);
+	kill(p.pid, SIGKILL);
+	struct run_result before = harness_proc_finish(&p, 10);
+
+	struct run_result r = harness_run(MOTE("--restore", st, "--mem", mem, "--resume",
+					       "--no-api", "--log-level", "debug"), 60, NULL);
+	assert_exit_status(&r, 0);
+	assert_output_contains(&r, err, "in-kernel irqchip and PIT created");
+	assert_null(strstr(r.err, "split irqchip"));
+	expect_continues(before.out, &r, "in-kernel irqchip: ");
+	harness_free(&r);
+	harness_free(&before);
+	free(st);
+	free(mem);
+}
+
 static void test_load_through_api_paused_then_resumed(void **state)
 {
 	struct harness_proc p;
@@ -883,6 +924,7 @@ int main(void)
 	guest_elf = harness_env("MOTE_GUEST");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restore_in_new_process_continues),
+		cmocka_unit_test(test_in_kernel_irqchip_snapshot_restores),
 		cmocka_unit_test(test_load_through_api_paused_then_resumed),
 		cmocka_unit_test(test_snapshot_requests_in_wrong_state),
 		cmocka_unit_test(test_bad_files),
