@@ -411,11 +411,13 @@ LOAD_NOTE=$(awk -v med="$UK_LOAD_MED" -v max="$UK_LOAD_MAX" -v l="${LOAD_LINUX:-
 	echo
 	echo "mote's own log, times since exec (MOTE_T0_NS); the launcher saw the process exit at"
 	echo "$(awk -F'\t' 'NR > 1 { print $9 }' "$TL_TSV") ms. Everything after \"VM stopping\" is the kernel tearing the VM down"
-	echo "(closing the VM fd), which QEMU's exit time includes as well. While this benchmark was developed,"
-	echo "\`strace -T\` of such runs showed that teardown as a 12–20 ms \`close()\` of the VM fd (a probe"
-	echo "measured it 0.6 ms without the in-kernel irqchip, 12–20 ms with it). Registering guest RAM"
-	echo "costs 4–8 ms once the VM has an irqchip and ~0.2 ms before, so mote registers it first."
-	echo "Kernel-side costs of this nested KVM, not work in mote."
+	echo "(closing the VM fd), which QEMU's exit time includes as well. With KVM's in-kernel irqchip"
+	echo "(\`--irqchip kernel\`, and QEMU's default) \`strace -T\` shows that teardown as a 12–20 ms"
+	echo "\`close()\` of the VM fd: the PICs, IOAPIC and PIT each leave the I/O bus with an SRCU grace"
+	echo "period. mote's default split irqchip (LAPICs in KVM, IOAPIC in mote, no PIC/PIT) closes in"
+	echo "~0.5 ms. Registering guest RAM costs 4–8 ms once a VM has the in-kernel irqchip and ~0.2 ms"
+	echo "before, so mote registers it first. The kernel and initrd are read into guest RAM on a thread"
+	echo "while KVM creates the VM. Kernel-side costs of this nested KVM, not work in mote."
 	echo
 	echo '```'
 	cat "$LOGS/timeline-mote.1.err"
