@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -95,8 +96,14 @@ static inline void harness_spawn_io(struct harness_proc *p, char *const argv[], 
 	p->out = calloc(1, 1);
 	p->err = calloc(1, 1);
 	p->t0 = harness_now_ms();
+	pid_t parent = getpid();
 	p->pid = fork();
 	if (p->pid == 0) {
+		/* A test that fails an assertion skips its clean-up: the child
+		 * (a monitor, a daemon) must not outlive the test binary. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
 		int in = stdin_piped ? pi[0] : open("/dev/null", O_RDONLY);
 		dup2(in, 0);
 		dup2(po[1], 1);
