@@ -697,7 +697,7 @@ int snapshot_apply(struct vm *vm, const struct snap_image *img, char *err, size_
 	ret = restore_devices(vm, img, err, errlen);
 	if (!ret) {
 		last_snapshot_id = img->mem.snapshot_id;
-		log_debug("snapshot: vCPU, irqchip, PIT, clock and device state set in %llu us",
+		log_debug("snapshot: vCPU, interrupt controller, clock and device state set in %llu us",
 			  (unsigned long long)((time_now_ns() - t0) / 1000));
 	}
 	return ret;

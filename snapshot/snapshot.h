@@ -140,7 +140,7 @@ int snapshot_merge(const char *base_path, const char *diff_path, const char *out
 void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg);
 
 /* After vm_create, vm_add_virtio_devices, vm_add_legacy_devices and
- * vm_create_vcpus: sets every vCPU, the irqchip, PIT, clock, serial,
+ * vm_create_vcpus: sets every vCPU, the interrupt controller(s), clock, serial,
  * i8042 and virtio device to the saved state. 0 or -errno with err. */
 int snapshot_apply(struct vm *vm, const struct snap_image *img, char *err, size_t errlen);
 
