@@ -27,6 +27,8 @@
 #define RTE_DEST_SHIFT    56
 #define RTE_READ_ONLY     (RTE_DELIVERY_STATUS | RTE_REMOTE_IRR)
 
+#define DELIVERY_RESERVED_3 3
+#define DELIVERY_RESERVED_6 6
 #define DELIVERY_EXTINT 7
 
 /* MSI format (Intel SDM vol. 3, 11.11): the LAPIC window, the
@@ -89,10 +91,15 @@ static void ioapic_deliver(struct ioapic *io, unsigned pin)
 	uint64_t addr;
 	uint32_t data;
 
-	/* ExtINT means "ask the 8259", which this VM does not have; a vector
-	 * below 16 is reserved for exceptions and the LAPIC refuses it. */
-	if (((entry & RTE_DELIVERY_MASK) >> RTE_DELIVERY_SHIFT) == DELIVERY_EXTINT)
+	/* ExtINT means "ask the 8259", which this VM does not have; modes 3
+	 * and 6 are reserved (KVM would log each one on the host: a guest
+	 * could flood the host's log). Fixed, lowest priority, SMI, NMI and
+	 * INIT go out: the guest can send those with its LAPIC anyway. */
+	unsigned mode = (unsigned)((entry & RTE_DELIVERY_MASK) >> RTE_DELIVERY_SHIFT);
+	if (mode == DELIVERY_EXTINT || mode == DELIVERY_RESERVED_3 || mode == DELIVERY_RESERVED_6) {
+		io->nr_dropped++;
 		return;
+	}
 	ioapic_entry_to_msi(entry, &addr, &data);
 	int ret = io->send_msi(io->send_opaque, addr, data);
 	if (ret) {

@@ -47,6 +47,7 @@ struct ioapic {
 	int vm_fd;
 	uint64_t nr_sent;     /* MSIs sent, for tests and debugging */
 	uint64_t nr_send_errors;
+	uint64_t nr_dropped;  /* edges on pins in ExtINT or a reserved mode */
 };
 
 /* Every pin masked, as after reset. vm_fd: the VM for KVM_SIGNAL_MSI

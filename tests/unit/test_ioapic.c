@@ -187,6 +187,18 @@ static void test_extint_not_sent(void **state)
 	route(&f->io, 0, 0, (7u << 8)); /* ExtINT: there is no 8259 */
 	ioapic_raise(&f->io, 0);
 	assert_int_equal(f->rec.n, 0);
+	/* Reserved delivery modes never reach KVM either. */
+	route(&f->io, 1, 0, (3u << 8) | 0x40);
+	route(&f->io, 2, 0, (6u << 8) | 0x40);
+	ioapic_raise(&f->io, 1);
+	ioapic_raise(&f->io, 2);
+	assert_int_equal(f->rec.n, 0);
+	assert_int_equal(f->io.nr_dropped, 3);
+	/* NMI (4) is a legitimate mode. */
+	route(&f->io, 3, 0, (4u << 8));
+	ioapic_raise(&f->io, 3);
+	assert_int_equal(f->rec.n, 1);
+	assert_int_equal(f->rec.data[0], 4u << 8);
 }
 
 static void test_guest_mistakes(void **state)
