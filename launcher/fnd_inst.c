@@ -420,12 +420,7 @@ static void inst_boot_ready(struct fnd *d, struct instance *inst)
 static int inst_spawn(struct fnd *d, struct instance *inst, char *const argv[], const char *cwd)
 {
 	if (d->spawner) {
-		int logfd = open(inst->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-				 0640);
-		if (logfd < 0)
-			return -errno;
-		int ret = spawner_request(d->spawner, inst->id, argv, cwd, logfd, d->null_fd);
-		close(logfd);
+		int ret = spawner_request(d->spawner, inst->id, argv, cwd, inst->log_path, d->null_fd);
 		if (ret == 0) {
 			inst->spawning = true;
 			inst->snext = NULL;

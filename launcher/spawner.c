@@ -18,14 +18,18 @@ struct spawner {
 	pid_t pid;
 };
 
-int spawn_msg_pack(char *buf, size_t cap, uint64_t tag, char *const argv[], const char *cwd)
+int spawn_msg_pack(char *buf, size_t cap, uint64_t tag, char *const argv[], const char *cwd,
+		   const char *log_path)
 {
 	struct spawn_msg_hdr h = { .tag = tag };
 	size_t off = sizeof(h);
-	const char *c = cwd ? cwd : "";
 
-	for (int i = -1; i < 0 || argv[i]; i++) {
-		const char *s = i < 0 ? c : argv[i];
+	if (!argv[0] || !log_path || !log_path[0])
+		return -EINVAL;
+	if (cap < off)
+		return -E2BIG;
+	for (int i = -2; i < 0 || argv[i]; i++) {
+		const char *s = i == -2 ? (cwd ? cwd : "") : i == -1 ? log_path : argv[i];
 		size_t n = strlen(s) + 1;
 
 		if (n > cap || off > cap - n)
@@ -35,15 +39,13 @@ int spawn_msg_pack(char *buf, size_t cap, uint64_t tag, char *const argv[], cons
 		if (i >= 0)
 			h.argc++;
 	}
-	if (off > cap || h.argc == 0)
-		return h.argc ? -E2BIG : -EINVAL;
 	h.len = (uint32_t)(off - sizeof(h));
 	memcpy(buf, &h, sizeof(h));
 	return (int)off;
 }
 
 int spawn_msg_unpack(char *buf, size_t len, uint64_t *tag, char **argv, size_t argv_cap,
-		     const char **cwd)
+		     const char **cwd, const char **log_path)
 {
 	struct spawn_msg_hdr h;
 	char *p, *end;
@@ -55,19 +57,22 @@ int spawn_msg_unpack(char *buf, size_t len, uint64_t *tag, char **argv, size_t a
 		return -EINVAL;
 	p = buf + sizeof(h);
 	end = buf + len;
-	/* cwd, then argc strings, each ending in a NUL inside the message. */
-	for (uint32_t i = 0; i <= h.argc; i++) {
+	/* cwd, the log, then argc strings, each ending in a NUL inside the
+	 * message. */
+	for (uint32_t i = 0; i <= h.argc + 1; i++) {
 		char *nul = memchr(p, '\0', (size_t)(end - p));
 
 		if (!nul)
 			return -EINVAL;
 		if (i == 0)
 			*cwd = *p ? p : NULL;
+		else if (i == 1)
+			*log_path = p;
 		else
-			argv[i - 1] = p;
+			argv[i - 2] = p;
 		p = nul + 1;
 	}
-	if (p != end || !argv[0][0])
+	if (p != end || !argv[0][0] || !(*log_path)[0])
 		return -EINVAL;
 	argv[h.argc] = NULL;
 	*tag = h.tag;
@@ -110,20 +115,24 @@ static int child_main(void *p)
 	_exit(127);
 }
 
-/* One request: the fds it carries (closed here), the clone, the reply. */
-static void helper_one(int fd, pid_t daemon, char *buf, ssize_t n, int fds[2], int nfds)
+/* One request: the fd it carries (closed here), the log, the clone, the
+ * reply. */
+static void helper_one(int fd, pid_t daemon, char *buf, ssize_t n, int fds[4], int nfds)
 {
 	static char stack[64 * 1024] __attribute__((aligned(16)));
 	struct spawn_reply r = { 0 };
 	struct child_args a = { .daemon = daemon, .log_fd = -1, .null_fd = -1 };
+	const char *log_path;
 	char *argv[256];
 
-	if (nfds != 2 || spawn_msg_unpack(buf, (size_t)n, &r.tag, argv, 256, &a.cwd)) {
+	if (nfds != 1 || spawn_msg_unpack(buf, (size_t)n, &r.tag, argv, 256, &a.cwd, &log_path)) {
 		r.err = EINVAL;
+	} else if ((a.log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+				    0640)) < 0) {
+		r.err = errno;
 	} else {
 		a.argv = argv;
-		a.log_fd = fds[0];
-		a.null_fd = fds[1];
+		a.null_fd = fds[0];
 		/* Not SIGCHLD: with CLONE_PARENT the child's exit signal is
 		 * ours (SIGCHLD) and goes to the daemon. */
 		pid_t pid = clone(child_main, stack + sizeof(stack),
@@ -135,6 +144,8 @@ static void helper_one(int fd, pid_t daemon, char *buf, ssize_t n, int fds[2], i
 	}
 	for (int i = 0; i < nfds; i++)
 		close(fds[i]);
+	if (a.log_fd >= 0)
+		close(a.log_fd);
 	while (send(fd, &r, sizeof(r), MSG_NOSIGNAL) < 0 && errno == EINTR)
 		;
 }
@@ -236,15 +247,15 @@ int spawner_fd(const struct spawner *s)
 }
 
 int spawner_request(struct spawner *s, uint64_t tag, char *const argv[], const char *cwd,
-		    int log_fd, int null_fd)
+		    const char *log_path, int null_fd)
 {
 	char buf[SPAWN_MSG_MAX];
 	union {
 		struct cmsghdr h;
-		char b[CMSG_SPACE(2 * sizeof(int))];
+		char b[CMSG_SPACE(sizeof(int))];
 	} cm;
-	int n = spawn_msg_pack(buf, sizeof(buf), tag, argv, cwd);
-	int fds[2] = { log_fd, null_fd };
+	int n = spawn_msg_pack(buf, sizeof(buf), tag, argv, cwd, log_path);
+	int fds[1] = { null_fd };
 
 	if (n < 0)
 		return n;

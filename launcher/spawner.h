@@ -28,12 +28,13 @@ int spawner_open(struct spawner **out);
 int spawner_fd(const struct spawner *s);
 /* Asks for argv[0] to be started in cwd (NULL: the helper's, which is the
  * daemon's at spawner_open) with stdin on null_fd and stdout/stderr on
- * log_fd, every signal unblocked and SIGKILL when the daemon dies. The fds
- * are copied into the message; the caller keeps (and closes) its own.
+ * log_path (created or truncated, 0640, by the helper: a new file costs
+ * the loop nothing), every signal unblocked and SIGKILL when the daemon
+ * dies. null_fd is copied into the message; the caller keeps its own.
  * Never blocks: -EAGAIN when the helper has too much unread, -EPIPE when it
- * is gone, -E2BIG for argv + cwd over SPAWN_MSG_MAX. */
+ * is gone, -E2BIG for argv + paths over SPAWN_MSG_MAX. */
 int spawner_request(struct spawner *s, uint64_t tag, char *const argv[], const char *cwd,
-		    int log_fd, int null_fd);
+		    const char *log_path, int null_fd);
 /* Takes one reply: 1 with *tag and either *pid (> 0) or *err (a positive
  * errno of the exec or of the helper), 0 when none is waiting, -EPIPE when
  * the helper is gone. */
@@ -44,7 +45,7 @@ void spawner_close(struct spawner *s);
 #define SPAWN_MSG_MAX 12288
 
 /* The wire format, exposed for the unit test: a header, then cwd (maybe
- * empty) and each argv string, NUL-terminated, back to back. */
+ * empty), the log path and each argv string, NUL-terminated, back to back. */
 struct spawn_msg_hdr {
 	uint64_t tag;
 	uint32_t argc;
@@ -55,11 +56,13 @@ struct spawn_reply {
 	int32_t pid;   /* > 0, or 0 with err */
 	int32_t err;
 };
-/* Packs a request into buf; returns its length or -E2BIG. */
-int spawn_msg_pack(char *buf, size_t cap, uint64_t tag, char *const argv[], const char *cwd);
+/* Packs a request into buf; returns its length or -E2BIG (-EINVAL: no
+ * program, no log). */
+int spawn_msg_pack(char *buf, size_t cap, uint64_t tag, char *const argv[], const char *cwd,
+		   const char *log_path);
 /* Unpacks in place: argv (argv_cap entries, NULL-terminated) points into
  * buf, *cwd is NULL when empty. 0 or -EINVAL for a malformed message. */
 int spawn_msg_unpack(char *buf, size_t len, uint64_t *tag, char **argv, size_t argv_cap,
-		     const char **cwd);
+		     const char **cwd, const char **log_path);
 
 #endif

@@ -12,6 +12,9 @@
  *      apart; shared clone pages count once), host memory, and a check
  *      that every VM still answers.
  *
+ * --rate-only runs 2. alone (a minute, not half an hour): the report's
+ * density part is then carried over from the report it replaces.
+ *
  * Everything it started is stopped at the end, also on Ctrl-C/SIGTERM
  * (mote-fnd stops its VMs on SIGTERM). Results: a markdown report and a
  * TSV of the raw numbers. */
@@ -250,6 +253,7 @@ struct scale_res {
 	long long requested, started, failed;
 	double wall_ms, per_s, p50_ms, p99_ms, max_ms;
 	double spawn_ms, accept_ms, answer_ms, accept_p99_ms; /* p50 of each phase */
+	double loop_ms, loop_p99_ms; /* what a start cost the launcher's event loop */
 	char error[256];
 };
 
@@ -277,6 +281,8 @@ static bool scale(const char *fn, int add, int parallel, struct scale_res *r)
 	r->accept_ms = (double)jint(o, "phases_us.accept.p50") / 1000;
 	r->accept_p99_ms = (double)jint(o, "phases_us.accept.p99") / 1000;
 	r->answer_ms = (double)jint(o, "phases_us.answer.p50") / 1000;
+	r->loop_ms = (double)jint(o, "phases_us.loop.p50") / 1000;
+	r->loop_p99_ms = (double)jint(o, "phases_us.loop.p99") / 1000;
 	json_t *e = json_object_get(o, "first_error");
 	if (json_is_string(e))
 		snprintf(r->error, sizeof(r->error), "%s", json_string_value(e));
@@ -368,12 +374,100 @@ static bool read_pss(pid_t pid, uint64_t guest_kib, struct pss *p)
 	return true;
 }
 
+/* CPU time (ms) each live instance of fn has used so far, all its threads
+ * (schedstat run time): the jailer (same process, before its exec of
+ * mote), the restore, the guest's vCPU and the VMM's device work. The
+ * median over the instances, and the vCPU thread's share of it. */
+static void clone_cpu(const char *fn, double *total_p50, double *vcpu_p50, int *n_out)
+{
+	json_t *fo = NULL;
+	double *tot, *vc;
+	int n = 0;
+
+	fn_live(fn, &fo);
+	json_t *list = json_object_get(fo, "instance_list");
+	size_t cnt = json_array_size(list), i;
+	json_t *it;
+	tot = calloc(cnt + 1, sizeof(double));
+	vc = calloc(cnt + 1, sizeof(double));
+	json_array_foreach(list, i, it) {
+		pid_t p = (pid_t)json_integer_value(json_object_get(it, "pid"));
+		char path[96], comm[32];
+		double t = 0, v = 0;
+		DIR *d;
+		struct dirent *e;
+
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)p);
+		if (p <= 0 || !(d = opendir(path)))
+			continue;
+		while ((e = readdir(d))) {
+			unsigned long long run = 0;
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%d/task/%.20s/schedstat", (int)p, e->d_name);
+			FILE *f = fopen(path, "r");
+			if (f && fscanf(f, "%llu", &run) == 1)
+				t += run / 1e6;
+			if (f)
+				fclose(f);
+			snprintf(path, sizeof(path), "/proc/%d/task/%.20s/comm", (int)p, e->d_name);
+			f = fopen(path, "r");
+			if (f && fgets(comm, sizeof(comm), f) && !strncmp(comm, "mote-vcpu", 9))
+				v += run / 1e6;
+			if (f)
+				fclose(f);
+		}
+		closedir(d);
+		tot[n] = t;
+		vc[n++] = v;
+	}
+	json_decref(fo);
+	*total_p50 = n ? pct(tot, n, 0.5) : -1;
+	*vcpu_p50 = n ? pct(vc, n, 0.5) : -1;
+	*n_out = n;
+	free(tot);
+	free(vc);
+}
+
+/* A section of the report being replaced, for a --rate-only run: from
+ * the line `from` up to the line `to` (NULL: the end), or NULL. */
+static char *old_section(const char *path, const char *from, const char *to)
+{
+	FILE *f = fopen(path, "r");
+	char *buf, *at;
+	long len;
+
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = calloc(1, (size_t)len + 1);
+	if (!buf || fread(buf, 1, (size_t)len, f) != (size_t)len) {
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	at = strstr(buf, from);
+	if (!at) {
+		free(buf);
+		return NULL;
+	}
+	char *end = to ? strstr(at + 1, to) : NULL;
+	if (end)
+		end[1] = '\0';
+	char *out = strdup(at + 1);
+	free(buf);
+	return out;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: density --fnd PATH --mote PATH --image ECHO.elf --out FILE.md [--tsv FILE]\n"
 		"       [--state DIR] [--rate-n N] [--target N] [--batch N] [--parallel N]\n"
-		"       [--boot-runs N] [--no-jail]\n");
+		"       [--boot-runs N] [--no-jail] [--rate-only]\n");
 	exit(64);
 }
 
@@ -382,13 +476,14 @@ int main(int argc, char **argv)
 	const char *fnd = NULL, *mote = NULL, *image = NULL, *out_path = NULL, *tsv_path = NULL;
 	const char *state = "/tmp/mote-density";
 	int rate_n = 200, target = 1000, batch = 250, parallel = 32, boot_runs = 10;
-	bool no_jail = geteuid() != 0;
+	bool no_jail = geteuid() != 0, rate_only = false;
 	static const struct option opts[] = {
 		{ "fnd", 1, NULL, 'f' },       { "mote", 1, NULL, 'm' },   { "image", 1, NULL, 'i' },
 		{ "out", 1, NULL, 'o' },       { "tsv", 1, NULL, 't' },    { "state", 1, NULL, 's' },
 		{ "rate-n", 1, NULL, 'r' },    { "target", 1, NULL, 'n' }, { "batch", 1, NULL, 'b' },
 		{ "parallel", 1, NULL, 'p' },  { "boot-runs", 1, NULL, 'B' },
-		{ "no-jail", 0, NULL, 'J' },   { NULL, 0, NULL, 0 },
+		{ "no-jail", 0, NULL, 'J' },   { "rate-only", 0, NULL, 'R' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -405,13 +500,19 @@ int main(int argc, char **argv)
 		case 'p': parallel = atoi(optarg); break;
 		case 'B': boot_runs = atoi(optarg); break;
 		case 'J': no_jail = true; break;
+		case 'R': rate_only = true; break;
 		default: usage();
 		}
 	}
 	if (!fnd || !mote || !image || !out_path)
 		usage();
-	if (tsv_path)
+	/* A rate-only run keeps the last full run's raw density numbers. */
+	if (tsv_path && !rate_only)
 		tsv = fopen(tsv_path, "w");
+	char *old_density = rate_only ? old_section(out_path, "\n## Density\n", NULL) : NULL;
+	char *old_boot = rate_only ? old_section(out_path, "\n## Cold boot", "\n## ") : NULL;
+	if (rate_only)
+		boot_runs = 0;
 	if (tsv)
 		fprintf(tsv, "phase\ti\ta\tb\n");
 
@@ -453,6 +554,8 @@ int main(int argc, char **argv)
 
 	/* 2a. start rate by cold boot */
 	struct scale_res cold = { 0 }, warm = { 0 }, tmpl = { 0 }, seq = { 0 };
+	double cpu_p50 = -1, cpu_vcpu_p50 = -1;
+	int cpu_n = 0;
 	if (!interrupted && reg("coldfn", image, false, rate_n)) {
 		progress("start rate: %d cold boots, %d at a time", rate_n, parallel);
 		scale("coldfn", rate_n, parallel, &cold);
@@ -485,8 +588,12 @@ int main(int argc, char **argv)
 		progress("%s: %lld of %d started, %.1f/s, first response p50 %.2f ms p99 %.2f ms%s%s",
 			 snap_ok ? "snapshot clone" : "cold boot", warm.started, rate_n, warm.per_s,
 			 warm.p50_ms, warm.p99_ms, warm.error[0] ? "; first error: " : "", warm.error);
-		progress("  phases p50: spawn %.2f ms, to stream accepted %.2f ms, to answer %.2f ms",
-			 warm.spawn_ms, warm.accept_ms, warm.answer_ms);
+		progress("  phases p50: spawn->exec %.2f ms, to stream accepted %.2f ms, to answer %.2f "
+			 "ms; the launcher's loop %.3f ms per start (p99 %.3f)",
+			 warm.spawn_ms, warm.accept_ms, warm.answer_ms, warm.loop_ms, warm.loop_p99_ms);
+		clone_cpu("fn", &cpu_p50, &cpu_vcpu_p50, &cpu_n);
+		progress("  CPU per clone (jailer + monitor + guest, all threads so far): p50 %.1f ms, "
+			 "of which the vCPU %.1f ms (%d clones)", cpu_p50, cpu_vcpu_p50, cpu_n);
 		/* one at a time: the latency of a start on an otherwise quiet launcher */
 		int n1 = rate_n < 50 ? rate_n : 50;
 		progress("start latency: %d starts from the snapshot, one at a time", n1);
@@ -501,7 +608,7 @@ int main(int argc, char **argv)
 	double t_dens = now_ms();
 	long long live = fn_live("fn", NULL);
 	char stop_reason[300] = "target reached";
-	while (!interrupted && live >= 0 && live < target) {
+	while (!rate_only && !interrupted && live >= 0 && live < target) {
 		int add = target - (int)live < batch ? target - (int)live : batch;
 		struct scale_res r;
 		scale("fn", add, parallel, &r);
@@ -533,7 +640,7 @@ int main(int argc, char **argv)
 	json_t *it;
 	json_array_foreach(list, i, it) {
 		pid_t p = (pid_t)json_integer_value(json_object_get(it, "pid"));
-		if (p > 0 && read_pss(p, 16 * 1024, &tot))
+		if (!rate_only && p > 0 && read_pss(p, 16 * 1024, &tot))
 			measured++;
 	}
 	json_decref(fo);
@@ -545,7 +652,7 @@ int main(int argc, char **argv)
 	/* every VM answers */
 	long long answered = -1;
 	double check_s = 0, check_p50 = -1, check_p99 = -1;
-	if (!interrupted) {
+	if (!interrupted && !rate_only) {
 		int st;
 		double t0 = now_ms();
 		json_t *o = api("POST", "/functions/fn/check", "{\"parallel\": 1}", &st);
@@ -611,6 +718,10 @@ int main(int argc, char **argv)
 		   "monitor-side costs (restore, memory, launcher) are real.\n\n",
 		 no_jail ? "monitors not jailed" : "every monitor jailed by mote-jailer", "2 cores",
 		 image);
+	if (old_boot) {
+		fprintf(o, "%s", old_boot);
+		fprintf(o, "(Carried over from the last full run: this one was `--rate-only`.)\n\n");
+	} else if (!rate_only) {
 	fprintf(o, "## Cold boot to the runtime's ready line (serial), same image\n\n");
 	fprintf(o, "| monitor | runs | min ms | p50 ms | p99 ms |\n|---|---|---|---|---|\n");
 	fprintf(o, "| mote | %d | %.1f | %.1f | %.1f |\n", boot.mote_ok, boot.mote_min, boot.mote_p50,
@@ -619,6 +730,7 @@ int main(int argc, char **argv)
 		boot.nov_ok, boot.nov_min, boot.nov_p50, boot.nov_p99);
 	fprintf(o, "| QEMU -M microvm (no vhost-vsock on this host) | %d | %.1f | %.1f | %.1f |\n\n",
 		boot.qemu_ok, boot.qemu_min, boot.qemu_p50, boot.qemu_p99);
+	}
 	fprintf(o, "## Start rate through the launcher (%d starts, %d at a time)\n\n", rate_n, parallel);
 	fprintf(o, "Request → first response: from the scale request's start of one instance to "
 		   "its first answer (spawn, boot or restore, vsock handshake, one echo).\n\n");
@@ -634,18 +746,34 @@ int main(int argc, char **argv)
 		seq.per_s, seq.p50_ms, seq.p99_ms, seq.max_ms);
 	if (!snap_ok)
 		fprintf(o, "The warm snapshot could not be made: %s\n\n", snap_note);
-	fprintf(o, "Where a start's time goes (p50, ms): the launcher's spawn (vfork + exec of "
-		   "the jailer or mote); spawn → the runtime accepted the stream (the monitor's "
-		   "restore or boot, then the guest's vsock work, which is emulated CPL0 code "
-		   "here); accepted → answer (the request through the guest and back).\n\n");
-	fprintf(o, "| start | spawn | → stream accepted (p50 / p99) | → answer |\n|---|---|---|---|\n");
-	fprintf(o, "| cold boot | %.2f | %.2f / %.2f | %.2f |\n", cold.spawn_ms, cold.accept_ms,
-		cold.accept_p99_ms, cold.answer_ms);
-	fprintf(o, "| %s | %.2f | %.2f / %.2f | %.2f |\n", snap_ok ? "snapshot clone" : "(cold boot)",
-		warm.spawn_ms, warm.accept_ms, warm.accept_p99_ms, warm.answer_ms);
-	fprintf(o, "| %s, one at a time | %.2f | %.2f / %.2f | %.2f |\n\n",
+	fprintf(o, "Where a start's time goes (p50, ms): the spawn request → the exec seen by "
+		   "the launcher's spawner process (clone + exec of the jailer, or of mote); exec → "
+		   "the runtime accepted the stream (the jail, the monitor's restore or boot, then "
+		   "the guest's vsock work, which is emulated CPL0 code here); accepted → answer (the "
+		   "request through the guest and back); and what each start cost the launcher's "
+		   "event loop itself (it does not wait for the exec).\n\n");
+	fprintf(o, "| start | spawn → exec | → stream accepted (p50 / p99) | → answer | launcher loop "
+		   "per start (p50 / p99) |\n|---|---|---|---|---|\n");
+	fprintf(o, "| cold boot | %.2f | %.2f / %.2f | %.2f | %.3f / %.3f |\n", cold.spawn_ms,
+		cold.accept_ms, cold.accept_p99_ms, cold.answer_ms, cold.loop_ms, cold.loop_p99_ms);
+	fprintf(o, "| %s | %.2f | %.2f / %.2f | %.2f | %.3f / %.3f |\n",
+		snap_ok ? "snapshot clone" : "(cold boot)", warm.spawn_ms, warm.accept_ms,
+		warm.accept_p99_ms, warm.answer_ms, warm.loop_ms, warm.loop_p99_ms);
+	fprintf(o, "| %s, one at a time | %.2f | %.2f / %.2f | %.2f | %.3f / %.3f |\n\n",
 		snap_ok ? "snapshot clone" : "(cold boot)", seq.spawn_ms, seq.accept_ms,
-		seq.accept_p99_ms, seq.answer_ms);
+		seq.accept_p99_ms, seq.answer_ms, seq.loop_ms, seq.loop_p99_ms);
+	fprintf(o, "CPU time per snapshot clone (all its threads, from the jailer's start to its "
+		   "first answer; median of %d): %.1f ms, of which the guest's vCPU %.1f ms. With 2 "
+		   "CPUs that bounds clone starts at ~%.0f/s on this host.\n\n",
+		cpu_n, cpu_p50, cpu_vcpu_p50, cpu_p50 > 0 ? 2000.0 / cpu_p50 : 0);
+	if (old_density) {
+		fprintf(o, "%s", old_density);
+		fclose(o);
+		free(old_density);
+		free(old_boot);
+		progress("report: %s (density part carried over)", out_path);
+		return interrupted ? 130 : 0;
+	}
 	fprintf(o, "## Density\n\n| measure | value | goal |\n|---|---|---|\n");
 	fprintf(o, "| live VMs | %lld (stopped: %s) | ≥ 5,000 |\n", live, stop_reason);
 	fprintf(o, "| time to add them | %.1f s | |\n", dens_s);

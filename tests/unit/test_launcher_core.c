@@ -411,45 +411,52 @@ static void test_spawn_msg(void **state)
 {
 	char buf[512], *argv[8];
 	char *args[] = { "/bin/mote", "--restore", "", "x y", NULL };
-	const char *cwd;
+	const char *cwd, *log;
 	uint64_t tag;
 	int n;
 
 	(void)state;
-	n = spawn_msg_pack(buf, sizeof(buf), 42, args, "/run/x");
+	n = spawn_msg_pack(buf, sizeof(buf), 42, args, "/run/x", "/var/log/a.log");
 	assert_true(n > (int)sizeof(struct spawn_msg_hdr));
-	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 8, &cwd), 0);
+	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 8, &cwd, &log), 0);
 	assert_int_equal(tag, 42);
 	assert_string_equal(cwd, "/run/x");
+	assert_string_equal(log, "/var/log/a.log");
 	for (int i = 0; i < 4; i++)
 		assert_string_equal(argv[i], args[i]);
 	assert_null(argv[4]);
 	/* no cwd */
-	n = spawn_msg_pack(buf, sizeof(buf), 7, args, NULL);
-	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 8, &cwd), 0);
+	n = spawn_msg_pack(buf, sizeof(buf), 7, args, NULL, "l");
+	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 8, &cwd, &log), 0);
 	assert_null(cwd);
+	assert_string_equal(log, "l");
 	/* malformed: cut short, a length that lies, more args than room,
 	 * a byte past the last string, an empty program */
-	assert_int_equal(spawn_msg_unpack(buf, (size_t)n - 1, &tag, argv, 8, &cwd), -EINVAL);
-	assert_int_equal(spawn_msg_unpack(buf, 4, &tag, argv, 8, &cwd), -EINVAL);
-	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 4, &cwd), -EINVAL);
+	assert_int_equal(spawn_msg_unpack(buf, (size_t)n - 1, &tag, argv, 8, &cwd, &log), -EINVAL);
+	assert_int_equal(spawn_msg_unpack(buf, 4, &tag, argv, 8, &cwd, &log), -EINVAL);
+	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 4, &cwd, &log), -EINVAL);
 	struct spawn_msg_hdr h;
 	memcpy(&h, buf, sizeof(h));
 	h.len++;
 	memcpy(buf, &h, sizeof(h));
 	buf[n] = 'z';
-	assert_int_equal(spawn_msg_unpack(buf, (size_t)n + 1, &tag, argv, 8, &cwd), -EINVAL);
+	assert_int_equal(spawn_msg_unpack(buf, (size_t)n + 1, &tag, argv, 8, &cwd, &log), -EINVAL);
 	h.len--;
 	h.argc++; /* claims a string that is not there */
 	memcpy(buf, &h, sizeof(h));
-	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 8, &cwd), -EINVAL);
+	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 8, &cwd, &log), -EINVAL);
 	char *empty[] = { "", NULL };
-	n = spawn_msg_pack(buf, sizeof(buf), 1, empty, NULL);
-	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 8, &cwd), -EINVAL);
+	n = spawn_msg_pack(buf, sizeof(buf), 1, empty, NULL, "l");
+	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 8, &cwd, &log), -EINVAL);
+	/* an empty log path is refused on both sides */
+	assert_int_equal(spawn_msg_pack(buf, sizeof(buf), 1, args, NULL, ""), -EINVAL);
+	n = spawn_msg_pack(buf, sizeof(buf), 1, args, NULL, "l");
+	buf[sizeof(struct spawn_msg_hdr) + 1] = '\0'; /* "l" -> "" */
+	assert_int_equal(spawn_msg_unpack(buf, (size_t)n, &tag, argv, 8, &cwd, &log), -EINVAL);
 	/* too big, and no program at all */
-	assert_int_equal(spawn_msg_pack(buf, 20, 1, args, "/a/long/working/directory"), -E2BIG);
+	assert_int_equal(spawn_msg_pack(buf, 20, 1, args, "/a/long/working/directory", "l"), -E2BIG);
 	char *none[] = { NULL };
-	assert_true(spawn_msg_pack(buf, sizeof(buf), 1, none, NULL) < 0);
+	assert_true(spawn_msg_pack(buf, sizeof(buf), 1, none, NULL, "l") < 0);
 }
 
 /* One reply, waiting for it at most 10 s. */
@@ -463,24 +470,25 @@ static void spawn_wait_reply(struct spawner *s, uint64_t *tag, pid_t *pid, int *
 
 static void test_spawner(void **state)
 {
-	char log_path[] = "/tmp/mote-spawner-test-XXXXXX", out[512], want[64];
+	char dir[] = "/tmp/mote-spawner-test-XXXXXX", log_path[64], out[512], want[64];
 	struct spawner *s;
 	uint64_t tag;
 	pid_t pid;
 	int err, st;
 
 	(void)state;
-	int logfd = mkstemp(log_path);
+	assert_non_null(mkdtemp(dir));
+	snprintf(log_path, sizeof(log_path), "%s/a.log", dir);
 	int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	assert_true(logfd >= 0 && nullfd >= 0);
+	assert_true(nullfd >= 0);
 	assert_int_equal(spawner_open(&s), 0);
 	assert_int_equal(spawner_reply(s, &tag, &pid, &err), 0); /* nothing yet */
 
 	/* The child is ours (CLONE_PARENT): its $PPID is this process, and
-	 * waitpid here gets its status. Its stdout and stderr are the log,
-	 * its working directory the one asked for. */
+	 * waitpid here gets its status. Its stdout and stderr are the log
+	 * (made by the spawner), its working directory the one asked for. */
 	char *sh[] = { "/bin/sh", "-c", "echo out-$PPID; pwd; echo err >&2; exit 7", NULL };
-	assert_int_equal(spawner_request(s, 11, sh, "/tmp", logfd, nullfd), 0);
+	assert_int_equal(spawner_request(s, 11, sh, "/tmp", log_path, nullfd), 0);
 	spawn_wait_reply(s, &tag, &pid, &err);
 	assert_int_equal(tag, 11);
 	assert_int_equal(err, 0);
@@ -488,7 +496,10 @@ static void test_spawner(void **state)
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 7);
-	ssize_t n = pread(logfd, out, sizeof(out) - 1, 0);
+	int logfd = open(log_path, O_RDONLY | O_CLOEXEC);
+	assert_true(logfd >= 0);
+	ssize_t n = read(logfd, out, sizeof(out) - 1);
+	close(logfd);
 	assert_true(n > 0);
 	out[n] = '\0';
 	snprintf(want, sizeof(want), "out-%d\n/tmp\nerr\n", (int)getpid());
@@ -496,7 +507,7 @@ static void test_spawner(void **state)
 
 	/* An exec that fails: its errno, and a child that exits 127. */
 	char *bad[] = { "/nonexistent/mote", NULL };
-	assert_int_equal(spawner_request(s, 12, bad, NULL, logfd, nullfd), 0);
+	assert_int_equal(spawner_request(s, 12, bad, NULL, log_path, nullfd), 0);
 	spawn_wait_reply(s, &tag, &pid, &err);
 	assert_int_equal(tag, 12);
 	assert_int_equal(err, ENOENT);
@@ -504,15 +515,21 @@ static void test_spawner(void **state)
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_int_equal(WEXITSTATUS(st), 127);
 	/* A working directory that is not there. */
-	assert_int_equal(spawner_request(s, 13, sh, "/nonexistent-dir", logfd, nullfd), 0);
+	assert_int_equal(spawner_request(s, 13, sh, "/nonexistent-dir", log_path, nullfd), 0);
 	spawn_wait_reply(s, &tag, &pid, &err);
 	assert_int_equal(err, ENOENT);
 	waitpid(pid, &st, 0);
+	/* A log that cannot be made: nothing is started. */
+	assert_int_equal(spawner_request(s, 14, sh, NULL, "/nonexistent-dir/x.log", nullfd), 0);
+	spawn_wait_reply(s, &tag, &pid, &err);
+	assert_int_equal(tag, 14);
+	assert_int_equal(err, ENOENT);
+	assert_int_equal(pid, 0);
 
 	/* Several in flight: answered in order. */
 	char *t[] = { "/bin/true", NULL };
 	for (uint64_t i = 0; i < 8; i++)
-		assert_int_equal(spawner_request(s, 100 + i, t, NULL, logfd, nullfd), 0);
+		assert_int_equal(spawner_request(s, 100 + i, t, NULL, log_path, nullfd), 0);
 	for (uint64_t i = 0; i < 8; i++) {
 		spawn_wait_reply(s, &tag, &pid, &err);
 		assert_int_equal(tag, 100 + i);
@@ -521,9 +538,9 @@ static void test_spawner(void **state)
 		assert_int_equal(WEXITSTATUS(st), 0);
 	}
 	spawner_close(s);
-	close(logfd);
 	close(nullfd);
 	unlink(log_path);
+	rmdir(dir);
 }
 
 /* ---- the HTTP server over a unix socket ------------------------------------------ */
