@@ -509,19 +509,22 @@ static void blk_reset(struct virtio_device *dev)
 }
 
 /* Snapshot state: what the guest negotiated is in the transport's record;
- * the drive's size is kept to refuse a backing file that changed. */
+ * the drive's size is kept to refuse a backing file that changed, and the
+ * rate limiter's tokens so a restore is no way round the limit. */
 #define BLK_STATE_MAGIC 0x4b4c4253 /* "SBLK" */
-#define BLK_STATE_VERSION 1
+#define BLK_STATE_VERSION 2
 
 struct blk_state {
 	uint32_t magic, version;
 	uint64_t capacity;
+	struct rate_limiter_state rl;
 };
 
 static int blk_save(struct virtio_device *dev, void *buf, size_t cap)
 {
 	struct virtio_blk *b = to_blk(dev);
-	struct blk_state st = { BLK_STATE_MAGIC, BLK_STATE_VERSION, b->capacity };
+	struct blk_state st = { .magic = BLK_STATE_MAGIC, .version = BLK_STATE_VERSION,
+				.capacity = b->capacity };
 
 	if (cap < sizeof(st))
 		return -ENOSPC;
@@ -536,6 +539,7 @@ static int blk_save(struct virtio_device *dev, void *buf, size_t cap)
 		if (blk_backend_reap(b->backend, blk_on_done, b) > 0)
 			virtio_device_notify_used(&b->vdev, 0);
 	}
+	rate_limiter_save(&b->rl, time_now_ns(), &st.rl);
 	memcpy(buf, &st, sizeof(st));
 	return (int)sizeof(st);
 }
@@ -556,6 +560,7 @@ static int blk_restore(struct virtio_device *dev, const void *buf, size_t len)
 			  (unsigned long long)st.capacity);
 		return -EINVAL;
 	}
+	rate_limiter_restore(&b->rl, &st.rl, time_now_ns());
 	/* Requests the guest queued (and kicked) before the snapshot but the
 	 * device had not taken yet: no kick will come again. */
 	if (b->vdev.transport->activated &&
@@ -675,6 +680,11 @@ struct virtio_device *virtio_blk_device(struct virtio_blk *b)
 const struct blk_stats *virtio_blk_stats(const struct virtio_blk *b)
 {
 	return &b->stats;
+}
+
+unsigned virtio_blk_inflight(const struct virtio_blk *b)
+{
+	return blk_backend_inflight(b->backend);
 }
 
 uint64_t virtio_blk_capacity(const struct virtio_blk *b)

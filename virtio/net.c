@@ -560,24 +560,29 @@ static void net_reset(struct virtio_device *dev)
 }
 
 /* Snapshots: the MAC the guest knows (a restore onto another interface
- * config is refused) and nothing else: a frame read from the TAP but not
- * yet delivered is dropped, as a network may drop it. The offloads are
- * set on the (possibly new) TAP again by activate. */
+ * config is refused) and both rate limiters' tokens; a frame read from the
+ * TAP but not yet delivered is dropped, as a network may drop it. The
+ * offloads are set on the (possibly new) TAP again by activate. */
 #define NET_STATE_MAGIC 0x5445454e /* "NEET" */
-#define NET_STATE_VERSION 1
+#define NET_STATE_VERSION 2
 
 struct net_state {
 	uint32_t magic, version;
 	uint8_t mac[6], pad[2];
+	struct rate_limiter_state rx_rl, tx_rl;
 };
 
 static int net_save(struct virtio_device *dev, void *buf, size_t cap)
 {
+	struct virtio_net *n = to_net(dev);
 	struct net_state st = { .magic = NET_STATE_MAGIC, .version = NET_STATE_VERSION };
+	uint64_t now = time_now_ns();
 
 	if (cap < sizeof(st))
 		return -ENOSPC;
-	memcpy(st.mac, to_net(dev)->config.mac, 6);
+	memcpy(st.mac, n->config.mac, 6);
+	rate_limiter_save(&n->rx_rl, now, &st.rx_rl);
+	rate_limiter_save(&n->tx_rl, now, &st.tx_rl);
 	memcpy(buf, &st, sizeof(st));
 	return (int)sizeof(st);
 }
@@ -601,6 +606,9 @@ static int net_restore(struct virtio_device *dev, const void *buf, size_t len)
 			  n->cfg.tap, (unsigned long long)(n->vdev.driver_features & ~offered));
 		return -EINVAL;
 	}
+	uint64_t now = time_now_ns();
+	rate_limiter_restore(&n->rx_rl, &st.rx_rl, now);
+	rate_limiter_restore(&n->tx_rl, &st.tx_rl, now);
 	return 0;
 }
 

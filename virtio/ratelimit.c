@@ -107,3 +107,41 @@ uint64_t rate_limiter_consume(struct rate_limiter *rl, uint64_t bytes, uint64_t 
 		token_bucket_take(&rl->bucket[i], want[i]);
 	return 0;
 }
+
+void rate_limiter_save(struct rate_limiter *rl, uint64_t now_ns, struct rate_limiter_state *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < RL_NR; i++) {
+		struct token_bucket *tb = &rl->bucket[i];
+
+		if (!tb->size)
+			continue;
+		token_bucket_refill(tb, now_ns);
+		out->bucket[i].budget = tb->budget;
+		out->bucket[i].one_time_burst = tb->one_time_burst;
+	}
+}
+
+void rate_limiter_restore(struct rate_limiter *rl, const struct rate_limiter_state *in,
+			  uint64_t now_ns)
+{
+	for (int i = 0; i < RL_NR; i++) {
+		struct token_bucket *tb = &rl->bucket[i];
+
+		if (!tb->size)
+			continue;
+		/* init left the configured burst and a full bucket: the most a
+		 * state may claim. Debt down to one bucket's worth below zero
+		 * is kept (an oversized request's), deeper debt is clamped. */
+		int64_t budget = in->bucket[i].budget;
+		int64_t floor = -(int64_t)tb->size;
+		if (budget > (int64_t)tb->size)
+			budget = (int64_t)tb->size;
+		if (budget < floor)
+			budget = floor;
+		tb->budget = budget;
+		if (in->bucket[i].one_time_burst < tb->one_time_burst)
+			tb->one_time_burst = in->bucket[i].one_time_burst;
+		tb->last_ns = now_ns;
+	}
+}

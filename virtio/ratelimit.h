@@ -35,6 +35,25 @@ int rate_limiter_init(struct rate_limiter *rl, const struct token_bucket_config 
 		      const struct token_bucket_config *ops, uint64_t now_ns);
 bool rate_limiter_enabled(const struct rate_limiter *rl);
 
+/* What a snapshot keeps of a limiter: each bucket's tokens and remaining
+ * one-time burst as of the save (Firecracker keeps them too), so a restored
+ * device, or each clone of it, cannot burst past its limits. The clock is
+ * not kept: another process's CLOCK_MONOTONIC means nothing here, and time
+ * spent in the snapshot earns no tokens. */
+struct rate_limiter_state {
+	struct {
+		int64_t budget;
+		uint64_t one_time_burst;
+	} bucket[RL_NR];
+};
+
+void rate_limiter_save(struct rate_limiter *rl, uint64_t now_ns, struct rate_limiter_state *out);
+/* Onto a limiter set up (rate_limiter_init) from the same config: values
+ * from the file are clamped to what that config allows (a full bucket, the
+ * configured burst), so a damaged state file cannot lift a limit. */
+void rate_limiter_restore(struct rate_limiter *rl, const struct rate_limiter_state *in,
+			  uint64_t now_ns);
+
 /* Takes `bytes` and one operation if both buckets allow it and returns 0;
  * otherwise takes nothing and returns the nanoseconds to wait before
  * trying again. A request larger than a whole bucket passes when that

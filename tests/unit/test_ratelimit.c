@@ -369,6 +369,61 @@ static void test_regression_refill_time_overflowing_ns_rejected(void **state)
 	assert_int_equal(token_bucket_init(&tb, &ok, T0), 0);
 }
 
+
+/* A snapshot keeps the tokens: a limiter drained before the save is still
+ * drained after the restore in another process (another clock), and gets
+ * tokens back only as time passes after it. */
+static void test_save_restore_keeps_tokens(void **state)
+{
+	(void)state;
+	struct rate_limiter rl, back;
+	struct rate_limiter_state st;
+
+	init_bytes(&rl, 1000, 1000, 300);               /* 1000 B/s, burst 300 */
+	assert_int_equal(rate_limiter_consume(&rl, 300, T0), 0);  /* the burst */
+	assert_int_equal(rate_limiter_consume(&rl, 900, T0), 0);  /* 100 left */
+	rate_limiter_save(&rl, T0 + 50 * MS, &st);      /* +50 tokens by then */
+	assert_int_equal(st.bucket[RL_BYTES].budget, 150);
+	assert_int_equal(st.bucket[RL_BYTES].one_time_burst, 0);
+
+	const uint64_t t1 = 7 * SEC; /* the restoring process's clock */
+	const struct token_bucket_config b = { 1000, 1000, 300 };
+	assert_int_equal(rate_limiter_init(&back, &b, &off, t1), 0);
+	rate_limiter_restore(&back, &st, t1);
+	/* Not the full bucket and burst a fresh limiter would have. */
+	assert_true(rate_limiter_consume(&back, 200, t1) > 0);
+	assert_int_equal(rate_limiter_consume(&back, 150, t1), 0);
+	/* 100 ms later, 100 tokens more. */
+	assert_true(rate_limiter_consume(&back, 101, t1 + 100 * MS) > 0);
+	assert_int_equal(rate_limiter_consume(&back, 100, t1 + 100 * MS), 0);
+}
+
+/* A damaged state file cannot lift a limit: more tokens than a bucket
+ * holds, a bigger burst than configured and a bottomless debt are clamped;
+ * buckets the config does not enable stay off. */
+static void test_restore_clamps_state(void **state)
+{
+	(void)state;
+	struct rate_limiter rl;
+	struct rate_limiter_state st;
+
+	init_bytes(&rl, 1000, 1000, 10);
+	memset(&st, 0, sizeof(st));
+	st.bucket[RL_BYTES].budget = INT64_MAX;
+	st.bucket[RL_BYTES].one_time_burst = UINT64_MAX;
+	st.bucket[RL_OPS].budget = 5;
+	rate_limiter_restore(&rl, &st, T0);
+	assert_int_equal(rl.bucket[RL_BYTES].budget, 1000);
+	assert_int_equal(rl.bucket[RL_BYTES].one_time_burst, 10);
+	assert_int_equal(rl.bucket[RL_OPS].size, 0);
+	assert_int_equal(rl.bucket[RL_OPS].budget, 0);
+	st.bucket[RL_BYTES].budget = INT64_MIN;
+	rate_limiter_restore(&rl, &st, T0);
+	assert_int_equal(rl.bucket[RL_BYTES].budget, -1000);
+	/* Two seconds refill the debt and the bucket: it works again. */
+	assert_int_equal(rate_limiter_consume(&rl, 1000, T0 + 2 * SEC), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +445,8 @@ int main(void)
 		cmocka_unit_test(test_regression_wait_longer_than_u64_saturates),
 		cmocka_unit_test(test_regression_request_above_int64_max_leaves_debt),
 		cmocka_unit_test(test_regression_refill_time_overflowing_ns_rejected),
+		cmocka_unit_test(test_save_restore_keeps_tokens),
+		cmocka_unit_test(test_restore_clamps_state),
 	};
 
 	return cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
