@@ -45,6 +45,10 @@ int virtio_blk_create(struct virtio_blk **out, const struct blk_config *cfg,
 		      struct event_loop *loop, const char *name, char *err, size_t errlen);
 struct virtio_device *virtio_blk_device(struct virtio_blk *b);
 const struct blk_stats *virtio_blk_stats(const struct virtio_blk *b);
+/* Requests handed to the backend and not yet completed: while any is,
+ * the kernel may write guest RAM on the device's behalf at any moment
+ * (the working-set sampler of a restored clone must not zap then). */
+unsigned virtio_blk_inflight(const struct virtio_blk *b);
 uint64_t virtio_blk_capacity(const struct virtio_blk *b);
 void virtio_blk_destroy(struct virtio_blk *b);
 
