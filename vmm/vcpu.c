@@ -338,6 +338,10 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	case KVM_EXIT_MMIO:
 		vcpu_handle_mmio(v);
 		return true;
+	case KVM_EXIT_IOAPIC_EOI:
+		/* Split irqchip: the EOI of a level-triggered vector. mote sends
+		 * only edges and its IOAPIC keeps no remote IRR: nothing to do. */
+		return true;
 	case KVM_EXIT_HLT:
 		/* Only without an in-kernel LAPIC; nothing will wake it. */
 		vm_request_exit(v->vm, MOTE_EXIT_OK, "guest halted");
