@@ -171,6 +171,10 @@ rm -f "$TL_TSV"
 "$BB" -q -n 1 -l timeline-mote -o "$TL_TSV" -O "$LOGS" -t 20 -x 0 \
 	-- "${MOTE_UK[@]}" --cmdline test=hello --log-level debug || true
 
+# ---- the host's floor: exec -> first KVM_RUN of a monitor that does nothing else
+log "kvmfloor: exec -> first KVM_RUN of a bare static KVM program (30 runs)"
+FLOOR=$("$BUILD_ABS/benches/kvmfloor" 30 || echo "kvmfloor failed")
+
 # ---- unikernel: memory breakdown of a running VM (test=spin) ---------------
 SPIN_MARKER='spinning until the host stops the VM'
 for ((i = 1; i <= RSS_RUNS; i++)); do
@@ -421,6 +425,17 @@ LOAD_NOTE=$(awk -v med="$UK_LOAD_MED" -v max="$UK_LOAD_MAX" -v l="${LOAD_LINUX:-
 	echo
 	echo '```'
 	cat "$LOGS/timeline-mote.1.err"
+	echo '```'
+	echo
+	echo "### The host's floor (\`benches/boot/kvmfloor\`)"
+	echo
+	echo "A static program that does only what KVM requires before the first guest instruction (open"
+	echo "/dev/kvm, KVM_CREATE_VM, one memory slot, one vCPU with registers, KVM_RUN on a HLT), exec'd"
+	echo "the way the launcher execs mote. No monitor can start below this on this host; mote's"
+	echo "exec → first KVM_RUN above is this plus its own work."
+	echo
+	echo '```'
+	echo "$FLOOR"
 	echo '```'
 	echo
 	echo "## Unikernel: memory of a running VM ($RSS_RUNS runs per side)"
