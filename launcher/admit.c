@@ -5,8 +5,10 @@
 #include <stdio.h>
 
 int admit_host_room(const struct admit_limits *lim, const struct admit_host *host,
-		    unsigned mem_mib, char *why, size_t whylen)
+		    unsigned mem_mib, double cpu_profile, char *why, size_t whylen)
 {
+	double cpu_limit = lim->cpu_capacity * lim->cpu_overcommit;
+
 	if (whylen)
 		why[0] = '\0';
 	if (host->instances >= lim->max_instances) {
@@ -27,6 +29,17 @@ int admit_host_room(const struct admit_limits *lim, const struct admit_host *hos
 			 "host is low on memory: %llu MiB available, below the reserve of %llu MiB "
 			 "(--min-free-mib)",
 			 (unsigned long long)host->free_mib, (unsigned long long)lim->min_free_mib);
+		return -1;
+	}
+	/* The instances already want more CPU than the host is to give
+	 * (capacity x overcommit): another VM would only slow them all. Not
+	 * a memory limit: an idle instance demands ~0 and never stops one. */
+	if (lim->cpu_overcommit > 0 && host->cpu_demand + cpu_profile > cpu_limit) {
+		snprintf(why, whylen,
+			 "host is busy: its instances demand %.2f CPUs, one more (~%.2f) would pass "
+			 "the limit of %.2f (%.2g CPUs x overcommit %.2g, --cpu-overcommit)",
+			 host->cpu_demand, cpu_profile, cpu_limit, lim->cpu_capacity,
+			 lim->cpu_overcommit);
 		return -1;
 	}
 	if (host->fds + ADMIT_FDS_PER_START > lim->max_fds) {
@@ -60,7 +73,7 @@ enum admit_verdict admit_decide(const struct admit_limits *lim, const struct adm
 		return ADMIT_FN_FULL;
 	}
 	char host_why[256];
-	if (admit_host_room(lim, host, fn->mem_mib, host_why, sizeof(host_why))) {
+	if (admit_host_room(lim, host, fn->mem_mib, fn->cpu_profile, host_why, sizeof(host_why))) {
 		/* Instances of this function will free a slot: wait for one. */
 		if (fn->instances > 0 && queue_room)
 			return ADMIT_QUEUE;

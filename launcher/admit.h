@@ -13,6 +13,9 @@ struct admit_limits {
 	uint64_t min_free_mib;      /* keep this much host MemAvailable */
 	unsigned max_fds;           /* the daemon's own fd budget (RLIMIT_NOFILE less a margin) */
 	unsigned max_queue;         /* waiting invocations per function */
+	/* CPU demand (cpudemand.h): the instances' summed demand may reach
+	 * cpu_capacity x cpu_overcommit CPUs; overcommit 0 = not checked. */
+	double cpu_capacity, cpu_overcommit;
 };
 
 /* The host now. */
@@ -21,6 +24,7 @@ struct admit_host {
 	uint64_t mem_mib;           /* configured RAM of those */
 	uint64_t free_mib;          /* MemAvailable */
 	unsigned fds;               /* fds the daemon holds */
+	double cpu_demand;          /* the ready instances' summed CPU demand, CPUs */
 };
 
 /* One function now. */
@@ -31,6 +35,7 @@ struct admit_fn {
 	unsigned queued;            /* waiting already */
 	unsigned concurrency, max_instances;
 	unsigned mem_mib;
+	double cpu_profile;         /* what one more instance is expected to demand, CPUs */
 };
 
 enum admit_verdict {
@@ -49,9 +54,9 @@ enum admit_verdict {
 enum admit_verdict admit_decide(const struct admit_limits *lim, const struct admit_host *host,
 				const struct admit_fn *fn, char *why, size_t whylen);
 
-/* Why the host cannot take one more instance of mem_mib ("" and 0 when
- * it can). */
+/* Why the host cannot take one more instance of mem_mib expected to
+ * demand cpu_profile CPUs ("" and 0 when it can). */
 int admit_host_room(const struct admit_limits *lim, const struct admit_host *host,
-		    unsigned mem_mib, char *why, size_t whylen);
+		    unsigned mem_mib, double cpu_profile, char *why, size_t whylen);
 
 #endif

@@ -100,6 +100,85 @@ void fnd_host_state(struct fnd *d, struct admit_host *h)
 	h->mem_mib = d->mem_mib_live;
 	h->free_mib = d->free_mib;
 	h->fds = fnd_fds_in_use(d);
+	h->cpu_demand = d->cpu_demand > 0 ? d->cpu_demand : 0;
+}
+
+/* ---- CPU demand of the instances (cpudemand.h) ------------------------------------ */
+
+#define DEMAND_TICK_NS 200000000ull
+#define DEMAND_PER_TICK 256
+
+double fn_cpu_profile(const struct function *fn)
+{
+	return fn->cpu_primed ? fn->cpu_demand / fn->cpu_primed : 0;
+}
+
+void fnd_demand_forget(struct fnd *d, struct instance *inst)
+{
+	if (!inst->cpu.primed)
+		return;
+	d->cpu_demand -= inst->cpu.cpus;
+	inst->fn->cpu_demand -= inst->cpu.cpus;
+	inst->fn->cpu_primed--;
+	inst->cpu.primed = false;
+}
+
+/* A ready instance's vCPUs read once more. Starting ones are left out:
+ * their restore is not what they will demand. */
+static void demand_sample(struct fnd *d, struct instance *inst)
+{
+	struct demand_counters cur[CPUD_MAX_VCPUS];
+	struct function *fn = inst->fn;
+
+	if (inst->state != INST_READY || inst->pid <= 0 || inst->cpu.no_tids)
+		return;
+	if (!inst->cpu.nr_tids && cpu_demand_find_vcpus(&inst->cpu, inst->pid))
+		return;
+	if (cpu_demand_read(&inst->cpu, inst->pid, cur))
+		return;
+	bool was = inst->cpu.primed;
+	double old = was ? inst->cpu.cpus : 0;
+	if (cpu_demand_feed(&inst->cpu, cur, CPUD_ALPHA))
+		return;
+	d->cpu_demand += inst->cpu.cpus - old;
+	fn->cpu_demand += inst->cpu.cpus - old;
+	if (!was)
+		fn->cpu_primed++;
+}
+
+/* Sums again from the instances' own figures: no drift from the
+ * incremental updates. */
+static void demand_resum(struct fnd *d)
+{
+	d->cpu_demand = 0;
+	for (struct function *fn = d->fns; fn; fn = fn->next) {
+		fn->cpu_demand = 0;
+		fn->cpu_primed = 0;
+		for (struct instance *i = fn->insts; i; i = i->next) {
+			if (!i->cpu.primed)
+				continue;
+			fn->cpu_demand += i->cpu.cpus;
+			fn->cpu_primed++;
+		}
+		d->cpu_demand += fn->cpu_demand;
+	}
+}
+
+static void demand_tick(struct ev_timer *t)
+{
+	struct fnd *d = t->opaque;
+	unsigned done = 0;
+
+	while (done < DEMAND_PER_TICK) {
+		for (struct instance *i = d->pid_hash[d->demand_slot]; i; i = i->hnext, done++)
+			demand_sample(d, i);
+		if (++d->demand_slot == d->pid_hash_size) {
+			d->demand_slot = 0;
+			demand_resum(d);
+			break;
+		}
+	}
+	ev_timer_arm(d->loop, t, DEMAND_TICK_NS);
 }
 
 /* ---- pid table ------------------------------------------------------------------- */
@@ -463,6 +542,8 @@ int fnd_create(struct fnd **out, const struct fnd_config *cfg, char *err, size_t
 	ret = http_server_open(&d->http, d->loop, &hc, err, errlen);
 	if (ret)
 		goto fail;
+	ev_timer_init(&d->demand_timer, demand_tick, d);
+	ev_timer_arm(d->loop, &d->demand_timer, DEMAND_TICK_NS);
 	*out = d;
 	return 0;
 fail:

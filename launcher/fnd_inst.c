@@ -775,6 +775,7 @@ void inst_reaped(struct fnd *d, struct instance *inst, int status)
 				 fn->spec.name, inst->exit_note);
 	}
 	inst_list_remove(inst);
+	fnd_demand_forget(d, inst);
 	fn->nr_insts--;
 	d->nr_insts--;
 	d->mem_mib_live -= fn->spec.mem_mib;

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "launcher/admit.h"
+#include "launcher/cpudemand.h"
 #include "launcher/evloop.h"
 #include "launcher/fnd.h"
 #include "launcher/fnwire.h"
@@ -31,7 +32,9 @@
 #define READY_NAME "v.sock_53"
 #define API_NAME "a.sock"
 #define RETRY_FIRST_NS 100000ull      /* connect retry backoff while a VM starts */
-#define RETRY_MAX_NS 2000000ull
+/* A clone's socket appears 3-5 ms after the spawn (jail, restore): a
+ * 2 ms step lost up to 2 ms of each start; a try costs ~15 us. */
+#define RETRY_MAX_NS 500000ull
 #define DEADLINE_GRACE_MS 1000u       /* past the runtime's own deadline */
 #define API_CALL_TIMEOUT_MS 10000
 
@@ -75,6 +78,8 @@ struct function {
 	unsigned nr_queued;
 
 	uint64_t starts[START_NR], start_failures, invocations, errors, rejected;
+	double cpu_demand;              /* summed over its sampled instances, CPUs */
+	unsigned cpu_primed;            /* instances with a demand figure */
 	uint64_t by_status[8];          /* runtime status of completed invocations */
 	struct hist start_hist[2];      /* cold, restore: spawn -> ready */
 	struct hist total_hist, handler_hist, queue_hist;
@@ -105,6 +110,7 @@ struct instance {
 	bool spawning;                  /* asked the spawner; no pid yet */
 	bool spawn_failed;              /* its monitor never ran (exec failed) */
 	uint64_t exec_ns;               /* the spawner (or vfork) saw the exec */
+	struct cpu_demand cpu;          /* sampled while ready (fnd.c) */
 	uint64_t loop_ns;               /* what starting it cost the daemon's loop */
 	struct instance *snext;         /* d->spawning, oldest first */
 	char exit_note[256];
@@ -171,6 +177,11 @@ struct fnd {
 	 * that died at once): looked up when the reply comes. */
 	struct { pid_t pid; int status; } early[64];
 	unsigned early_next;
+	/* CPU demand sampling: a few hundred instances per tick, round the
+	 * pid table; the sums are redone at each full round. */
+	struct ev_timer demand_timer;
+	size_t demand_slot;
+	double cpu_demand;
 };
 
 /* fnd.c */
@@ -190,6 +201,12 @@ void fnd_host_state(struct fnd *d, struct admit_host *h);
 unsigned fnd_fds_in_use(struct fnd *d);
 const char *start_kind_name(enum start_kind k);
 const char *snap_state_name(enum snap_state s);
+
+/* What one more instance of fn is expected to demand: the mean of its
+ * sampled instances (0 while none is). */
+double fn_cpu_profile(const struct function *fn);
+/* Takes a dying instance's demand out of the sums. */
+void fnd_demand_forget(struct fnd *d, struct instance *inst);
 
 /* fnd.c (internal) */
 void pid_insert(struct fnd *d, struct instance *inst);

@@ -464,6 +464,7 @@ static void fn_counts(struct function *fn, struct admit_fn *af, struct instance 
 	af->concurrency = fn->spec.concurrency;
 	af->max_instances = fn->spec.max_instances;
 	af->mem_mib = fn->spec.mem_mib;
+	af->cpu_profile = fn_cpu_profile(fn);
 }
 
 /* Decides for one invocation not queued yet (or the queue's head). */
@@ -595,7 +596,7 @@ int fnd_start_probe(struct fnd *d, struct function *fn, struct invocation *probe
 		return -1;
 	}
 	fnd_host_state(d, &ah);
-	if (admit_host_room(&d->cfg.limits, &ah, fn->spec.mem_mib, why, whylen))
+	if (admit_host_room(&d->cfg.limits, &ah, fn->spec.mem_mib, fn_cpu_profile(fn), why, whylen))
 		return -1;
 	struct instance *inst = inst_start(d, fn, why, whylen);
 	if (!inst)

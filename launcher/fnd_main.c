@@ -35,6 +35,9 @@ static void usage(FILE *f)
 		"  --max-mem-mib N         cap on the sum of guest RAM (default: none)\n"
 		"  --min-free-mib N        refuse new VMs below this MemAvailable (default 512)\n"
 		"  --max-queue N           waiting invocations per function (default 4096)\n"
+		"  --cpu-overcommit X      refuse new VMs while the ready ones demand more than\n"
+		"                          X times the host's CPUs (default 4; 0: off)\n"
+		"  --cpu-capacity N        CPUs the VMs may use (default: the online CPUs)\n"
 		"  --boot-timeout-ms N     cold boot to ready (default 20000)\n"
 		"  --restore-timeout-ms N  clone restore to first stream (default 5000)\n"
 		"  --mote-log-level L      the monitors' --log-level (default warn)\n"
@@ -73,6 +76,18 @@ static unsigned default_max_instances(void)
 	return n > 20000 ? 20000 : (unsigned)n;
 }
 
+static double parse_d(const char *opt, const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end || !(v >= 0) || v > 1e6) {
+		fprintf(stderr, "mote-fnd: %s: '%s' is not a number from 0 to 1e6\n", opt, s);
+		exit(64);
+	}
+	return v;
+}
+
 int main(int argc, char **argv)
 {
 	static char self_dir[PATH_MAX], mote_def[PATH_MAX + 8], jailer_def[PATH_MAX + 16],
@@ -85,7 +100,8 @@ int main(int argc, char **argv)
 	};
 	bool no_jail = false;
 	enum { O_SOCK = 256, O_STATE, O_MOTE, O_JAILER, O_NOJAIL, O_UID, O_GID, O_MAXI, O_MAXMEM,
-	       O_MINFREE, O_MAXQ, O_BOOTTO, O_RESTTO, O_MLOG, O_KEEP, O_LOG, O_NOTMPFS };
+	       O_MINFREE, O_MAXQ, O_BOOTTO, O_RESTTO, O_MLOG, O_KEEP, O_LOG, O_NOTMPFS,
+	       O_CPUOVER, O_CPUCAP };
 	static const struct option opts[] = {
 		{ "sock", 1, NULL, O_SOCK }, { "state-dir", 1, NULL, O_STATE },
 		{ "mote", 1, NULL, O_MOTE }, { "jailer", 1, NULL, O_JAILER },
@@ -95,12 +111,15 @@ int main(int argc, char **argv)
 		{ "boot-timeout-ms", 1, NULL, O_BOOTTO }, { "restore-timeout-ms", 1, NULL, O_RESTTO },
 		{ "mote-log-level", 1, NULL, O_MLOG }, { "keep-logs", 0, NULL, O_KEEP },
 		{ "log-level", 1, NULL, O_LOG }, { "no-tmpfs", 0, NULL, O_NOTMPFS },
+		{ "cpu-overcommit", 1, NULL, O_CPUOVER }, { "cpu-capacity", 1, NULL, O_CPUCAP },
 		{ "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	cfg.sock_path = getenv("MOTE_FND_SOCK") ? getenv("MOTE_FND_SOCK") : DEFAULT_SOCK;
 	cfg.limits.max_instances = default_max_instances();
+	cfg.limits.cpu_overcommit = 4;
+	cfg.limits.cpu_capacity = (double)sysconf(_SC_NPROCESSORS_ONLN);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_SOCK: cfg.sock_path = optarg; break;
@@ -119,6 +138,8 @@ int main(int argc, char **argv)
 		case O_MLOG: cfg.mote_log_level = optarg; break;
 		case O_KEEP: cfg.keep_logs = true; break;
 		case O_NOTMPFS: cfg.no_tmpfs = true; break;
+		case O_CPUOVER: cfg.limits.cpu_overcommit = parse_d("--cpu-overcommit", optarg); break;
+		case O_CPUCAP: cfg.limits.cpu_capacity = parse_d("--cpu-capacity", optarg); break;
 		case O_LOG: {
 			enum log_level l;
 			if (log_parse_level(optarg, &l)) {

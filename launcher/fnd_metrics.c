@@ -87,6 +87,18 @@ char *fnd_metrics_text(struct fnd *d, size_t *len)
 		    "mote_fnd_rejected_total{reason=\"function_full\"} %llu\n",
 		(unsigned long long)d->rejected_host, (unsigned long long)d->rejected_fn);
 
+	mprintf(&b, "# HELP mote_fnd_cpu_demand Summed CPU demand of the ready instances (their "
+		    "vCPU threads' Used / (Period - Ready), smoothed), in CPUs.\n"
+		    "# TYPE mote_fnd_cpu_demand gauge\nmote_fnd_cpu_demand %.4f\n", h.cpu_demand);
+	mprintf(&b, "# HELP mote_fnd_cpu_demand_limit CPUs of demand admission allows (capacity x "
+		    "overcommit; 0: not checked).\n"
+		    "# TYPE mote_fnd_cpu_demand_limit gauge\nmote_fnd_cpu_demand_limit %.4f\n",
+		d->cfg.limits.cpu_capacity * d->cfg.limits.cpu_overcommit);
+	mprintf(&b, "# HELP mote_fn_cpu_demand Summed CPU demand of a function's sampled instances, "
+		    "in CPUs.\n# TYPE mote_fn_cpu_demand gauge\n");
+	for (struct function *fn = d->fns; fn; fn = fn->next)
+		mprintf(&b, "mote_fn_cpu_demand{function=\"%s\"} %.4f\n", fn->spec.name,
+			fn->cpu_demand > 0 ? fn->cpu_demand : 0);
 	mprintf(&b, "# HELP mote_fn_instances Instances of a function by state.\n"
 		    "# TYPE mote_fn_instances gauge\n");
 	for (struct function *fn = d->fns; fn; fn = fn->next) {

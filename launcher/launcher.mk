@@ -3,7 +3,7 @@
 
 LAUNCHER_LIB_SRCS := launcher/evloop.c launcher/http.c launcher/spec.c launcher/admit.c \
 	launcher/inst_state.c launcher/fnwire.c launcher/proc.c launcher/hclient.c \
-	launcher/spawner.c launcher/fnd.c launcher/fnd_inst.c launcher/fnd_inv.c launcher/fnd_api.c launcher/fnd_metrics.c \
+	launcher/spawner.c launcher/cpudemand.c metrics/demand.c launcher/fnd.c launcher/fnd_inst.c launcher/fnd_inv.c launcher/fnd_api.c launcher/fnd_metrics.c \
 	vmm/log.c
 LAUNCHER_LIBS := -lhttp_parser -ljansson
 

@@ -615,6 +615,79 @@ static void test_admission(void **state)
 	free(waiting.r.body);
 }
 
+/* ---- admission from CPU demand ------------------------------------------------- */
+
+static int setup_cpu_demand(void **state)
+{
+	(void)state;
+	/* 1 CPU x overcommit 0.5: half a CPU of demand is the limit */
+	daemon_start("--cpu-capacity 1 --cpu-overcommit 0.5");
+	return 0;
+}
+
+/* Polls the host's CPU demand (the launcher samples every 200 ms) until
+ * it is above (or below) the threshold; false at the timeout. */
+static bool demand_reaches(double threshold, bool above, int timeout_ms)
+{
+	double t0 = harness_now_ms();
+
+	while (harness_now_ms() - t0 < timeout_ms) {
+		double v = metric("\nmote_fnd_cpu_demand ");
+		if (above ? v > threshold : v < threshold)
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
+
+/* One instance burning a CPU at its vCPU's full demand: the host (1 CPU x
+ * 0.5) refuses to start another VM, with a message saying why, and takes
+ * VMs again once the burner is done and its demand has decayed. Idle VMs
+ * demand nothing and never count. */
+static void test_cpu_demand_admission(void **state)
+{
+	/* 100 ms of work, no sleep, 40 times: ~4 s of one CPU */
+	struct bg_call burn = { .name = "burn", .body = "100000 0 40" };
+
+	(void)state;
+	reg("burn", "burn.elf", "\"timeout_ms\": 60000");
+	reg("echo", "echo.elf", NULL);
+	expect_answer("echo", "idle", "idle"); /* one idle VM of echo, demand ~0 */
+	assert_true(metric("\nmote_fnd_cpu_demand_limit ") > 0.49);
+	assert_true(demand_reaches(0.2, false, 5000));
+	assert_int_equal(pthread_create(&burn.t, NULL, bg_invoke, &burn), 0);
+	if (!demand_reaches(0.6, true, 10000)) {
+		dump_log();
+		fail_msg("the burner's demand never showed: %.2f CPUs",
+			 metric("\nmote_fnd_cpu_demand "));
+	}
+	assert_true(metric("\nmote_fn_cpu_demand{function=\"burn\"} ") > 0.6);
+	/* echo's one instance is free: it runs there (no new VM needed) */
+	expect_answer("echo", "still served", "still served");
+	/* a function with no instance needs a new VM: refused, and why */
+	reg("echo2", "echo.elf", NULL);
+	struct hclient_resp r = invoke("echo2", "x", 1);
+	if (r.status != 503 || !strstr(r.body, "host is busy") || !strstr(r.body, "demand")) {
+		dump_log();
+		fail_msg("busy host: %d %s", r.status, r.body);
+	}
+	free(r.body);
+	/* scale is refused the same way */
+	r = call("POST", "/functions/echo2/scale", "{\"add\": 1}", 10);
+	if (r.status != 503 || !strstr(r.body, "host is busy"))
+		fail_msg("scale on a busy host: %d %s", r.status, r.body);
+	free(r.body);
+	pthread_join(burn.t, NULL);
+	assert_int_equal(burn.ret, 0);
+	if (burn.r.status != 200)
+		fail_msg("the burner: %d %s", burn.r.status, burn.r.body);
+	free(burn.r.body);
+	/* done burning: the demand decays and VMs start again */
+	if (!demand_reaches(0.5, false, 10000))
+		fail_msg("the demand stayed at %.2f CPUs", metric("\nmote_fnd_cpu_demand "));
+	expect_answer("echo2", "room again", "room again");
+}
+
 /* ---- scale to zero, and starts from the warm snapshot ---------------------------- */
 
 static void test_idle_ttl_and_restore(void **state)
@@ -869,6 +942,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_200_concurrent_over_50_instances, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_mid_invocation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_admission, setup_small_host, teardown),
+		cmocka_unit_test_setup_teardown(test_cpu_demand_admission, setup_cpu_demand, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_ttl_and_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image_change_rebuilds_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unjailed_instances, setup_unjailed, teardown),

@@ -16,9 +16,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "launcher/admit.h"
+#include "launcher/cpudemand.h"
 #include "launcher/evloop.h"
 #include "launcher/fnwire.h"
 #include "launcher/hclient.h"
@@ -216,8 +218,111 @@ static void test_admit(void **state)
 	nocap.max_mem_mib = 0;
 	h = host_ok();
 	h.mem_mib = 1u << 30;
-	assert_int_equal(admit_host_room(&nocap, &h, 16, why, sizeof(why)), 0);
+	assert_int_equal(admit_host_room(&nocap, &h, 16, 0, why, sizeof(why)), 0);
 	assert_string_equal(why, "");
+
+	/* CPU demand: 2 CPUs x overcommit 2 = 4 CPUs of demand */
+	struct admit_limits cpu = lim;
+	cpu.cpu_capacity = 2;
+	cpu.cpu_overcommit = 2;
+	h = host_ok();
+	f = fn_idle();
+	h.cpu_demand = 3.5;
+	f.cpu_profile = 0.5; /* exactly fits */
+	assert_int_equal(admit_decide(&cpu, &h, &f, why, sizeof(why)), ADMIT_START);
+	f.cpu_profile = 0.6;
+	assert_int_equal(admit_decide(&cpu, &h, &f, why, sizeof(why)), ADMIT_HOST_FULL);
+	assert_non_null(strstr(why, "demand 3.50 CPUs"));
+	assert_non_null(strstr(why, "limit of 4.00"));
+	/* ...and its own instances will free up: it waits */
+	f.instances = 2;
+	assert_int_equal(admit_decide(&cpu, &h, &f, why, sizeof(why)), ADMIT_QUEUE);
+	/* a host already over its limit refuses even a function never sampled */
+	f = fn_idle();
+	h.cpu_demand = 4.2;
+	assert_int_equal(admit_decide(&cpu, &h, &f, why, sizeof(why)), ADMIT_HOST_FULL);
+	/* overcommit 0: not checked */
+	cpu.cpu_overcommit = 0;
+	h.cpu_demand = 1000;
+	assert_int_equal(admit_decide(&cpu, &h, &f, why, sizeof(why)), ADMIT_START);
+}
+
+/* The launcher's demand figures: schedstat parsed, and issue 9's estimator
+ * fed with it. */
+static void test_cpu_demand(void **state)
+{
+	const uint64_t ms = 1000000;
+	struct cpu_demand d = { .nr_tids = 1 };
+	struct demand_counters c = { 0 };
+	uint64_t run, ready;
+
+	(void)state;
+	assert_int_equal(schedstat_parse("123456 789 42\n", &run, &ready), 0);
+	assert_int_equal(run, 123456);
+	assert_int_equal(ready, 789);
+	assert_int_equal(schedstat_parse("1 2", &run, &ready), 0);
+	assert_int_equal(schedstat_parse("x 2 3", &run, &ready), -EINVAL);
+	assert_int_equal(schedstat_parse("12", &run, &ready), -EINVAL);
+	assert_int_equal(schedstat_parse("", &run, &ready), -EINVAL);
+	assert_int_equal(schedstat_parse("1 2x 3", &run, &ready), -EINVAL);
+
+	/* The paper's VM: over 100 ms it ran 20 and waited 75 for a CPU:
+	 * usage 20 %, demand 20 / (100 - 75) = 80 %. */
+	c.t_ns = 1000 * ms;
+	assert_int_equal(cpu_demand_feed(&d, &c, 0.5), -EAGAIN); /* baseline */
+	assert_false(d.primed);
+	c.t_ns += 100 * ms;
+	c.run_ns += 20 * ms;
+	c.ready_ns += 75 * ms;
+	assert_int_equal(cpu_demand_feed(&d, &c, 0.5), 0);
+	assert_true(d.primed);
+	assert_true(d.cpus > 0.79 && d.cpus < 0.81);
+	/* then 100 ms halted: demand 0, the EWMA halves */
+	c.t_ns += 100 * ms;
+	assert_int_equal(cpu_demand_feed(&d, &c, 0.5), 0);
+	assert_true(d.cpus > 0.39 && d.cpus < 0.41);
+	/* no time passed: nothing added, baseline kept */
+	assert_int_equal(cpu_demand_feed(&d, &c, 0.5), -EAGAIN);
+	assert_true(d.cpus > 0.39 && d.cpus < 0.41);
+	/* a counter that went backwards (a new thread): baseline again */
+	c.t_ns += 100 * ms;
+	c.run_ns = 0;
+	assert_int_equal(cpu_demand_feed(&d, &c, 0.5), -ERANGE);
+	assert_true(d.cpus > 0.39 && d.cpus < 0.41);
+	/* two vCPUs, both busy all along: 2 CPUs */
+	struct cpu_demand two = { .nr_tids = 2 };
+	struct demand_counters cc[2] = { { .t_ns = ms }, { .t_ns = ms } };
+	assert_int_equal(cpu_demand_feed(&two, cc, 0.5), -EAGAIN);
+	for (int i = 0; i < 2; i++) {
+		cc[i].t_ns += 50 * ms;
+		cc[i].run_ns += 50 * ms;
+	}
+	assert_int_equal(cpu_demand_feed(&two, cc, 0.5), 0);
+	assert_true(two.cpus > 1.99 && two.cpus < 2.01);
+
+	/* This process's own thread, read for real: a busy loop has demand
+	 * ~1 (it never waits), whatever the host's load. */
+	struct cpu_demand me = { 0 };
+	struct demand_counters now[CPUD_MAX_VCPUS];
+	me.nr_tids = 1;
+	me.tid[0] = getpid();
+	assert_int_equal(cpu_demand_read(&me, getpid(), now), 0);
+	assert_int_equal(cpu_demand_feed(&me, now, 1.0), -EAGAIN);
+	volatile uint64_t x = 0;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		for (int i = 0; i < 100000; i++)
+			x += (uint64_t)i;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+	} while ((t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec) < 50 * (long long)ms);
+	assert_int_equal(cpu_demand_read(&me, getpid(), now), 0);
+	assert_int_equal(cpu_demand_feed(&me, now, 1.0), 0);
+	if (!(me.cpus > 0.8))
+		fail_msg("a busy loop's demand is %.2f, expected ~1", me.cpus);
+	/* no vCPU threads in a process that is not a monitor */
+	assert_int_equal(cpu_demand_find_vcpus(&me, getpid()), -ENOENT);
+	assert_true(me.no_tids);
 }
 
 /* ---- instance states ------------------------------------------------------------- */
@@ -713,7 +818,7 @@ int main(void)
 		cmocka_unit_test(test_admit),        cmocka_unit_test(test_inst_states),
 		cmocka_unit_test(test_reader),       cmocka_unit_test(test_timers),
 		cmocka_unit_test(test_http_server),  cmocka_unit_test(test_spawn_msg),
-		cmocka_unit_test(test_spawner),
+		cmocka_unit_test(test_spawner),      cmocka_unit_test(test_cpu_demand),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
