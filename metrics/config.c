@@ -84,6 +84,9 @@ int metrics_parse_arg(const char *arg, struct metrics_config *cfg, char *err, si
 			cfg->wss_off = true;
 		} else if (KEY("wss") && vlen == 2 && !strncmp(val, "on", 2)) {
 			cfg->wss_off = false;
+		} else if (KEY("wss") && vlen == 9 && !strncmp(val, "dirty-log", 9)) {
+			cfg->wss_off = false;
+			cfg->wss_dirty_log = true;
 		} else if (KEY("period-ms")) {
 			if (parse_num("period-ms", val, vlen, METRICS_MIN_PERIOD_MS,
 				      METRICS_MAX_PERIOD_MS, &v, err, errlen))
@@ -114,7 +117,7 @@ int metrics_parse_arg(const char *arg, struct metrics_config *cfg, char *err, si
 			cfg->flush_ms = (unsigned)v;
 		} else {
 			snprintf(err, errlen, "--demand: unknown setting '%.*s' (period-ms, window, "
-				 "alpha, wss=on|off, wss-samples, wss-period-ms, flush-ms)",
+				 "alpha, wss=on|off|dirty-log, wss-samples, wss-period-ms, flush-ms)",
 				 (int)(tok < 64 ? tok : 64), p);
 			return -EINVAL;
 		}

@@ -30,6 +30,10 @@ struct metrics_config {
 	unsigned window;           /* intervals in the moving window */
 	double alpha;              /* EWMA weight of the newest interval */
 	bool wss_off;              /* no working-set tracking */
+	/* A restored clone (private guest RAM): turn KVM's dirty log on to
+	 * see the pages it privately wrote (wss=dirty-log). With
+	 * track_dirty_pages the log is on anyway and is used. */
+	bool wss_dirty_log;
 	uint64_t wss_sample_pages; /* 0: the default; UINT64_MAX: every page */
 	unsigned wss_period_ms;    /* working-set interval, a multiple of period_ms */
 	unsigned flush_ms;         /* periodic metrics-file flush (0: 60 s, as Firecracker) */
@@ -43,7 +47,7 @@ struct vm_metrics;
 typedef void (*metrics_tick_fn)(void *opaque);
 
 /* --demand's comma-separated settings: period-ms=N, window=N, alpha=X,
- * wss=on|off, wss-samples=N|all, wss-period-ms=N, flush-ms=N. 0 or
+ * wss=on|off|dirty-log, wss-samples=N|all, wss-period-ms=N, flush-ms=N. 0 or
  * -EINVAL with a message in err. */
 int metrics_parse_arg(const char *arg, struct metrics_config *cfg, char *err, size_t errlen);
 /* Fills unset fields with the defaults and checks ranges; 0 or -EINVAL

@@ -17,12 +17,16 @@
 #include "metrics/demand.h"
 #include "metrics/sources.h"
 #include "metrics/wss.h"
+#include "vmm/dirty_log.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
 #include "vmm/vm.h"
 
 #define STATS_SCRATCH 4096
 #define MAPS_MAX (1 << 20)
+/* A restored clone's sample is armed with the vCPUs parked; give up (and
+ * retry at the next tick) if they take longer than this to park. */
+#define WSS_PAUSE_TIMEOUT_MS 100
 
 struct vcpu_metrics {
 	struct demand_vcpu est;
@@ -47,6 +51,12 @@ struct vm_metrics {
 	unsigned wss_every;            /* ticks per working-set interval */
 	struct wss wss;
 	bool wss_on;
+	/* A restored clone: private guest RAM, KVM's dirty log for the pages
+	 * it wrote (wss.h); `written` is this consumer's bitmap. */
+	bool wss_private;
+	uint64_t *written;
+	uint64_t wss_pause_ns;         /* vCPUs parked for the last arm */
+	uint64_t wss_deferred;         /* arms put off: device I/O in flight, or no park */
 	char wss_why[96];              /* why it is off */
 	struct wss_result wss_last;
 	bool wss_have;
@@ -99,13 +109,33 @@ static void wss_setup(struct vm_metrics *m)
 		return;
 	}
 	ret = guest_ram_is_shared(vm);
-	if (ret != 1) {
-		/* A restored clone's RAM is a private file mapping: the dirty
-		 * log would have to tell its working set. Not done yet. */
-		snprintf(m->wss_why, sizeof(m->wss_why), "off: guest RAM is %s",
-			 ret == 0 ? "a private mapping (zapping would lose data)"
-				  : "not found in /proc/self/maps");
+	if (ret < 0) {
+		snprintf(m->wss_why, sizeof(m->wss_why),
+			 "off: guest RAM not found in /proc/self/maps");
 		return;
+	}
+	if (ret == 0) {
+		/* A restored clone: RAM is the snapshot file mapped private.
+		 * Pages it wrote are its only copy; KVM's dirty log tells
+		 * whether it wrote them again. The log costs a write fault per
+		 * page and interval, so it is asked for (or already on). */
+		if (!vm->cfg.track_dirty_pages && !m->cfg.wss_dirty_log) {
+			snprintf(m->wss_why, sizeof(m->wss_why),
+				 "off: private guest RAM (a clone) needs the dirty log: "
+				 "wss=dirty-log");
+			return;
+		}
+		if (!vm->cfg.track_dirty_pages && (ret = dirty_log_enable(vm)) != 0) {
+			snprintf(m->wss_why, sizeof(m->wss_why), "off: KVM dirty log: %s",
+				 strerror(-ret));
+			return;
+		}
+		m->written = calloc(dirty_log_words(vm->mem.size), sizeof(uint64_t));
+		if (!m->written) {
+			snprintf(m->wss_why, sizeof(m->wss_why), "off: out of memory");
+			return;
+		}
+		m->wss_private = true;
 	}
 	m->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (m->pagemap_fd < 0) {
@@ -116,6 +146,7 @@ static void wss_setup(struct vm_metrics *m)
 	struct wss_config wc = {
 		.sample_pages = m->cfg.wss_sample_pages == UINT64_MAX ? 0 : m->cfg.wss_sample_pages,
 		.seed = mono_ns(),
+		.private_map = m->wss_private,
 	};
 	/* Not armed here: the first tick's wss_collect() arms the first
 	 * interval, so zapping guest pages never delays the first KVM_RUN. */
@@ -151,6 +182,71 @@ static void sample_vcpu(struct vm_metrics *m, unsigned i, uint64_t now)
 	demand_vcpu_update(&vm_->est, &c);
 }
 
+static void wss_stop(struct vm_metrics *m, const char *what, int err)
+{
+	log_warn("working-set sampling stopped: %s: %s", what, strerror(-err));
+	snprintf(m->wss_why, sizeof(m->wss_why), "off: %s: %s", what, strerror(-err));
+	m->wss_on = false;
+}
+
+static bool blk_io_in_flight(const struct vm *vm)
+{
+	for (unsigned d = 0; d < vm->cfg.nr_drives; d++)
+		if (vm->blk[d] && virtio_blk_inflight(vm->blk[d]))
+			return true;
+	return false;
+}
+
+/* A restored clone's interval: the count needs nothing stopped (pagemap
+ * and the dirty log are read, nothing is zapped); the arm checks each
+ * sample page and zaps the file-backed ones, and a write between the two
+ * would be lost, so it runs with every writer of guest RAM stopped: the
+ * vCPUs parked (unless the VM is paused already), no block request in
+ * flight (io_uring may copy into guest RAM from another context; the
+ * VMM thread, which runs this, is the only other writer). */
+static void wss_private_step(struct vm_metrics *m, bool due)
+{
+	struct vm *vm = m->vm;
+	struct wss_result r;
+	bool parked_here = false;
+	int ret;
+
+	if (due && m->wss.armed) {
+		ret = dirty_log_take(vm, DIRTY_LOG_METRICS, m->written);
+		if (ret)
+			return wss_stop(m, "KVM_GET_DIRTY_LOG", ret);
+		ret = wss_count(&m->wss, m->written, &r);
+		if (ret)
+			return wss_stop(m, "pagemap", ret);
+		r.zap_ns += m->wss_pause_ns; /* the guest's cost of the arm */
+		m->wss_last = r;
+		m->wss_have = true;
+	}
+	if (m->wss.armed)
+		return;
+	uint64_t t0 = mono_ns();
+	if (!atomic_load(&vm->pause_requested)) {
+		if (vm_pause(vm, WSS_PAUSE_TIMEOUT_MS)) {
+			m->wss_deferred++;
+			return;
+		}
+		parked_here = true;
+	}
+	if (blk_io_in_flight(vm)) {
+		m->wss_deferred++;
+	} else {
+		/* The interval starts now: writes before it do not count. */
+		ret = dirty_log_take(vm, DIRTY_LOG_METRICS, m->written);
+		if (!ret)
+			ret = wss_arm(&m->wss);
+		if (ret)
+			wss_stop(m, "arming", ret);
+	}
+	if (parked_here)
+		vm_resume(vm);
+	m->wss_pause_ns = parked_here ? mono_ns() - t0 : 0;
+}
+
 void vm_metrics_sample(struct vm_metrics *m)
 {
 	uint64_t now = mono_ns();
@@ -159,7 +255,12 @@ void vm_metrics_sample(struct vm_metrics *m)
 		sample_vcpu(m, i, now);
 	m->nr_ticks++;
 	m->last_tick_ns = now;
-	if (m->wss_on && m->nr_ticks % m->wss_every == 0) {
+	if (m->wss_on && m->wss_private) {
+		/* An arm put off is retried at every tick. */
+		bool due = m->nr_ticks % m->wss_every == 0;
+		if (due || !m->wss.armed)
+			wss_private_step(m, due);
+	} else if (m->wss_on && m->nr_ticks % m->wss_every == 0) {
 		struct wss_result r;
 		int ret = wss_collect(&m->wss, &r);
 		if (ret == 0) {
@@ -290,6 +391,7 @@ void vm_metrics_destroy(struct vm_metrics *m, struct event_loop *loop)
 	}
 	if (m->wss_on || m->wss.pm_buf)
 		wss_destroy(&m->wss);
+	free(m->written);
 	if (m->pagemap_fd >= 0)
 		close(m->pagemap_fd);
 	free(m);
@@ -327,8 +429,11 @@ static json_t *exits_json(const struct vcpu_metrics *v)
 static json_t *memory_json(const struct vm_metrics *m)
 {
 	const struct wss_result *r = &m->wss_last;
+	const char *method = !m->wss_on	      ? m->wss_why
+			     : m->wss_private ? "sampled-zap-pagemap+dirty-log"
+					      : "sampled-zap-pagemap";
 	json_t *o = json_pack("{s:I, s:s}", "guest_bytes", (json_int_t)m->vm->mem.size,
-			      "working_set_method", m->wss_on ? "sampled-zap-pagemap" : m->wss_why);
+			      "working_set_method", method);
 
 	if (!m->wss_have)
 		return o;
@@ -339,6 +444,15 @@ static json_t *memory_json(const struct vm_metrics *m)
 	json_object_set_new(o, "touched_pages", json_integer((json_int_t)r->touched));
 	json_object_set_new(o, "zap_us", json_integer((json_int_t)(r->zap_ns / 1000)));
 	json_object_set_new(o, "scan_us", json_integer((json_int_t)(r->scan_ns / 1000)));
+	if (m->wss_private) {
+		/* Samples the clone had privately written (the dirty log
+		 * watched them), samples zapped, how long the vCPUs were
+		 * parked for the arm (included in zap_us), arms put off. */
+		json_object_set_new(o, "dirty_log_samples", json_integer((json_int_t)r->dirty_sampled));
+		json_object_set_new(o, "zapped_pages", json_integer((json_int_t)r->zapped));
+		json_object_set_new(o, "pause_us", json_integer((json_int_t)(m->wss_pause_ns / 1000)));
+		json_object_set_new(o, "arms_deferred", json_integer((json_int_t)m->wss_deferred));
+	}
 	return o;
 }
 

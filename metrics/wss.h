@@ -13,9 +13,17 @@
  * a pseudo-random position that changes every interval, so the cost is
  * per sample, not per page, and the estimate scales up by the stride.
  *
- * Never use this on a MAP_PRIVATE mapping (a restored clone's guest RAM):
- * zapping a privately written page there throws its data away. The
- * caller checks (maps_mapping_is_shared). */
+ * A MAP_PRIVATE mapping (a restored clone's guest RAM, the snapshot's
+ * memory file) needs care: zapping a page the clone privately wrote (an
+ * anonymous copy-on-write copy) throws its data away. In private mode
+ * (wss_config.private_map) the arm reads each sample's pagemap entry and
+ * zaps only pages still backed by the file (PM_FILE, bit 61), which fault
+ * back in from the page cache; a sample that is an anonymous copy (or
+ * swapped out) is never zapped, and counts as touched when the caller's
+ * bitmap of pages written in the interval (KVM's dirty log) says so. What
+ * that misses: reads of privately written pages. The check and the zap
+ * are two steps, so in private mode the caller must stop every writer of
+ * guest RAM across wss_arm (vCPUs paused, no device I/O in flight). */
 #ifndef MOTE_METRICS_WSS_H
 #define MOTE_METRICS_WSS_H
 
@@ -27,6 +35,7 @@
 struct wss_config {
 	uint64_t sample_pages; /* pages watched per interval; 0 or >= all: every page */
 	uint64_t seed;         /* for the sample positions */
+	bool private_map;      /* MAP_PRIVATE: zap only file-backed pages */
 };
 
 struct wss_result {
@@ -37,6 +46,10 @@ struct wss_result {
 	uint64_t resident_bytes; /* guest RAM backed by host memory (mincore) */
 	uint64_t zap_ns;         /* cost of arming the interval that ended */
 	uint64_t scan_ns;        /* cost of reading pagemap and mincore now */
+	/* Private mode: samples that were anonymous copies at the arm (told
+	 * by the written bitmap), and those zapped. */
+	uint64_t dirty_sampled;
+	uint64_t zapped;
 };
 
 struct wss {
@@ -51,17 +64,27 @@ struct wss {
 	uint64_t *pm_buf;     /* pagemap chunk */
 	unsigned char *mc_vec; /* mincore vector, one byte per page */
 	uint64_t last_zap_ns;
+	bool private_map;
+	uint64_t *by_log;      /* private: bit k = sample k watched by the written bitmap */
+	uint64_t last_zapped;
 };
 
-/* base/size: the host mapping of guest RAM (page aligned, MAP_SHARED).
- * pagemap_fd stays the caller's. 0 or -EINVAL/-ENOMEM. */
+/* base/size: the host mapping of guest RAM (page aligned; MAP_SHARED
+ * unless cfg->private_map). pagemap_fd stays the caller's. 0 or
+ * -EINVAL/-ENOMEM. */
 int wss_init(struct wss *w, void *base, uint64_t size, const struct wss_config *cfg,
 	     int pagemap_fd);
 void wss_destroy(struct wss *w);
-/* Zaps this interval's sample pages. 0 or -errno. */
+/* Zaps this interval's sample pages (private mode: the file-backed ones,
+ * with the writers stopped). 0 or -errno. */
 int wss_arm(struct wss *w);
-/* Counts which armed pages came back, then arms the next interval's
- * sample. -EAGAIN if nothing was armed (the first call arms). */
+/* Counts which armed pages were touched and moves the sample positions;
+ * does not arm. written: a bit per page (from base) written during the
+ * interval; required in private mode, ignored otherwise. -EAGAIN if
+ * nothing was armed. */
+int wss_count(struct wss *w, const uint64_t *written, struct wss_result *r);
+/* Shared mode: wss_count, then wss_arm for the next interval (the first
+ * call only arms and returns -EAGAIN). -EINVAL in private mode. */
 int wss_collect(struct wss *w, struct wss_result *r);
 /* The sample page of stratum k at this epoch (exposed for tests). */
 uint64_t wss_sample_page(const struct wss *w, uint64_t k);

@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 
 #include "snapshot/snapshot.h"
+#include "vmm/dirty_log.h"
 #include "vmm/log.h"
 
 #define SNAP_VCPU_MAGIC 0x55504356 /* "VCPU" */
@@ -364,29 +365,13 @@ int snap_restore_vm(struct vm *vm, const struct snap_state *st, bool clock_realt
 int snap_collect_dirty(struct vm *vm, uint64_t *bm)
 {
 	uint64_t words = (vm->mem.size / 4096 + 63) / 64;
+	/* KVM's log through the shared reader: the working-set tracker may
+	 * have fetched (and so cleared) KVM's bitmap since the last snapshot;
+	 * those pages wait in this consumer's bitmap. */
+	int ret = dirty_log_take(vm, DIRTY_LOG_SNAPSHOT, bm);
 
-	memset(bm, 0, words * 8);
-	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
-		const struct guest_mem_region *r = &vm->mem.regions[i];
-		uint64_t pages = r->size / 4096;
-		uint64_t *log = calloc((pages + 63) / 64, 8);
-		struct kvm_dirty_log d = { .slot = i, .dirty_bitmap = log };
-
-		if (!log)
-			return -ENOMEM;
-		/* Returns the pages the vCPUs wrote since the last call and
-		 * starts the next round. */
-		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &d) < 0) {
-			int e = -errno;
-			free(log);
-			return e;
-		}
-		uint64_t first = (uint64_t)(r->hva - vm->mem.base) / 4096;
-		for (uint64_t p = 0; p < pages; p++)
-			if (log[p / 64] & (1ULL << (p % 64)))
-				bm[(first + p) / 64] |= 1ULL << ((first + p) % 64);
-		free(log);
-	}
+	if (ret)
+		return ret;
 	/* And what the monitor wrote (device buffers, used rings). */
 	for (uint64_t w = 0; w < words; w++)
 		bm[w] |= __atomic_exchange_n(&vm->mem.dirty[w], 0, __ATOMIC_RELAXED);

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "vmm/dirty_log.h"
 #include "vmm/layout.h"
 
 static void guest_mem_layout_regions(struct guest_mem *mem)
@@ -104,6 +105,11 @@ void guest_mem_destroy(struct guest_mem *mem)
 {
 	free(mem->dirty);
 	mem->dirty = NULL;
+	if (mem->kvm_log) {
+		dirty_log_destroy(mem->kvm_log);
+		free(mem->kvm_log);
+		mem->kvm_log = NULL;
+	}
 	if (mem->base)
 		munmap(mem->base, mem->size);
 	mem->base = NULL;

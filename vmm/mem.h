@@ -26,6 +26,9 @@ struct guest_mem {
 	 * buffers, used rings. KVM's dirty log has what the vCPUs wrote. NULL
 	 * unless guest_mem_track_dirty() was called. */
 	uint64_t *dirty;
+	/* KVM's dirty log, shared by its readers (vmm/dirty_log.h); NULL
+	 * until the first fetch. */
+	struct dirty_log *kvm_log;
 	/* Pages arrive from a userfaultfd handler (snapshot/load Uffd): a hole
 	 * in the memfd is not a zero page. */
 	bool uffd;

@@ -15,7 +15,12 @@
  *   test=touch mb=32 at_mb=64 pause_ms=100 secs=N
  *       Writes one byte in every 4 KiB page of [at_mb, at_mb + mb) MiB,
  *       sleeps pause_ms, repeats: a working set of exactly mb MiB (plus
- *       the guest image's few pages).
+ *       the guest image's few pages). Each pass first checks that every
+ *       page still holds what the previous pass wrote (so a host that
+ *       loses a written page, e.g. by zapping a restored clone's private
+ *       copy, fails the test: "bad=N"). read_mb=R read_at_mb=A also reads
+ *       one byte of every page of [A, A + R) MiB each pass (pages a clone
+ *       only reads stay the snapshot file's).
  *
  * Both print "<name>: running ..." once calibrated, and at the end
  * "<name>: done ..." and exit 0.
@@ -198,6 +203,10 @@ static uint64_t user_duty(uint64_t unused)
 struct touch_args {
 	volatile uint8_t *base;
 	uint64_t bytes;
+	volatile uint8_t *read_base;
+	uint64_t read_bytes;
+	uint64_t bad;          /* pages that lost the previous pass's byte */
+	uint64_t read_sum;
 	uint64_t pause_ns;
 	uint64_t end_tsc;
 };
@@ -210,8 +219,13 @@ static uint64_t user_touch(uint64_t unused)
 
 	(void)unused;
 	do {
-		for (uint64_t off = 0; off < touch.bytes; off += PAGE)
+		for (uint64_t off = 0; off < touch.bytes; off += PAGE) {
+			if (passes && touch.base[off] != (uint8_t)(passes - 1 + (off >> 12)))
+				touch.bad++;
 			touch.base[off] = (uint8_t)(passes + (off >> 12));
+		}
+		for (uint64_t off = 0; off < touch.read_bytes; off += PAGE)
+			touch.read_sum += touch.read_base[off];
 		passes++;
 		user_call(CALL_SLEEP_NS, touch.pause_ns, 0);
 	} while (!touch.end_tsc || cpu_rdtsc() < touch.end_tsc);
@@ -283,25 +297,38 @@ static int demand_touch(void)
 	uint64_t at_mb = cmdline_u64("at_mb=", 64);
 	uint64_t pause_ms = cmdline_u64("pause_ms=", 100);
 	uint64_t secs = cmdline_u64("secs=", 10);
+	uint64_t read_mb = cmdline_u64("read_mb=", 0);
+	uint64_t read_at_mb = cmdline_u64("read_at_mb=", at_mb + mb);
 
-	if (!mb || at_mb < 4 || at_mb + mb > 3072) {
+	if (!mb || at_mb < 4 || at_mb + mb > 3072 ||
+	    (read_mb && (read_at_mb < 4 || read_at_mb + read_mb > 3072 ||
+			 (read_at_mb < at_mb + mb && at_mb < read_at_mb + read_mb)))) {
 		serial_printf("TEST FAIL touch: bad range at_mb=%lu mb=%lu\n",
 			      (unsigned long)at_mb, (unsigned long)mb);
 		return GUEST_EXIT_BAD_CMDLINE;
 	}
 	demand_setup();
-	if (user_map(at_mb * MIB, mb * MIB)) {
+	if (user_map(at_mb * MIB, mb * MIB) ||
+	    (read_mb && user_map(read_at_mb * MIB, read_mb * MIB))) {
 		serial_printf("TEST FAIL touch: cannot map the range\n");
 		return GUEST_EXIT_FAIL;
 	}
 	touch.base = (volatile uint8_t *)(uintptr_t)(at_mb * MIB);
 	touch.bytes = mb * MIB;
 	touch.pause_ns = pause_ms * 1000000ULL;
+	touch.read_base = (volatile uint8_t *)(uintptr_t)(read_at_mb * MIB);
+	touch.read_bytes = read_mb * MIB;
 	serial_printf("touch: running mb=%lu at_mb=%lu pause_ms=%lu\n", (unsigned long)mb,
 		      (unsigned long)at_mb, (unsigned long)pause_ms);
 	touch.end_tsc = end_tsc_after(secs);
 	uint64_t passes = user_run(user_touch, 0, user_stack_top());
-	serial_printf("touch: done passes=%lu\n", (unsigned long)passes);
+	serial_printf("touch: done passes=%lu bad=%lu\n", (unsigned long)passes,
+		      (unsigned long)touch.bad);
+	if (touch.bad) {
+		serial_printf("TEST FAIL touch: %lu page(s) lost what the previous pass wrote\n",
+			      (unsigned long)touch.bad);
+		return GUEST_EXIT_FAIL;
+	}
 	return GUEST_EXIT_PASS;
 }
 

@@ -2,7 +2,9 @@
  * MAP_SHARED anonymous mapping like guest RAM, touched by this process
  * itself (the kernel's pagemap does not care who faults a page back in).
  * Checks that zapping keeps the data, that exactly the touched pages come
- * back, that sampling scales up within a few percent, and the bounds. */
+ * back, that sampling scales up within a few percent, and the bounds; and
+ * that on a private file mapping (a restored clone) only file-backed pages
+ * are zapped, never the written ones. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -171,6 +173,87 @@ static void test_bad_arguments(void **state)
 	wss_destroy(&w);
 }
 
+/* A restored clone's RAM: the snapshot's memory file mapped MAP_PRIVATE.
+ * Pages the clone wrote are anonymous copies, its only copy of the data:
+ * arming must leave them alone (the written bitmap, KVM's dirty log in
+ * mote, tells whether they were written again), and zap only pages still
+ * backed by the file. */
+static void test_private_mapping_keeps_written_pages(void **state)
+{
+	const uint64_t size = 16 * MIB, pages = size / WSS_PAGE_SIZE;
+	struct fixture *f = *state;
+	struct wss_config cfg = { .sample_pages = 0, .private_map = true };
+	struct wss w;
+	struct wss_result r;
+	static uint64_t written[16 * MIB / WSS_PAGE_SIZE / 64];
+	static uint8_t page[WSS_PAGE_SIZE];
+	int fd = memfd_create("wss-clone", MFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	for (uint64_t p = 0; p < pages; p++) {
+		page[0] = (uint8_t)(0xa0 ^ p);
+		assert_int_equal(pwrite(fd, page, sizeof(page), (off_t)(p * WSS_PAGE_SIZE)),
+				 (ssize_t)sizeof(page));
+	}
+	/* At a 2 MiB-aligned address, so that the kernel's read fault-around
+	 * (64 KiB windows of virtual addresses) stays inside the ranges. */
+	uint8_t *resv = mmap(NULL, size + 2 * MIB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(resv != MAP_FAILED);
+	uint8_t *mem = (uint8_t *)(((uintptr_t)resv + 2 * MIB - 1) & ~(uintptr_t)(2 * MIB - 1));
+	assert_true(mmap(mem, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) == mem);
+	/* Before the interval: the clone wrote [0, 4) MiB, read [8, 12). */
+	for (uint64_t off = 0; off < 4 * MIB; off += WSS_PAGE_SIZE)
+		((volatile uint8_t *)mem)[off] = (uint8_t)(0x5a ^ (off >> 12));
+	touch(mem, 8 * MIB, 4 * MIB, false);
+
+	assert_int_equal(wss_init(&w, mem, size, &cfg, f->pagemap), 0);
+	assert_int_equal(wss_count(&w, written, &r), -EAGAIN);
+	assert_int_equal(wss_collect(&w, &r), -EINVAL); /* collect arms: not here */
+	assert_int_equal(wss_arm(&w), 0);
+	/* Only the file-backed pages were zapped (the ranges are 64 KiB
+	 * aligned, so the read fault-around stayed inside them). */
+	assert_int_equal(w.last_zapped, 4 * MIB / WSS_PAGE_SIZE);
+	assert_int_equal(wss_count(&w, NULL, &r), -EINVAL);
+
+	/* The interval: writes [2, 6) MiB (half of them private copies
+	 * already), reads [10, 14) (half zapped, half never mapped). */
+	for (uint64_t off = 2 * MIB; off < 6 * MIB; off += WSS_PAGE_SIZE) {
+		((volatile uint8_t *)mem)[off] = (uint8_t)(0x77 ^ (off >> 12));
+		written[(off >> 12) / 64] |= 1ULL << ((off >> 12) % 64);
+	}
+	touch(mem, 10 * MIB, 4 * MIB, false);
+	assert_int_equal(wss_count(&w, written, &r), 0);
+	assert_int_equal(r.dirty_sampled, 4 * MIB / WSS_PAGE_SIZE); /* [0, 4) */
+	assert_int_equal(r.zapped, 4 * MIB / WSS_PAGE_SIZE);         /* [8, 12) */
+	/* [2, 4) by the written bitmap, [4, 6) and [10, 14) present. */
+	assert_int_equal(r.touched, 8 * MIB / WSS_PAGE_SIZE);
+	assert_int_equal(r.estimate_bytes, 8 * MIB);
+
+	/* Another arm, nothing written: the private copies [0, 6) stay. */
+	memset(written, 0, sizeof(written));
+	assert_int_equal(wss_arm(&w), 0);
+	/* [10, 14): [8, 10) was zapped last time and not touched since. */
+	assert_int_equal(w.last_zapped, 4 * MIB / WSS_PAGE_SIZE);
+	assert_int_equal(wss_count(&w, written, &r), 0);
+	assert_int_equal(r.touched, 0);
+	assert_int_equal(r.dirty_sampled, 6 * MIB / WSS_PAGE_SIZE);
+
+	/* No data lost: the clone's writes are there, the rest reads as the
+	 * file, and the file never changed. */
+	for (uint64_t p = 0; p < pages; p++) {
+		uint8_t want = p < 512 ? (uint8_t)(0x5a ^ p)
+			       : p < 1536 ? (uint8_t)(0x77 ^ p) : (uint8_t)(0xa0 ^ p);
+		if (mem[p * WSS_PAGE_SIZE] != want)
+			fail_msg("page %llu holds %#x, expected %#x", (unsigned long long)p,
+				 mem[p * WSS_PAGE_SIZE], want);
+		assert_int_equal(pread(fd, page, 1, (off_t)(p * WSS_PAGE_SIZE)), 1);
+		assert_int_equal(page[0], (uint8_t)(0xa0 ^ p));
+	}
+	wss_destroy(&w);
+	munmap(resv, size + 2 * MIB);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +262,7 @@ int main(void)
 		cmocka_unit_test(test_sampled_sparse),
 		cmocka_unit_test(test_sample_positions_move),
 		cmocka_unit_test(test_bad_arguments),
+		cmocka_unit_test(test_private_mapping_keeps_written_pages),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
