@@ -106,7 +106,7 @@ void fnd_host_state(struct fnd *d, struct admit_host *h)
 /* ---- CPU demand of the instances (cpudemand.h) ------------------------------------ */
 
 #define DEMAND_TICK_NS 200000000ull
-#define DEMAND_PER_TICK 256
+#define DEMAND_PER_TICK 128 /* ~30 us each here: 2 % of a CPU at most */
 
 double fn_cpu_profile(const struct function *fn)
 {

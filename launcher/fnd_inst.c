@@ -35,6 +35,8 @@ void inst_list_remove(struct instance *inst)
 		fn->insts = inst->next;
 	if (inst->next)
 		inst->next->prev = inst->prev;
+	else
+		fn->insts_tail = inst->prev;
 	inst->prev = inst->next = NULL;
 }
 
@@ -47,15 +49,16 @@ void inst_list_push(struct instance *inst, bool front)
 		inst->next = fn->insts;
 		if (fn->insts)
 			fn->insts->prev = inst;
+		else
+			fn->insts_tail = inst;
 		fn->insts = inst;
 		return;
 	}
-	struct instance *t = fn->insts;
-	while (t->next)
-		t = t->next;
+	struct instance *t = fn->insts_tail;
 	t->next = inst;
 	inst->prev = t;
 	inst->next = NULL;
+	fn->insts_tail = inst;
 }
 
 bool inst_has_slot(const struct instance *inst)

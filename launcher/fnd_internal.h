@@ -73,6 +73,7 @@ struct function {
 	bool deleted, pumping;
 
 	struct instance *insts;         /* free slots first, busy and starting last */
+	struct instance *insts_tail;    /* the last of them: appends are O(1) */
 	unsigned nr_insts, nr_starting, nr_inflight;
 	struct invocation *q_head, *q_tail;
 	unsigned nr_queued;
