@@ -41,6 +41,7 @@ struct agent_io {
 	char device[16];
 	char id[32];
 	uint64_t ops, read_bytes, write_bytes, rate_limited;
+	uint64_t throttled_ns; /* time the device's queues waited on its rate limiter */
 };
 
 struct agent_vm {

@@ -103,6 +103,24 @@ int agent_prom_render(FILE *f, const struct agent_vm *vms, unsigned n,
 							 : vms[i].io[d].read_bytes));
 		}
 	}
+	head(f, "mote_vm_io_rate_limited_total", "counter",
+	     "Times a device's rate limiter held its queue.");
+	EACH_UP(vms, n, i) for (unsigned d = 0; d < vms[i].nr_io; d++) {
+		fputs("mote_vm_io_rate_limited_total{vm=\"", f);
+		label(f, vms[i].name);
+		fprintf(f, "\",device=\"%s\",id=\"", vms[i].io[d].device);
+		label(f, vms[i].io[d].id);
+		fprintf(f, "\"} %llu\n", (unsigned long long)vms[i].io[d].rate_limited);
+	}
+	head(f, "mote_vm_io_throttled_seconds_total", "counter",
+	     "Time a device's queues waited on its rate limiter (token buckets).");
+	EACH_UP(vms, n, i) for (unsigned d = 0; d < vms[i].nr_io; d++) {
+		fputs("mote_vm_io_throttled_seconds_total{vm=\"", f);
+		label(f, vms[i].name);
+		fprintf(f, "\",device=\"%s\",id=\"", vms[i].io[d].device);
+		label(f, vms[i].io[d].id);
+		fprintf(f, "\"} %.9g\n", (double)vms[i].io[d].throttled_ns / 1e9);
+	}
 	head(f, "mote_vm_cpu_shares", "gauge",
 	     "CPU share the agent set (cgroup v1 cpu.shares or v2 cpu.weight); 0: none.");
 	for (unsigned i = 0; i < n; i++)

@@ -84,6 +84,7 @@ int agent_parse_demand(const char *text, struct agent_vm *vm, char *err, size_t 
 		x->read_bytes = (uint64_t)num(d, "read_bytes");
 		x->write_bytes = (uint64_t)num(d, "write_bytes");
 		x->rate_limited = (uint64_t)num(d, "rate_limited_events");
+		x->throttled_ns = (uint64_t)num(d, "throttled_ns");
 	}
 	json_decref(o);
 	return 0;

@@ -460,6 +460,7 @@ static json_t *io_json(const struct vm_metrics *m)
 {
 	json_t *a = json_array();
 	const struct vm *vm = m->vm;
+	uint64_t now = mono_ns();
 
 	for (unsigned d = 0; d < vm->cfg.nr_drives; d++) {
 		if (!vm->blk[d])
@@ -467,13 +468,15 @@ static json_t *io_json(const struct vm_metrics *m)
 		const struct blk_stats *st = virtio_blk_stats(vm->blk[d]);
 		uint64_t rd = st->read_ops, wr = st->write_ops;
 		uint64_t other = st->flush_ops + st->discard_ops + st->write_zeroes_ops;
+		/* throttled_ns: how long the queue waited on its token buckets. */
 		json_array_append_new(
-			a, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "device", "block",
+			a, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "device", "block",
 				     "id", vm->cfg.drives[d].id, "ops", (json_int_t)(rd + wr + other),
 				     "read_ops", (json_int_t)rd, "write_ops", (json_int_t)wr,
 				     "read_bytes", (json_int_t)st->read_bytes, "write_bytes",
 				     (json_int_t)st->write_bytes, "rate_limited_events",
-				     (json_int_t)st->rate_limited));
+				     (json_int_t)st->rate_limited, "throttled_ns",
+				     (json_int_t)rl_throttle_ns(&st->throttled, now)));
 	}
 	/* Network: "read" is what the guest received (RX), "write" what it sent. */
 	for (unsigned i = 0; i < vm->cfg.nr_nets; i++) {
@@ -481,13 +484,17 @@ static json_t *io_json(const struct vm_metrics *m)
 			continue;
 		const struct net_stats *st = virtio_net_stats(vm->net[i]);
 		uint64_t rx = st->rx_frames, tx = st->tx_frames;
+		uint64_t rx_thr = rl_throttle_ns(&st->rx_throttled, now),
+			 tx_thr = rl_throttle_ns(&st->tx_throttled, now);
 		json_array_append_new(
-			a, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "device", "net", "id",
-				     vm->cfg.nets[i].id, "ops", (json_int_t)(rx + tx), "read_ops",
-				     (json_int_t)rx, "write_ops", (json_int_t)tx, "read_bytes",
-				     (json_int_t)st->rx_bytes, "write_bytes", (json_int_t)st->tx_bytes,
-				     "rate_limited_events",
-				     (json_int_t)(st->rx_rate_limited + st->tx_rate_limited)));
+			a, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "device",
+				     "net", "id", vm->cfg.nets[i].id, "ops", (json_int_t)(rx + tx),
+				     "read_ops", (json_int_t)rx, "write_ops", (json_int_t)tx,
+				     "read_bytes", (json_int_t)st->rx_bytes, "write_bytes",
+				     (json_int_t)st->tx_bytes, "rate_limited_events",
+				     (json_int_t)(st->rx_rate_limited + st->tx_rate_limited),
+				     "throttled_ns", (json_int_t)(rx_thr + tx_thr), "read_throttled_ns",
+				     (json_int_t)rx_thr, "write_throttled_ns", (json_int_t)tx_thr));
 	}
 	return a;
 }

@@ -233,7 +233,8 @@ static bool blk_rate_limited(struct virtio_blk *b, uint64_t bytes)
 {
 	if (!rate_limiter_enabled(&b->rl))
 		return false;
-	uint64_t wait = rate_limiter_consume(&b->rl, bytes, time_now_ns());
+	uint64_t now = time_now_ns();
+	uint64_t wait = rate_limiter_consume(&b->rl, bytes, now);
 	if (!wait)
 		return false;
 	struct itimerspec its = { .it_value = { (time_t)(wait / 1000000000ULL),
@@ -241,6 +242,7 @@ static bool blk_rate_limited(struct virtio_blk *b, uint64_t bytes)
 	timerfd_settime(b->rl_timerfd, 0, &its, NULL);
 	b->rl_blocked = true;
 	atomic_fetch_add(&b->stats.rate_limited, 1);
+	rl_throttle_hold(&b->stats.throttled, now);
 	return true;
 }
 
@@ -456,6 +458,7 @@ static void blk_on_rate_timer(struct event_loop *loop, int fd, uint32_t events, 
 		return;
 	pthread_mutex_lock(&b->vdev.lock);
 	b->rl_blocked = false;
+	rl_throttle_release(&b->stats.throttled, time_now_ns());
 	if (b->vdev.transport->activated &&
 	    !(b->vdev.transport->status & VIRTIO_STATUS_NEEDS_RESET))
 		blk_process_queue(b);
@@ -505,6 +508,7 @@ static void blk_reset(struct virtio_device *dev)
 	for (unsigned i = 0; i < b->nr_reqs; i++)
 		b->reqs[i].in_use = false;
 	b->rl_blocked = false;
+	rl_throttle_release(&b->stats.throttled, time_now_ns());
 	timerfd_settime(b->rl_timerfd, 0, &off, NULL);
 }
 

@@ -31,6 +31,7 @@ struct blk_stats {
 	_Atomic uint64_t io_errors;      /* backend failures */
 	_Atomic uint64_t bad_requests;   /* guest requests rejected with IOERR/UNSUPP */
 	_Atomic uint64_t rate_limited;   /* times the limiter held the queue */
+	struct rl_throttle throttled;    /* how long it held it */
 };
 
 struct virtio_blk;

@@ -338,6 +338,7 @@ static void net_rx_process(struct virtio_net *n)
 		if (net_rate_limited(n, &n->rx_rl, n->pending_len - NET_HDR_LEN)) {
 			n->rx_limited = true;
 			atomic_fetch_add(&n->stats.rx_rate_limited, 1);
+			rl_throttle_hold(&n->stats.rx_throttled, time_now_ns());
 			break;
 		}
 		int ret = net_rx_one(n);
@@ -416,6 +417,7 @@ static void net_tx_process(struct virtio_net *n)
 			virtq_unpop(q);
 			n->tx_limited = true;
 			atomic_fetch_add(&n->stats.tx_rate_limited, 1);
+			rl_throttle_hold(&n->stats.tx_throttled, time_now_ns());
 			break;
 		}
 		hdr.num_buffers = 0;
@@ -498,6 +500,9 @@ static void net_on_rate_timer(struct event_loop *loop, int fd, uint32_t events, 
 	pthread_mutex_lock(&n->vdev.lock);
 	n->rx_limited = n->tx_limited = false;
 	n->rl_deadline_ns = 0;
+	uint64_t now = time_now_ns();
+	rl_throttle_release(&n->stats.rx_throttled, now);
+	rl_throttle_release(&n->stats.tx_throttled, now);
 	net_service(n);
 	pthread_mutex_unlock(&n->vdev.lock);
 }
@@ -553,6 +558,8 @@ static void net_reset(struct virtio_device *dev)
 	n->pending_len = 0;
 	n->rx_stalled = false;
 	n->rx_limited = n->tx_limited = false;
+	rl_throttle_release(&n->stats.rx_throttled, time_now_ns());
+	rl_throttle_release(&n->stats.tx_throttled, time_now_ns());
 	n->offloads_dirty = false;
 	n->rl_deadline_ns = 0;
 	if (n->rl_timerfd >= 0)
@@ -733,6 +740,8 @@ int virtio_net_set_rate_limits(struct virtio_net *n, const struct token_bucket_c
 	}
 	/* Whatever waited for the old limits may go now. */
 	n->rx_limited = n->tx_limited = false;
+	rl_throttle_release(&n->stats.rx_throttled, now);
+	rl_throttle_release(&n->stats.tx_throttled, now);
 	net_wake(n);
 	pthread_mutex_unlock(&n->vdev.lock);
 	return ret;

@@ -84,6 +84,7 @@ struct net_stats {
 	_Atomic uint64_t tx_dropped;      /* guest frames refused (bad header/length) */
 	_Atomic uint64_t tx_errors;       /* the TAP refused a frame */
 	_Atomic uint64_t rx_rate_limited, tx_rate_limited;
+	struct rl_throttle rx_throttled, tx_throttled; /* time each direction was held */
 };
 
 struct virtio_net;

@@ -145,3 +145,26 @@ void rate_limiter_restore(struct rate_limiter *rl, const struct rate_limiter_sta
 		tb->last_ns = now_ns;
 	}
 }
+
+void rl_throttle_hold(struct rl_throttle *t, uint64_t now_ns)
+{
+	/* 0 means "not held": a clock reading of 0 counts from 1 ns. */
+	if (!atomic_load_explicit(&t->since_ns, memory_order_relaxed))
+		atomic_store_explicit(&t->since_ns, now_ns ? now_ns : 1, memory_order_relaxed);
+}
+
+void rl_throttle_release(struct rl_throttle *t, uint64_t now_ns)
+{
+	uint64_t since = atomic_exchange_explicit(&t->since_ns, 0, memory_order_relaxed);
+
+	if (since && now_ns > since)
+		atomic_fetch_add_explicit(&t->total_ns, now_ns - since, memory_order_relaxed);
+}
+
+uint64_t rl_throttle_ns(const struct rl_throttle *t, uint64_t now_ns)
+{
+	uint64_t total = atomic_load_explicit(&t->total_ns, memory_order_relaxed);
+	uint64_t since = atomic_load_explicit(&t->since_ns, memory_order_relaxed);
+
+	return total + (since && now_ns > since ? now_ns - since : 0);
+}

@@ -6,6 +6,7 @@
 #ifndef MOTE_VIRTIO_RATELIMIT_H
 #define MOTE_VIRTIO_RATELIMIT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -53,6 +54,23 @@ void rate_limiter_save(struct rate_limiter *rl, uint64_t now_ns, struct rate_lim
  * configured burst), so a damaged state file cannot lift a limit. */
 void rate_limiter_restore(struct rate_limiter *rl, const struct rate_limiter_state *in,
 			  uint64_t now_ns);
+
+/* Throttled time of a device queue (a metric): how long the queue has
+ * waited on its limiter, from the refusal that held it to the moment it
+ * was let go (the limiter's timer fired, or a reset). The device marks
+ * hold and release under its lock; any thread reads without a lock (a
+ * reader racing a release may miss or double one hold for that read). */
+struct rl_throttle {
+	_Atomic uint64_t total_ns; /* of the holds that ended */
+	_Atomic uint64_t since_ns; /* start of the hold under way, 0 if none */
+};
+
+/* Starts a hold at now_ns; a queue already held stays held since then. */
+void rl_throttle_hold(struct rl_throttle *t, uint64_t now_ns);
+/* Ends the hold under way, if any. */
+void rl_throttle_release(struct rl_throttle *t, uint64_t now_ns);
+/* Throttled ns so far, the hold under way included. */
+uint64_t rl_throttle_ns(const struct rl_throttle *t, uint64_t now_ns);
 
 /* Takes `bytes` and one operation if both buckets allow it and returns 0;
  * otherwise takes nothing and returns the nanoseconds to wait before

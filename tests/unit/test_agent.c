@@ -85,7 +85,8 @@ static const char demand_json[] =
 	"\"memory\":{\"guest_bytes\":268435456,\"working_set_method\":\"sampled-zap-pagemap\","
 	"\"resident_bytes\":40000000,\"working_set_bytes\":33554432},"
 	"\"io\":[{\"device\":\"block\",\"id\":\"root\\\"fs\",\"ops\":7,\"read_ops\":5,"
-	"\"write_ops\":2,\"read_bytes\":4096,\"write_bytes\":1024,\"rate_limited_events\":1}]}";
+	"\"write_ops\":2,\"read_bytes\":4096,\"write_bytes\":1024,\"rate_limited_events\":1,"
+	"\"throttled_ns\":1500000000}]}";
 
 static void test_parse_demand(void **state)
 {
@@ -107,6 +108,8 @@ static void test_parse_demand(void **state)
 	assert_int_equal(vm.nr_io, 1);
 	assert_string_equal(vm.io[0].id, "root\"fs");
 	assert_int_equal(vm.io[0].write_bytes, 1024);
+	assert_int_equal(vm.io[0].rate_limited, 1);
+	assert_int_equal(vm.io[0].throttled_ns, 1500000000);
 	assert_int_equal(agent_parse_demand("{", &vm, err, sizeof(err)), -EINVAL);
 	assert_int_equal(agent_parse_demand("{\"vm\":1}", &vm, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "no vm.window"));
@@ -136,6 +139,11 @@ static void test_prometheus_text(void **state)
 	/* Label values are escaped. */
 	assert_non_null(strstr(buf, "id=\"root\\\"fs\",dir=\"write\"} 1024\n"));
 	assert_non_null(strstr(buf, "mote_vm_cpu_cap_cpus{vm=\"vm1\"} 2\n"));
+	assert_non_null(strstr(buf, "# TYPE mote_vm_io_throttled_seconds_total counter\n"));
+	assert_non_null(strstr(buf, "mote_vm_io_throttled_seconds_total{vm=\"vm1\",device=\"block\","
+				    "id=\"root\\\"fs\"} 1.5\n"));
+	assert_non_null(strstr(buf, "mote_vm_io_rate_limited_total{vm=\"vm1\",device=\"block\","
+				    "id=\"root\\\"fs\"} 1\n"));
 	assert_non_null(strstr(buf, "mote_host_demand_limit_cpus 3\n"));
 	/* A VM that did not answer is only "up 0". */
 	assert_non_null(strstr(buf, "mote_vm_up{vm=\"gone\"} 0\n"));
