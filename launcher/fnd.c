@@ -416,9 +416,9 @@ static int install_monitor(struct fnd *d, char *err, size_t errlen)
 
 /* Jailed, every start makes a jail (directories, device nodes, links)
  * and every stop removes one. On a disk file system that is inode
- * allocation and freeing each time (ext4 here: the jailer's work took
- * 2.2 ms wall, 3.6 ms CPU per start; on a tmpfs 1.4 ms and 2.0 ms, see
- * benches/results/density.md). The jails, the snapshots they hard-link
+ * allocation and freeing each time (ext4 here: a jailer run, fork to
+ * exit, took 4.3 ms wall and 3.6 ms CPU; on a tmpfs 2.2 ms and 2.0 ms,
+ * see benches/results/density.md). The jails, the snapshots they hard-link
  * and the monitor binary must share one file system: all three go on a
  * tmpfs the daemon mounts on <state>/jail. The snapshot's memory file is
  * then held in RAM (not evictable) instead of the page cache: one guest
