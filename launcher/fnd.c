@@ -107,6 +107,12 @@ void fnd_host_state(struct fnd *d, struct admit_host *h)
 
 #define DEMAND_TICK_NS 200000000ull
 #define DEMAND_PER_TICK 128 /* ~30 us each here: 2 % of a CPU at most */
+/* An instance counts from a second after it was ready: until then it is
+ * finishing its start (its first invocation, under a burst of starts on
+ * a busy host), which is not what it will demand; counting it made a
+ * 16-at-a-time burst of clone starts refuse itself (10 CPUs of "demand"
+ * on 2 CPUs, all of it start-up). */
+#define DEMAND_SETTLE_NS 1000000000ull
 
 double fn_cpu_profile(const struct function *fn)
 {
@@ -123,14 +129,15 @@ void fnd_demand_forget(struct fnd *d, struct instance *inst)
 	inst->cpu.primed = false;
 }
 
-/* A ready instance's vCPUs read once more. Starting ones are left out:
- * their restore is not what they will demand. */
+/* A ready instance's vCPUs read once more. Starting ones are left out
+ * (DEMAND_SETTLE_NS). */
 static void demand_sample(struct fnd *d, struct instance *inst)
 {
 	struct demand_counters cur[CPUD_MAX_VCPUS];
 	struct function *fn = inst->fn;
 
-	if (inst->state != INST_READY || inst->pid <= 0 || inst->cpu.no_tids)
+	if (inst->state != INST_READY || inst->pid <= 0 || inst->cpu.no_tids ||
+	    ev_now_ns() - inst->ready_ns < DEMAND_SETTLE_NS)
 		return;
 	if (!inst->cpu.nr_tids && cpu_demand_find_vcpus(&inst->cpu, inst->pid))
 		return;
