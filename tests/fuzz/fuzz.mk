@@ -20,7 +20,8 @@ FUZZ_API_SRCS := tests/fuzz/fuzz_api.c api/server.c api/routes.c api/schema.c vi
 FUZZ_API_LIBS := -lhttp_parser -ljansson -lseccomp -lpthread
 # The virtio-net device behind the MMIO transport, a socketpair as its TAP.
 FUZZ_NET_SRCS := tests/fuzz/fuzz_net.c virtio/net.c virtio/net_config.c virtio/devargs.c virtio/tap.c \
-	virtio/mmio.c virtio/queue.c virtio/ratelimit.c vmm/mem.c vmm/bus.c vmm/loop.c vmm/log.c
+	virtio/mmio.c virtio/queue.c virtio/ratelimit.c vmm/mem.c vmm/bus.c vmm/loop.c vmm/log.c \
+	vmm/irq.c vmm/ioapic.c
 # The snapshot state-file parser: the file is input a user hands to restore.
 FUZZ_SNAPSHOT_SRCS := tests/fuzz/fuzz_snapshot.c snapshot/state.c
 
