@@ -11,7 +11,7 @@ FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
                 -fno-omit-frame-pointer -std=gnu11 -D_GNU_SOURCE -I. -Wall -Wextra -Werror
 FUZZ_ARGS    := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
-FUZZ_VIRTQ_SRCS := tests/fuzz/fuzz_virtq.c vmm/mem.c virtio/queue.c
+FUZZ_VIRTQ_SRCS := tests/fuzz/fuzz_virtq.c vmm/mem.c vmm/dirty_log.c virtio/queue.c
 # The API's request path (HTTP parsing, routing, JSON validation) with a
 # stub VMM; links the Debian http_parser and jansson libraries.
 FUZZ_API_SRCS := tests/fuzz/fuzz_api.c api/server.c api/routes.c api/schema.c virtio/net_config.c \
@@ -21,7 +21,7 @@ FUZZ_API_LIBS := -lhttp_parser -ljansson -lseccomp -lpthread
 # The virtio-net device behind the MMIO transport, a socketpair as its TAP.
 FUZZ_NET_SRCS := tests/fuzz/fuzz_net.c virtio/net.c virtio/net_config.c virtio/devargs.c virtio/tap.c \
 	virtio/mmio.c virtio/queue.c virtio/ratelimit.c vmm/mem.c vmm/bus.c vmm/loop.c vmm/log.c \
-	vmm/irq.c vmm/ioapic.c
+	vmm/irq.c vmm/ioapic.c vmm/dirty_log.c
 # The snapshot state-file parser: the file is input a user hands to restore.
 FUZZ_SNAPSHOT_SRCS := tests/fuzz/fuzz_snapshot.c snapshot/state.c
 
