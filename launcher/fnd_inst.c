@@ -499,7 +499,8 @@ static void inst_spawn_failed(struct fnd *d, struct instance *inst, int err)
 	inst_reaped(d, inst, 127 << 8);
 }
 
-/* The spawner answered: who was started (its pid), or why not. */
+/* The spawner's socket closed (it was killed): the starts it had not
+ * answered fail, and from now on the daemon vforks monitors itself. */
 static void spawner_gone(struct fnd *d)
 {
 	log_warn("the spawner process is gone: %u starts in progress fail; the daemon starts "
@@ -513,6 +514,7 @@ static void spawner_gone(struct fnd *d)
 	}
 }
 
+/* The spawner answered: who was started (its pid), or why not. */
 void inst_spawner_cb(struct ev_watch *w, uint32_t events)
 {
 	struct fnd *d = w->opaque;
