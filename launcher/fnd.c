@@ -161,13 +161,22 @@ static void demand_resum(struct fnd *d)
 	for (struct function *fn = d->fns; fn; fn = fn->next) {
 		fn->cpu_demand = 0;
 		fn->cpu_primed = 0;
-		for (struct instance *i = fn->insts; i; i = i->next) {
-			if (!i->cpu.primed)
-				continue;
-			fn->cpu_demand += i->cpu.cpus;
-			fn->cpu_primed++;
+	}
+	/* Every live process, deleted functions' too (fnd_demand_forget
+	 * takes each out when it dies): their sums are zeroed first. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t s = 0; s < d->pid_hash_size; s++) {
+			for (struct instance *i = d->pid_hash[s]; i; i = i->hnext) {
+				if (pass == 0) {
+					i->fn->cpu_demand = 0;
+					i->fn->cpu_primed = 0;
+				} else if (i->cpu.primed) {
+					i->fn->cpu_demand += i->cpu.cpus;
+					i->fn->cpu_primed++;
+					d->cpu_demand += i->cpu.cpus;
+				}
+			}
 		}
-		d->cpu_demand += fn->cpu_demand;
 	}
 }
 
