@@ -545,10 +545,17 @@ static void test_api_interface_metrics_and_patch(void **state)
 		rl = strstr(rl + 1, "\"tx_rate_limited\":");
 	assert_non_null(rl);
 	long limited = strtol(rl + strlen("\"tx_rate_limited\":"), NULL, 10);
-	printf("API: 300 frames, then 50 under a 20 frames/s TX limit in %.0f ms (%ld waits)\n",
-	       limited_ms, limited);
+	/* The demand group's io entry of the same line: how long TX waited on
+	 * the limiter (RX never did). */
+	const char *thr = strstr(rl, "\"write_throttled_ns\":");
+	assert_non_null(thr);
+	long long tx_thr_ns = strtoll(thr + strlen("\"write_throttled_ns\":"), NULL, 10);
+	assert_non_null(strstr(rl, "\"read_throttled_ns\":0"));
+	printf("API: 300 frames, then 50 under a 20 frames/s TX limit in %.0f ms (%ld waits, "
+	       "%.0f ms throttled)\n", limited_ms, limited, (double)tx_thr_ns / 1e6);
 	assert_true(limited_ms > 1200);
 	assert_true(limited > 0);
+	assert_true(tx_thr_ns > 500000000LL && tx_thr_ns < (long long)(limited_ms * 1e6));
 	kill(p.pid, SIGTERM);
 	struct run_result r = harness_proc_finish(&p, 30);
 	unlink(metrics);
