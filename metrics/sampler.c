@@ -218,7 +218,6 @@ static void wss_private_step(struct vm_metrics *m, bool due)
 		ret = wss_count(&m->wss, m->written, &r);
 		if (ret)
 			return wss_stop(m, "pagemap", ret);
-		r.zap_ns += m->wss_pause_ns; /* the guest's cost of the arm */
 		m->wss_last = r;
 		m->wss_have = true;
 	}
@@ -447,7 +446,8 @@ static json_t *memory_json(const struct vm_metrics *m)
 	if (m->wss_private) {
 		/* Samples the clone had privately written (the dirty log
 		 * watched them), samples zapped, how long the vCPUs were
-		 * parked for the arm (included in zap_us), arms put off. */
+		 * parked for the last arm (zap_us of it was the arm itself),
+		 * arms put off. */
 		json_object_set_new(o, "dirty_log_samples", json_integer((json_int_t)r->dirty_sampled));
 		json_object_set_new(o, "zapped_pages", json_integer((json_int_t)r->zapped));
 		json_object_set_new(o, "pause_us", json_integer((json_int_t)(m->wss_pause_ns / 1000)));

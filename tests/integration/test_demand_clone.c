@@ -139,8 +139,8 @@ static void test_clone_working_set_by_dirty_log(void **state)
 	double wss = mnum(d, "working_set_bytes"), by_log = mnum(d, "dirty_log_samples"),
 	       zapped = mnum(d, "zapped_pages");
 	print_message("clone writing 32 MiB, reading 16 MiB of 256: working set %.2f MiB; %g of "
-		      "%g samples by the dirty log, %g zapped; vCPUs parked %g us for the arm, "
-		      "zap %g us, scan %g us\n",
+		      "%g samples by the dirty log, %g zapped; vCPUs parked %g us for an arm, "
+		      "an arm %g us, a scan %g us\n",
 		      wss / MIB, by_log, mnum(d, "sampled_pages"), zapped, mnum(d, "pause_us"),
 		      mnum(d, "zap_us"), mnum(d, "scan_us"));
 	assert_string_equal(method_of(d), "sampled-zap-pagemap+dirty-log");
