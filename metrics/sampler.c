@@ -223,6 +223,11 @@ static void wss_private_step(struct vm_metrics *m, bool due)
 	}
 	if (m->wss.armed)
 		return;
+	/* Classify the samples first, with the guest running: parked, only
+	 * the file-backed ones are looked at again and zapped. */
+	ret = wss_arm_prepare(&m->wss);
+	if (ret)
+		return wss_stop(m, "pagemap", ret);
 	uint64_t t0 = mono_ns();
 	if (!atomic_load(&vm->pause_requested)) {
 		if (vm_pause(vm, WSS_PAUSE_TIMEOUT_MS)) {

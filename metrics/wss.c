@@ -65,7 +65,9 @@ int wss_init(struct wss *w, void *base, uint64_t size, const struct wss_config *
 	w->pm_buf = malloc(PM_CHUNK * sizeof(uint64_t));
 	w->mc_vec = malloc(w->nr_pages);
 	w->by_log = calloc((w->nr_samples + 63) / 64, sizeof(uint64_t));
-	if (!w->pm_buf || !w->mc_vec || !w->by_log) {
+	w->cand = w->private_map ? malloc(w->nr_samples * sizeof(uint32_t)) : NULL;
+	if (!w->pm_buf || !w->mc_vec || !w->by_log || (w->private_map && !w->cand) ||
+	    w->nr_samples > UINT32_MAX) {
 		wss_destroy(w);
 		return -ENOMEM;
 	}
@@ -77,6 +79,8 @@ void wss_destroy(struct wss *w)
 	free(w->pm_buf);
 	free(w->mc_vec);
 	free(w->by_log);
+	free(w->cand);
+	w->cand = NULL;
 	w->pm_buf = NULL;
 	w->mc_vec = NULL;
 	w->by_log = NULL;
@@ -173,6 +177,53 @@ static int arm_private_sample(struct wss *w, uint64_t k, uint64_t page, uint64_t
 	return 0;
 }
 
+static int prepare_private_sample(struct wss *w, uint64_t k, uint64_t page, uint64_t e,
+				  void *arg)
+{
+	uint64_t bit = 1ULL << (k % 64);
+
+	(void)page;
+	(void)arg;
+	w->by_log[k / 64] &= ~bit;
+	if ((e & PM_PRESENT) && (e & PM_FILE))
+		w->cand[w->nr_cand++] = (uint32_t)k;
+	else if (e & (PM_PRESENT | PM_SWAP))
+		/* A private copy stays one until zapped, and only the arm
+		 * zaps (file-backed pages): no need to look again. */
+		w->by_log[k / 64] |= bit;
+	return 0;
+}
+
+int wss_arm_prepare(struct wss *w)
+{
+	int ret;
+
+	if (!w->private_map)
+		return 0;
+	w->nr_cand = 0;
+	w->prepared = false;
+	ret = for_each_sample(w, prepare_private_sample, NULL);
+	if (ret)
+		return ret;
+	w->prepared = true;
+	return 0;
+}
+
+/* Prepared: only the samples that were file-backed, each looked at again
+ * (it may have become a private copy since) right before its zap. */
+static int arm_private_prepared(struct wss *w, struct zap_run *run)
+{
+	for (uint64_t i = 0; i < w->nr_cand; i++) {
+		uint64_t k = w->cand[i], page = wss_sample_page(w, k), e;
+		int ret = pagemap_read(w, page, &e, 1);
+		if (!ret)
+			ret = arm_private_sample(w, k, page, e, run);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 int wss_arm(struct wss *w)
 {
 	uint64_t t0 = now_ns();
@@ -181,7 +232,9 @@ int wss_arm(struct wss *w)
 	w->last_zapped = 0;
 	if (w->private_map) {
 		struct zap_run run = { 0, 0 };
-		ret = for_each_sample(w, arm_private_sample, &run);
+		ret = w->prepared ? arm_private_prepared(w, &run)
+				  : for_each_sample(w, arm_private_sample, &run);
+		w->prepared = false;
 		if (!ret)
 			ret = zap_flush(w, &run);
 		if (ret)
@@ -252,6 +305,7 @@ int wss_count(struct wss *w, const uint64_t *written, struct wss_result *r)
 	r->scan_ns = now_ns() - t0;
 	w->epoch++;
 	w->armed = false;
+	w->prepared = false; /* the sample positions moved */
 	return 0;
 }
 

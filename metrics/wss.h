@@ -67,6 +67,9 @@ struct wss {
 	bool private_map;
 	uint64_t *by_log;      /* private: bit k = sample k watched by the written bitmap */
 	uint64_t last_zapped;
+	uint32_t *cand;        /* private, prepared: samples that were file-backed */
+	uint64_t nr_cand;
+	bool prepared;
 };
 
 /* base/size: the host mapping of guest RAM (page aligned; MAP_SHARED
@@ -75,6 +78,12 @@ struct wss {
 int wss_init(struct wss *w, void *base, uint64_t size, const struct wss_config *cfg,
 	     int pagemap_fd);
 void wss_destroy(struct wss *w);
+/* Private mode, optional, with the writers still running: classifies
+ * every sample now, so that wss_arm (with the writers stopped) re-reads
+ * and zaps only the samples that were file-backed here: a shorter stop.
+ * A sample unmapped here and touched before wss_arm counts as touched in
+ * the interval (an overcount of at most that short gap). 0 or -errno. */
+int wss_arm_prepare(struct wss *w);
 /* Zaps this interval's sample pages (private mode: the file-backed ones,
  * with the writers stopped). 0 or -errno. */
 int wss_arm(struct wss *w);

@@ -238,11 +238,29 @@ static void test_private_mapping_keeps_written_pages(void **state)
 	assert_int_equal(r.touched, 0);
 	assert_int_equal(r.dirty_sampled, 6 * MIB / WSS_PAGE_SIZE);
 
+	/* Prepared arm: classified with the writers running; [10, 14) are
+	 * file-backed candidates then, and [10, 11) is written before the
+	 * arm: the arm looks again and leaves those private copies alone. */
+	touch(mem, 10 * MIB, 4 * MIB, false);
+	assert_int_equal(wss_arm_prepare(&w), 0);
+	assert_int_equal(w.nr_cand, 4 * MIB / WSS_PAGE_SIZE);
+	for (uint64_t off = 10 * MIB; off < 11 * MIB; off += WSS_PAGE_SIZE)
+		((volatile uint8_t *)mem)[off] = (uint8_t)(0x33 ^ (off >> 12));
+	assert_int_equal(wss_arm(&w), 0);
+	assert_int_equal(w.last_zapped, 3 * MIB / WSS_PAGE_SIZE); /* [11, 14) */
+	for (uint64_t off = 10 * MIB; off < 11 * MIB; off += WSS_PAGE_SIZE)
+		written[(off >> 12) / 64] |= 1ULL << ((off >> 12) % 64);
+	assert_int_equal(wss_count(&w, written, &r), 0);
+	assert_int_equal(r.dirty_sampled, 7 * MIB / WSS_PAGE_SIZE);
+	assert_int_equal(r.touched, 1 * MIB / WSS_PAGE_SIZE);
+
 	/* No data lost: the clone's writes are there, the rest reads as the
 	 * file, and the file never changed. */
 	for (uint64_t p = 0; p < pages; p++) {
-		uint8_t want = p < 512 ? (uint8_t)(0x5a ^ p)
-			       : p < 1536 ? (uint8_t)(0x77 ^ p) : (uint8_t)(0xa0 ^ p);
+		uint8_t want = p < 512			 ? (uint8_t)(0x5a ^ p)
+			       : p < 1536		 ? (uint8_t)(0x77 ^ p)
+			       : (p >= 2560 && p < 2816) ? (uint8_t)(0x33 ^ p)
+							 : (uint8_t)(0xa0 ^ p);
 		if (mem[p * WSS_PAGE_SIZE] != want)
 			fail_msg("page %llu holds %#x, expected %#x", (unsigned long long)p,
 				 mem[p * WSS_PAGE_SIZE], want);
