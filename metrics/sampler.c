@@ -213,11 +213,15 @@ static void wss_private_step(struct vm_metrics *m, bool due)
 
 	if (due && m->wss.armed) {
 		ret = dirty_log_take(vm, DIRTY_LOG_METRICS, m->written);
-		if (ret)
-			return wss_stop(m, "KVM_GET_DIRTY_LOG", ret);
+		if (ret) {
+			wss_stop(m, "KVM_GET_DIRTY_LOG", ret);
+			return;
+		}
 		ret = wss_count(&m->wss, m->written, &r);
-		if (ret)
-			return wss_stop(m, "pagemap", ret);
+		if (ret) {
+			wss_stop(m, "pagemap", ret);
+			return;
+		}
 		m->wss_last = r;
 		m->wss_have = true;
 	}
@@ -226,8 +230,10 @@ static void wss_private_step(struct vm_metrics *m, bool due)
 	/* Classify the samples first, with the guest running: parked, only
 	 * the file-backed ones are looked at again and zapped. */
 	ret = wss_arm_prepare(&m->wss);
-	if (ret)
-		return wss_stop(m, "pagemap", ret);
+	if (ret) {
+		wss_stop(m, "pagemap", ret);
+		return;
+	}
 	uint64_t t0 = mono_ns();
 	if (!atomic_load(&vm->pause_requested)) {
 		if (vm_pause(vm, WSS_PAUSE_TIMEOUT_MS)) {
