@@ -135,7 +135,7 @@ static int elf_load_segment(int fd, uint64_t file_size, const Elf64_Phdr *ph,
 		snprintf(err, errlen, "ELF segment %u: read failed: %s", idx, strerror(-ret));
 		return ret;
 	}
-	memset(dst + ph->p_filesz, 0, ph->p_memsz - ph->p_filesz);
+	guest_mem_zero(dst + ph->p_filesz, ph->p_memsz - ph->p_filesz);
 	return 0;
 }
 

@@ -159,3 +159,19 @@ int guest_mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_
 	memcpy(dst, src, len);
 	return 0;
 }
+
+void guest_mem_zero(void *hva, uint64_t len)
+{
+	const uintptr_t page = 4096;
+	uintptr_t start = (uintptr_t)hva, end = start + len;
+	uintptr_t first = (start + page - 1) & ~(page - 1), last = end & ~(page - 1);
+
+	if (len == 0)
+		return;
+	if (first >= last || madvise((void *)first, last - first, MADV_REMOVE)) {
+		memset(hva, 0, len);
+		return;
+	}
+	memset(hva, 0, first - start);
+	memset((void *)last, 0, end - last);
+}

@@ -282,6 +282,52 @@ static void test_write_read_above_hole(void **state)
 	assert_int_equal(guest_mem_read(&f->mem, 3 * GIB - 4, &back, sizeof(back)), -EFAULT);
 }
 
+
+/* guest_mem_zero on real guest RAM (the memfd): an unaligned range reads
+ * zero afterwards and its neighbours keep their bytes; whole pages inside
+ * it are given back (not faulted in); on a private buffer, where pages
+ * cannot be punched, it zeroes by memset. */
+static void test_zero_range(void **state)
+{
+	(void)state;
+	struct guest_mem mem;
+	const uint64_t base = 0x200000, len = 5 * 4096 + 300;
+
+	assert_int_equal(guest_mem_init(&mem, 4 * MIB), 0);
+	uint8_t *p = guest_mem_gpa_to_hva(&mem, base - 4096, len + 2 * 4096);
+	assert_non_null(p);
+	memset(p, 0xab, len + 2 * 4096);
+	uint8_t *z = p + 4096 - 100; /* starts 100 bytes before a page boundary */
+	guest_mem_zero(z, len);
+	for (uint64_t i = 0; i < len; i++)
+		if (z[i])
+			fail_msg("byte %llu of the range is %#x", (unsigned long long)i, z[i]);
+	for (uint8_t *q = p; q < z; q++)
+		assert_int_equal(*q, 0xab);
+	for (uint8_t *q = z + len; q < p + len + 2 * 4096; q++)
+		assert_int_equal(*q, 0xab);
+	/* A range never written: its whole pages stay unallocated. */
+	uint8_t *fresh = guest_mem_gpa_to_hva(&mem, 0x300000, 64 * 4096);
+	unsigned char vec[64];
+	guest_mem_zero(fresh, 64 * 4096);
+	assert_int_equal(mincore(fresh, 64 * 4096, vec), 0);
+	unsigned resident = 0;
+	for (int i = 0; i < 64; i++)
+		resident += vec[i] & 1;
+	assert_int_equal(resident, 0);
+	guest_mem_destroy(&mem);
+
+	uint8_t *buf = malloc(3 * 4096);
+	assert_non_null(buf);
+	memset(buf, 0xcd, 3 * 4096);
+	guest_mem_zero(buf + 10, 3 * 4096 - 20);
+	for (int i = 10; i < 3 * 4096 - 10; i++)
+		assert_int_equal(buf[i], 0);
+	assert_int_equal(buf[9], 0xcd);
+	assert_int_equal(buf[3 * 4096 - 10], 0xcd);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -299,6 +345,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_read_efault_leaves_memory_alone, setup_small,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_write_read_above_hole, setup_big, teardown),
+		cmocka_unit_test(test_zero_range),
 	};
 
 	return cmocka_run_group_tests_name("mem", tests, NULL, NULL);
