@@ -396,15 +396,47 @@ static void ready_conn_cb(struct ev_watch *w, uint32_t events)
 	inst_boot_ready(d, inst);
 }
 
-/* A cold boot's runtime said ready: snapshot it if it is the template,
- * then serve. */
+/* The template is snapshotted this long after its ready signal. The
+ * runtime prints its ready line before it calls port 53, and the call and
+ * its close are still going on then: paused at once, the guest was caught
+ * inside its vsock poll with those packets unread, and every clone resumed
+ * there, handled them and a new stream of the launcher's before the
+ * transport reset the restore queued, which then dropped that stream (70 %
+ * of clone starts paid a second handshake, ~5 ms). Settled, the guest is
+ * halted and a clone handles the reset first. */
+#define TEMPLATE_SETTLE_NS 50000000ull
+
+static void inst_serve_ready(struct fnd *d, struct instance *inst);
+
+static void template_settled_cb(struct ev_timer *t)
+{
+	struct instance *inst = t->opaque;
+	struct fnd *d = inst->fn->d;
+
+	inst->timer.cb = inst_timer_cb; /* the idle TTL from now on */
+	if (inst->state != INST_BOOTING)
+		return;
+	template_snapshot(d, inst);
+	inst_serve_ready(d, inst);
+}
+
+/* A cold boot's runtime said ready: snapshot it if it is the template
+ * (once it settled), then serve. */
 static void inst_boot_ready(struct fnd *d, struct instance *inst)
 {
 	ready_close(d, inst);
 	ev_timer_cancel(d->loop, &inst->timer);
+	if (inst->is_template) {
+		inst->timer.cb = template_settled_cb;
+		ev_timer_arm(d->loop, &inst->timer, TEMPLATE_SETTLE_NS);
+		return;
+	}
 	inst->timer.cb = inst_timer_cb; /* the idle TTL from now on */
-	if (inst->is_template)
-		template_snapshot(d, inst);
+	inst_serve_ready(d, inst);
+}
+
+static void inst_serve_ready(struct fnd *d, struct instance *inst)
+{
 	inst_event(d, inst, IEV_READY);
 	/* Invocations that waited for this boot go now. */
 	for (struct invocation *inv = inst->invs, *next; inv; inv = next) {
