@@ -364,6 +364,11 @@ int seccomp_compile_table(enum seccomp_thread kind, enum seccomp_mode mode,
 
 	if (!ctx)
 		return -EINVAL;
+	/* A binary tree of syscall numbers instead of a list: loading a
+	 * filter makes the kernel run it for every syscall number (the
+	 * seccomp action cache), so its cost grows with the path length, not
+	 * just the size: measured here 125-300 us per thread as a list. */
+	ret = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
 	for (size_t i = 0; i < d->nr_rules && !ret; i++) {
 		const struct seccomp_rule *r = &d->rules[i];
 
