@@ -720,7 +720,9 @@ int main(int argc, char **argv)
 		 image);
 	if (old_boot) {
 		fprintf(o, "%s", old_boot);
-		fprintf(o, "(Carried over from the last full run: this one was `--rate-only`.)\n\n");
+		if (!strstr(old_boot, "(Carried over"))
+			fprintf(o, "(Carried over from the last full run: this one was "
+				   "`--rate-only`.)\n\n");
 	} else if (!rate_only) {
 	fprintf(o, "## Cold boot to the runtime's ready line (serial), same image\n\n");
 	fprintf(o, "| monitor | runs | min ms | p50 ms | p99 ms |\n|---|---|---|---|---|\n");
