@@ -396,26 +396,59 @@ static void ready_conn_cb(struct ev_watch *w, uint32_t events)
 	inst_boot_ready(d, inst);
 }
 
-/* The template is snapshotted this long after its ready signal. The
- * runtime prints its ready line before it calls port 53, and the call and
- * its close are still going on then: paused at once, the guest was caught
- * inside its vsock poll with those packets unread, and every clone resumed
- * there, handled them and a new stream of the launcher's before the
- * transport reset the restore queued, which then dropped that stream (70 %
- * of clone starts paid a second handshake, ~5 ms). Settled, the guest is
- * halted and a clone handles the reset first. */
-#define TEMPLATE_SETTLE_NS 50000000ull
+/* The template is snapshotted once its guest is idle, not at its ready
+ * signal. The runtime prints its ready line before it calls port 53, and
+ * the call and its close are still going on then: paused at once, the
+ * guest was caught inside its vsock poll with those packets unread, and
+ * every clone resumed there, handled them and a new stream of the
+ * launcher's before the transport reset the restore queued, which then
+ * dropped that stream (14 of 20 clone starts paid a second handshake).
+ * Idle: its vCPU thread ran less than 100 us in each of 3 looks 5 ms
+ * apart (it halts when it has nothing to do), at least 20 ms after the
+ * signal; at most 500 ms, then it is snapshotted anyway. */
+#define SETTLE_LOOK_NS 5000000ull
+#define SETTLE_MIN_NS 20000000ull
+#define SETTLE_MAX_NS 500000000ull
+#define SETTLE_QUIET_RUN_NS 100000ull
+#define SETTLE_QUIET_LOOKS 3
 
 static void inst_serve_ready(struct fnd *d, struct instance *inst);
 
-static void template_settled_cb(struct ev_timer *t)
+/* Whether the template's vCPUs ran (almost) nothing since the last look. */
+static bool template_quiet(struct instance *inst)
+{
+	struct demand_counters cur[CPUD_MAX_VCPUS];
+	uint64_t run = 0;
+
+	if (!inst->cpu.nr_tids && cpu_demand_find_vcpus(&inst->cpu, inst->pid))
+		return false;
+	if (cpu_demand_read(&inst->cpu, inst->pid, cur))
+		return false;
+	for (unsigned i = 0; i < inst->cpu.nr_tids; i++)
+		run += cur[i].run_ns;
+	bool quiet = inst->settle_run_ns && run - inst->settle_run_ns < SETTLE_QUIET_RUN_NS;
+	inst->settle_run_ns = run;
+	return quiet;
+}
+
+static void template_settle_cb(struct ev_timer *t)
 {
 	struct instance *inst = t->opaque;
 	struct fnd *d = inst->fn->d;
+	uint64_t waited = ev_now_ns() - inst->ready_signal_ns;
 
-	inst->timer.cb = inst_timer_cb; /* the idle TTL from now on */
 	if (inst->state != INST_BOOTING)
 		return;
+	inst->settle_quiet = template_quiet(inst) ? inst->settle_quiet + 1 : 0;
+	if ((waited < SETTLE_MIN_NS || inst->settle_quiet < SETTLE_QUIET_LOOKS) &&
+	    waited < SETTLE_MAX_NS) {
+		ev_timer_arm(d->loop, t, SETTLE_LOOK_NS);
+		return;
+	}
+	log_debug("instance %s: template idle %llu us after its ready signal%s", inst->name,
+		  (unsigned long long)(waited / 1000),
+		  inst->settle_quiet < SETTLE_QUIET_LOOKS ? " (not quiet: snapshotted anyway)" : "");
+	inst->timer.cb = inst_timer_cb; /* the idle TTL from now on */
 	template_snapshot(d, inst);
 	inst_serve_ready(d, inst);
 }
@@ -427,8 +460,9 @@ static void inst_boot_ready(struct fnd *d, struct instance *inst)
 	ready_close(d, inst);
 	ev_timer_cancel(d->loop, &inst->timer);
 	if (inst->is_template) {
-		inst->timer.cb = template_settled_cb;
-		ev_timer_arm(d->loop, &inst->timer, TEMPLATE_SETTLE_NS);
+		inst->ready_signal_ns = ev_now_ns();
+		inst->timer.cb = template_settle_cb;
+		ev_timer_arm(d->loop, &inst->timer, SETTLE_LOOK_NS);
 		return;
 	}
 	inst->timer.cb = inst_timer_cb; /* the idle TTL from now on */

@@ -79,6 +79,7 @@ struct function {
 	unsigned nr_queued;
 
 	uint64_t starts[START_NR], start_failures, invocations, errors, rejected;
+	uint64_t stream_retries;        /* clones that dropped their first stream */
 	double cpu_demand;              /* summed over its sampled instances, CPUs */
 	unsigned cpu_primed;            /* instances with a demand figure */
 	uint64_t by_status[8];          /* runtime status of completed invocations */
@@ -109,6 +110,9 @@ struct instance {
 	struct invocation *invs;        /* in flight on it */
 	bool failed_start;
 	bool spawning;                  /* asked the spawner; no pid yet */
+	uint64_t ready_signal_ns;       /* template: when its runtime said ready */
+	uint64_t settle_run_ns;         /* template: its vCPU's run time at the last look */
+	unsigned settle_quiet;          /* template: looks in a row that found it halted */
 	bool spawn_failed;              /* its monitor never ran (exec failed) */
 	uint64_t exec_ns;               /* the spawner (or vfork) saw the exec */
 	struct cpu_demand cpu;          /* sampled while ready (fnd.c) */

@@ -278,6 +278,7 @@ void inv_io(struct ev_watch *w, uint32_t events)
 			if (inv->first_on_clone && inv->rd.st == FNR_HEADER && inv->rd.hdr_len == 0 &&
 			    inv->reset_retries < 3) {
 				inv->reset_retries++;
+				inv->fn->stream_retries++;
 				inv_close_sock(inv);
 				/* The runtime is up and listening again: the shortest
 				 * pause, not the backoff the socket's wait grew. */

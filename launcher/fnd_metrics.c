@@ -116,6 +116,12 @@ char *fnd_metrics_text(struct fnd *d, size_t *len)
 			mprintf(&b, "mote_fn_starts_total{function=\"%s\",kind=\"%s\"} %llu\n",
 				fn->spec.name, start_kind_name((enum start_kind)k),
 				(unsigned long long)fn->starts[k]);
+	mprintf(&b, "# HELP mote_fn_stream_retries_total Clones whose first stream the guest "
+		    "dropped right after accepting it (answered on a second one).\n"
+		    "# TYPE mote_fn_stream_retries_total counter\n");
+	for (struct function *fn = d->fns; fn; fn = fn->next)
+		mprintf(&b, "mote_fn_stream_retries_total{function=\"%s\"} %llu\n", fn->spec.name,
+			(unsigned long long)fn->stream_retries);
 	mprintf(&b, "# TYPE mote_fn_start_failures_total counter\n");
 	for (struct function *fn = d->fns; fn; fn = fn->next)
 		mprintf(&b, "mote_fn_start_failures_total{function=\"%s\"} %llu\n", fn->spec.name,
