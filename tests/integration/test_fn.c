@@ -631,7 +631,7 @@ static struct fn_reply clone_call(struct fnvm *vm, const char *state, const char
 	*ready_again = poll(&q, 1, 100) == 1;
 	kill(p.pid, SIGTERM);
 	struct run_result rr = harness_proc_finish(&p, 20);
-	if (!strstr(rr.out, "mote-fn: streams reset")) {
+	if (!strstr(rr.out, "vsock: reset")) {
 		harness_dump(&rr);
 		fail_msg("the clone did not see the transport reset");
 	}
