@@ -47,20 +47,29 @@ SNAP_AT=20
 
 rm -f "$RAW"
 LOAD_START=$(cat /proc/loadavg)
+# snapshot_booted NAME MARKER MOTE_ARG...: boots mote with an API socket and
+# the given arguments (stdout/stderr in $WORK/NAME.out/.err), waits (up to
+# 60 s) for MARKER on the guest's console, pauses the VM, snapshots it to
+# $WORK/NAME.state and $WORK/NAME.mem and kills that monitor.
+snapshot_booted() {
+	local name=$1 marker=$2 sock=$WORK/api.sock pid
+	shift 2
+	rm -f "$sock"
+	"$MOTE" --api-sock "$sock" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+	pid=$!
+	for _ in $(seq 3000); do grep -q "$marker" "$WORK/$name.out" && break; sleep 0.02; done
+	curl -sf --unix-socket "$sock" -X PATCH http://localhost/vm -d '{"state":"Paused"}'
+	curl -sf --unix-socket "$sock" -X PUT http://localhost/snapshot/create \
+		-d "{\"snapshot_path\":\"$WORK/$name.state\",\"mem_file_path\":\"$WORK/$name.mem\"}"
+	kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+}
+
 # ---- mote: snapshot at step SNAP_AT, for every size ------------------------
 declare -A CREATE_US STATE_B MEM_B MEM_DISK
 for mib in $SIZES; do
-	sock=$WORK/api.sock
-	rm -f "$sock"
-	"$MOTE" --api-sock "$sock" --kernel "$ELF" --cmdline "$CMDLINE" --mem-mib "$mib" \
-		--boot-timer >"$WORK/boot-$mib.out" 2>"$WORK/boot-$mib.err" &
-	pid=$!
-	for _ in $(seq 600); do grep -q "snap: step $SNAP_AT " "$WORK/boot-$mib.out" && break; sleep 0.05; done
-	curl -sf --unix-socket "$sock" -X PATCH http://localhost/vm -d '{"state":"Paused"}'
-	curl -sf --unix-socket "$sock" -X PUT http://localhost/snapshot/create \
-		-d "{\"snapshot_path\":\"$WORK/$mib.state\",\"mem_file_path\":\"$WORK/$mib.mem\"}"
-	kill -9 "$pid"; wait "$pid" 2>/dev/null || true
-	CREATE_US[$mib]=$(sed -n 's/.*snapshot: full .* in \([0-9]*\) us$/\1/p' "$WORK/boot-$mib.err")
+	snapshot_booted "$mib" "snap: step $SNAP_AT " --kernel "$ELF" --cmdline "$CMDLINE" \
+		--mem-mib "$mib" --boot-timer
+	CREATE_US[$mib]=$(sed -n 's/.*snapshot: full .* in \([0-9]*\) us$/\1/p' "$WORK/$mib.err")
 	STATE_B[$mib]=$(stat -c %s "$WORK/$mib.state")
 	MEM_B[$mib]=$(stat -c %s "$WORK/$mib.mem")
 	MEM_DISK[$mib]=$(( $(stat -c %b "$WORK/$mib.mem") * $(stat -c %B "$WORK/$mib.mem") ))
@@ -152,17 +161,8 @@ done
 # "restored from", i.e. its vCPUs run). Then each clone's smaps_rollup:
 # private (clean+dirty), PSS, RSS.
 CLONE_MIB=$(echo "$SIZES" | awk '{print $1}')
-sock=$WORK/api.sock
-rm -f "$sock"
-"$MOTE" --api-sock "$sock" --kernel "$ELF" --mem-mib "$CLONE_MIB" \
-	--cmdline "test=snap-compute snapsteps=100000 snapticks=100 snapnodisk=1" \
-	>"$WORK/idle.out" 2>"$WORK/idle.err" &
-pid=$!
-for _ in $(seq 1200); do grep -q "snap: step 1 " "$WORK/idle.out" && break; sleep 0.05; done
-curl -sf --unix-socket "$sock" -X PATCH http://localhost/vm -d '{"state":"Paused"}'
-curl -sf --unix-socket "$sock" -X PUT http://localhost/snapshot/create \
-	-d "{\"snapshot_path\":\"$WORK/idle.state\",\"mem_file_path\":\"$WORK/idle.mem\"}"
-kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+snapshot_booted idle "snap: step 1 " --kernel "$ELF" --mem-mib "$CLONE_MIB" \
+	--cmdline "test=snap-compute snapsteps=100000 snapticks=100 snapnodisk=1"
 CLONE_ROWS=""
 med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 for round in $(seq "$CLONE_ROUNDS"); do
@@ -209,16 +209,7 @@ done
 # 100 Hz, which under emulation is real CPU per live clone) and once of a
 # guest halted for good (test=idle: no timer, no exits), which shows what
 # the monitors themselves cost as they accumulate.
-sock=$WORK/halt.sock
-rm -f "$sock"
-"$MOTE" --api-sock "$sock" --kernel "$ELF" --mem-mib "$CLONE_MIB" --cmdline test=idle \
-	>"$WORK/halt.out" 2>"$WORK/halt.err" &
-pid=$!
-for _ in $(seq 1200); do grep -q "guest: idle" "$WORK/halt.out" && break; sleep 0.05; done
-curl -sf --unix-socket "$sock" -X PATCH http://localhost/vm -d '{"state":"Paused"}'
-curl -sf --unix-socket "$sock" -X PUT http://localhost/snapshot/create \
-	-d "{\"snapshot_path\":\"$WORK/halt.state\",\"mem_file_path\":\"$WORK/halt.mem\"}"
-kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+snapshot_booted halt "guest: idle" --kernel "$ELF" --mem-mib "$CLONE_MIB" --cmdline test=idle
 RATE_ROWS=""
 rate_run() { # rate_run MODE GUEST SNAPSHOT P KEEP
 	local line
@@ -243,17 +234,8 @@ rate_run live "100 Hz tick" idle 16 1
 PF_RUNS=${PF_RUNS:-10}
 evict() { python3 -c 'import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$1"; }
-sock=$WORK/api.sock
-rm -f "$sock"
-"$MOTE" --api-sock "$sock" --kernel "$ELF" --mem-mib 128 \
-	--cmdline "test=snap-compute snapsteps=1 snapticks=100 snapnodisk=1 snaptouch=2048" \
-	>"$WORK/pf.out" 2>"$WORK/pf.err" &
-pid=$!
-for _ in $(seq 1200); do grep -q "snap: start" "$WORK/pf.out" && break; sleep 0.02; done
-curl -sf --unix-socket "$sock" -X PATCH http://localhost/vm -d '{"state":"Paused"}'
-curl -sf --unix-socket "$sock" -X PUT http://localhost/snapshot/create \
-	-d "{\"snapshot_path\":\"$WORK/pf.state\",\"mem_file_path\":\"$WORK/pf.mem\"}"
-kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+snapshot_booted pf "snap: start" --kernel "$ELF" --mem-mib 128 \
+	--cmdline "test=snap-compute snapsteps=1 snapticks=100 snapnodisk=1 snaptouch=2048"
 "$MOTE" --restore "$WORK/pf.state" --mem "$WORK/pf.mem" --resume --no-api \
 	--record-working-set "$WORK/pf.ws" >/dev/null 2>"$WORK/pf-rec.err" || true
 PF_PAGES=$(sed -n 's/.*working set of \([0-9]*\) pages.*/\1/p' "$WORK/pf-rec.err")
