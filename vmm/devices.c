@@ -31,7 +31,7 @@ static int vm_attach_virtio(struct vm *vm, struct virtio_device *dev, struct eve
 	unsigned i = vm->nr_virtio;
 	struct virtio_mmio_env env = {
 		.vm_fd = vm->vm_fd, .mem = &vm->mem, .mmio_bus = &vm->mmio, .loop = loop,
-		.ioapic = vm->cfg.irqchip == IRQCHIP_SPLIT ? &vm->ioapic : NULL,
+		.ioapic = vm_ioapic(vm),
 	};
 	ret = virtio_mmio_init(&vm->virtio[i], dev, &env,
 			       LAYOUT_VIRTIO_MMIO_BASE + (uint64_t)i * VIRTIO_MMIO_WINDOW,

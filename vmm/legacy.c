@@ -155,8 +155,7 @@ static int i8042_init(struct vm *vm)
 	struct i8042 *k = &vm->i8042;
 
 	k->control = I8042_CTR_POST_OK | I8042_CTR_KBD_INT;
-	return irq_line_init(&k->irq, vm->vm_fd,
-			     vm->cfg.irqchip == IRQCHIP_SPLIT ? &vm->ioapic : NULL, I8042_IRQ);
+	return irq_line_init(&k->irq, vm->vm_fd, vm_ioapic(vm), I8042_IRQ);
 }
 
 /* Port 0x61 between them is the PIT's speaker gate: KVM's with the in-kernel

@@ -218,7 +218,6 @@ static const struct seccomp_filter_def {
 static bool prepared;
 static enum seccomp_mode prepared_mode = SECCOMP_OFF;
 static struct sock_fprog progs[SECCOMP_NR_THREADS];
-static bool progs_owned; /* malloc'ed by seccomp_compile, not build-time */
 
 /* Defined by the generated file linked into mote; absent elsewhere. */
 extern const struct seccomp_precompiled mote_seccomp_precompiled __attribute__((weak));
@@ -469,11 +468,11 @@ int seccomp_prepare(enum seccomp_mode mode)
 		return 0;
 
 	for (unsigned k = 0; k < SECCOMP_NR_THREADS; k++) {
-		if (progs_owned)
+		/* Compiled here (malloc'ed) only without build-time ones. */
+		if (!seccomp_precompiled())
 			free(progs[k].filter);
 		progs[k] = (struct sock_fprog){ 0 };
 	}
-	progs_owned = false;
 	prepared = false;
 	prepared_mode = mode;
 	selftest_kind = -1;
@@ -501,7 +500,6 @@ int seccomp_prepare(enum seccomp_mode mode)
 		log_debug("seccomp: filters compiled at build time (libseccomp %s)",
 			  pre->libseccomp_version);
 	} else {
-		progs_owned = true;
 		for (unsigned k = 0; k < SECCOMP_NR_THREADS && !ret; k++)
 			ret = seccomp_compile_table(k, mode, &progs[k]);
 	}

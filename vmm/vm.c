@@ -222,8 +222,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		log_error("eventfd: %s", strerror(errno));
 		return MOTE_EXIT_INTERNAL;
 	}
-	ret = irq_line_init(&vm->serial_irq, vm->vm_fd,
-			    vm->cfg.irqchip == IRQCHIP_SPLIT ? &vm->ioapic : NULL, IRQ_COM1);
+	ret = irq_line_init(&vm->serial_irq, vm->vm_fd, vm_ioapic(vm), IRQ_COM1);
 	if (ret) {
 		log_error("COM1 interrupt line (GSI %d): %s", IRQ_COM1, strerror(-ret));
 		return MOTE_EXIT_KVM;
@@ -301,13 +300,14 @@ static void *vm_loader_main(void *arg)
 /* Reading the kernel and initrd into guest RAM (and KVM's CPUID table)
  * overlaps with KVM creating the VM, its memory slot and irqchip (on
  * another CPU): ~0.4 ms of the test guest's start-up, tens of ms for a
- * Linux vmlinux. Without a
- * thread (it could not start) vm_load_kernel loads them itself. */
+ * Linux vmlinux. Without a thread (it could not start) vm_create fetches
+ * the CPUID table and vm_load_kernel loads the images itself. A restore
+ * loads no kernel. */
 static void vm_start_loader(struct vm *vm)
 {
 	pthread_attr_t attr;
 
-	if (vm->cfg.from_snapshot || vm->cfg.mem_from_file || !vm->cfg.kernel_path)
+	if (vm->cfg.from_snapshot || !vm->cfg.kernel_path)
 		return;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);

@@ -195,6 +195,13 @@ int vm_send_ctrl_alt_del(struct vm *vm);
  * callable from any thread. */
 void vm_request_exit(struct vm *vm, int code, const char *why);
 
+/* mote's IOAPIC with the split irqchip, NULL with KVM's in-kernel one:
+ * what irq_line_init takes to pick a line's kind. */
+static inline struct ioapic *vm_ioapic(struct vm *vm)
+{
+	return vm->ioapic_ready ? &vm->ioapic : NULL;
+}
+
 /* vCPU internals (vcpu.c). */
 int vcpu_init(struct vm *vm, struct vcpu *vcpu, unsigned index);
 void *vcpu_thread_main(void *arg);
