@@ -4,6 +4,7 @@
 #define MOTE_VMM_VM_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -137,8 +138,9 @@ struct vm {
 	struct irq_line serial_irq; /* COM1's GSI */
 	struct ioapic ioapic;     /* split irqchip only */
 	bool ioapic_ready;
-	/* Loads kernel and initrd while KVM builds the VM (vm.c). */
-	pthread_t loader;
+	/* Loads kernel and initrd while KVM builds the VM (vm.c); a detached
+	 * thread that posts loader_done when it no longer touches the VM. */
+	sem_t loader_done;
 	bool loader_started;
 	int loader_ret;
 

@@ -2,12 +2,18 @@
  * before its first guest instruction, whatever it does in user space.
  * The parent stamps CLOCK_MONOTONIC, forks and execs this static binary
  * again as the child, which does only what KVM requires: open /dev/kvm,
- * KVM_CREATE_VM, one memory slot (an anonymous 2 MiB mapping), one vCPU
+ * KVM_CREATE_VM, one memory slot (an anonymous mapping of MIB MiB: the
+ * slot's cost grows with its size here, see below), one vCPU
  * with its kvm_run mapping and flat real-mode registers, then KVM_RUN on a
  * guest that is a single HLT. The child prints the time of each step since
  * the parent's stamp; the parent runs it N times and prints medians.
  *
- * usage: kvmfloor [N]          (built static by benches/boot/Makefile) */
+ * Registering the slot costs time in proportion to its size on this host
+ * (KVM allocates per-page reverse maps for its shadow paging up front):
+ * compare a monitor with the floor of the same guest memory size.
+ *
+ * usage: kvmfloor [N [MIB]]    (N runs, default 30; MIB default 2;
+ *                               built static by benches/boot/Makefile) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -36,7 +42,7 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int child(uint64_t t0)
+static int child(uint64_t t0, size_t mem_size)
 {
 	uint64_t t[STEPS];
 
@@ -49,7 +55,6 @@ static int child(uint64_t t0)
 		perror("kvmfloor: KVM_CREATE_VM");
 		return 1;
 	}
-	size_t mem_size = 2 << 20;
 	uint8_t *mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
 			    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	mem[0x1000] = 0xf4; /* hlt */
@@ -96,11 +101,18 @@ static int cmp_u64(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && strcmp(argv[1], "--child") == 0)
-		return child(strtoull(argv[2], NULL, 10));
+	if (argc == 4 && strcmp(argv[1], "--child") == 0)
+		return child(strtoull(argv[2], NULL, 10), (size_t)strtoull(argv[3], NULL, 10) << 20);
 	int n = argc > 1 ? atoi(argv[1]) : 30;
 	if (n <= 0)
 		n = 30;
+	int mib = argc > 2 ? atoi(argv[2]) : 2;
+	if (mib <= 0 || mib > 3072) {
+		fprintf(stderr, "kvmfloor: MIB must be 1..3072 (one slot below the MMIO hole)\n");
+		return 2;
+	}
+	char mib_arg[16];
+	snprintf(mib_arg, sizeof(mib_arg), "%d", mib);
 	uint64_t *v[STEPS];
 	for (int s = 0; s < STEPS; s++)
 		v[s] = calloc((size_t)n, sizeof(uint64_t));
@@ -115,7 +127,7 @@ int main(int argc, char **argv)
 		pid_t pid = fork();
 		if (pid == 0) {
 			dup2(p[1], 1);
-			execl("/proc/self/exe", argv[0], "--child", stamp, (char *)NULL);
+			execl("/proc/self/exe", argv[0], "--child", stamp, mib_arg, (char *)NULL);
 			_exit(127);
 		}
 		close(p[1]);
@@ -132,7 +144,7 @@ int main(int argc, char **argv)
 		for (int s = 0; s < STEPS; s++)
 			v[s][i] = strtoull(q, &q, 10);
 	}
-	printf("exec -> step, median of %d runs (ms):\n", n);
+	printf("exec -> step, median of %d runs, %d MiB of guest memory (ms):\n", n, mib);
 	for (int s = 0; s < STEPS; s++) {
 		qsort(v[s], (size_t)n, sizeof(uint64_t), cmp_u64);
 		printf("  %-26s %.3f\n", step_names[s], v[s][n / 2] / 1e6);
