@@ -3,7 +3,8 @@
  *   - one VM, 50 % duty cycle (wall-clock work), alone on a CPU: usage
  *     ~ demand ~ 50 % ~ the guest's own busy fraction (+-5 points);
  *   - four such VMs on one CPU: each uses ~25 % but demand stays ~50 %
- *     (+-20 points: see four_on_one_cpu_once);
+ *     and within +-10 points of the guests' true duty cycle over the same
+ *     window (see test_duty_four_on_one_cpu);
  *   - a guest touching exactly 32 MiB of 256 MiB: working set ~32 MiB;
  *   - GET /demand before boot is a 400; the metrics file gets a demand
  *     group from FlushMetrics and from the periodic flush.
@@ -154,85 +155,129 @@ static void test_duty_alone(void **state)
 	harness_free(&r);
 }
 
-/* One measurement of four 50 % duty-cycle VMs sharing one core. Returns
- * NULL when the figures are as expected, else what was wrong. */
-static const char *four_on_one_cpu_once(char *why, size_t whylen)
-{
-	struct vm v[4];
-	double usage[4], demand[4];
+/* The four VMs' demand window: 12 intervals of 250 ms (start_duty). */
+#define FOUR_WINDOW 12
+#define FOUR_SLEEP_NS 10e6
 
-	pin_to_one_cpu();
-	/* secs=10: the four are read from 4 s on, one after the other, each
-	 * answer from an API thread that shares the contended core; with 6 s a
-	 * slow answer once let the next VM finish and go before its turn. */
-	for (int i = 0; i < 4; i++)
-		start_duty(&v[i], i, "test=duty work_us=10000 sleep_us=10000 secs=10");
-	for (int i = 0; i < 4; i++)
-		assert_true(harness_proc_wait_for(&v[i].p, "duty: running", false, 10));
-	sleep(4);
-	for (int i = 0; i < 4; i++) {
+/* One VM's figures over one demand window, and the guest's cycles in it. */
+struct duty_window {
+	double samples0, halts0; /* at the tick the window starts from */
+	double usage, demand, ready, used_ns, intervals, halts;
+	bool done;
+};
+
+/* GET /demand until the answer's window starts exactly at the tick of a
+ * first answer (FOUR_WINDOW samples later): KVM's halt count at both
+ * ticks then gives the guest's cycles in the window (one hlt per sleep).
+ * A poll that comes a tick late starts over from its own answer. */
+static void read_windows(struct vm *v, struct duty_window *w, int n)
+{
+	int left = n;
+	double end = harness_now_ms() + 6e3;
+
+	for (int i = 0; i < n; i++) {
 		json_t *d = get_demand(v[i].sock);
-		usage[i] = jnum(d, "vm.window.usage");
-		demand[i] = jnum(d, "vm.window.demand");
-		printf("vm %d: usage %.3f demand %.3f ready %.3f\n", i, usage[i], demand[i],
-		       jnum(d, "vm.window.ready"));
+		w[i].samples0 = jnum(d, "samples");
+		w[i].halts0 = jnum(d, "vcpus.0.kvm.halt_exits");
+		w[i].done = false;
 		json_decref(d);
 	}
+	while (left) {
+		if (harness_now_ms() > end)
+			fail_msg("no demand window was read %d samples after the first look",
+				 FOUR_WINDOW);
+		usleep(40 * 1000);
+		for (int i = 0; i < n; i++) {
+			if (w[i].done)
+				continue;
+			json_t *d = get_demand(v[i].sock);
+			double s = jnum(d, "samples"), h = jnum(d, "vcpus.0.kvm.halt_exits");
+			if (s == w[i].samples0 + FOUR_WINDOW) {
+				w[i].usage = jnum(d, "vm.window.usage");
+				w[i].demand = jnum(d, "vm.window.demand");
+				w[i].ready = jnum(d, "vm.window.ready");
+				w[i].used_ns = jnum(d, "vcpus.0.window.used_ns");
+				w[i].intervals = jnum(d, "vcpus.0.window.intervals");
+				w[i].halts = h - w[i].halts0;
+				w[i].done = true;
+				left--;
+			} else if (s > w[i].samples0 + FOUR_WINDOW) {
+				w[i].samples0 = s;
+				w[i].halts0 = h;
+			}
+			json_decref(d);
+		}
+	}
+}
+
+/* Four 50 % duty-cycle VMs sharing one core. The guests' work is
+ * cputime=1: 10 ms of their own running time per cycle. A fixed loop
+ * count (the calibrated form) is not a fixed duty cycle here: this host
+ * (a VM itself) runs the loop at ~0.55 or ~1.18 iterations per TSC tick
+ * in phases of 0.1 s to seconds, so a count calibrated at boot in a fast
+ * phase took ~21.5 ms of CPU per cycle in a slow one, a true duty cycle of
+ * 21.5 / 31.5 = 0.68: the estimator's 0.61-0.69 was right (checked with
+ * sched_switch/sched_wakeup traces: one wake-up per sleep, each sleep
+ * 10.0 ms). The guest's true duty cycle over the same window is measured
+ * too, as the reference: the vCPU's CPU time per cycle (schedstat Used
+ * over KVM's halt count) against its 10 ms sleep. */
+static void test_duty_four_on_one_cpu(void **state)
+{
+	struct vm v[4];
+	struct duty_window w[4];
+	double total = 0;
+
+	(void)state;
+	pin_to_one_cpu();
+	for (int i = 0; i < 4; i++)
+		start_duty(&v[i], i, "test=duty work_us=10000 sleep_us=10000 cputime=1 secs=10");
+	/* The VMs keep the one core; this process's polls run elsewhere. */
+	unpin();
+	for (int i = 0; i < 4; i++)
+		assert_true(harness_proc_wait_for(&v[i].p, "duty: running", false, 10));
+	sleep(2);
+	read_windows(v, w, 4);
 	for (int i = 0; i < 4; i++) {
 		struct run_result r = harness_proc_finish(&v[i].p, 15);
+		const char *done = strstr(r.out, "duty: done");
+		printf("vm %d: %.*s\n", i, done ? (int)strcspn(done, "\n") : 4, done ? done : "none");
 		assert_exit_status(&r, 0);
 		harness_free(&r);
 	}
-	unpin();
+	for (int i = 0; i < 4; i++)
+		total += w[i].usage;
+	printf("four on one core: total usage %.3f\n", total);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal((int)w[i].intervals, FOUR_WINDOW);
+		assert_true(w[i].halts > 0);
+		double cpu_per_cycle = w[i].used_ns / w[i].halts;
+		double truth = cpu_per_cycle / (cpu_per_cycle + FOUR_SLEEP_NS);
+		printf("vm %d: usage %.3f demand %.3f ready %.3f; %.0f cycles, %.2f ms CPU each: true "
+		       "duty cycle %.3f\n", i, w[i].usage, w[i].demand, w[i].ready, w[i].halts,
+		       cpu_per_cycle / 1e6, truth);
+		/* The estimator against what the guest needed over the same
+		 * window, and against the 50 % the guest is built for. */
+		if (fabs(w[i].demand - truth) > 0.10)
+			fail_msg("vm %d: demand %.3f, the guest's true duty cycle %.3f +- 0.10", i,
+				 w[i].demand, truth);
+		if (fabs(w[i].demand - 0.5) > 0.10)
+			fail_msg("vm %d: demand %.3f, expected 0.50 +- 0.10", i, w[i].demand);
+	}
 	/* The four share one core fairly, each using about a quarter of what
 	 * they got together (a quarter of the core when nothing else runs
 	 * there), while each still needs half a CPU. */
-	double total = usage[0] + usage[1] + usage[2] + usage[3];
-	printf("four on one core: total usage %.3f\n", total);
 	if (total > 1.05)
-		return snprintf(why, whylen, "total usage %.3f > 1.05 on one core", total), why;
-	/* The issue asks +-0.10 here. On this nested host the four read
-	 * 0.61-0.69 together now and then (in about one measurement in three
-	 * this session, with either irqchip, with or without the working-set
-	 * sampler): their usage stays a fair quarter while Ready grows and
-	 * Wait shrinks, i.e. the halted vCPUs are made runnable during their
-	 * sleep, which the estimator rightly counts as demand. Until that
-	 * host behaviour is understood the bound is +-0.20 (still well above
-	 * usage, checked below); test_duty_alone keeps the estimator to
-	 * +-0.05. */
-	double tol = total > 0.9 ? 0.20 : 0.25;
+		fail_msg("total usage %.3f > 1.05 on one core", total);
 	for (int i = 0; i < 4; i++) {
-		if (fabs(demand[i] - 0.5) > tol)
-			return snprintf(why, whylen, "vm %d: demand %.3f, expected 0.50 +- %.2f", i,
-					demand[i], tol), why;
-		if (fabs(usage[i] - total / 4) > 0.05)
-			return snprintf(why, whylen, "vm %d: usage %.3f, expected a fair quarter of %.3f",
-					i, usage[i], total), why;
-		if (total > 0.9 && fabs(usage[i] - 0.25) > 0.10)
-			return snprintf(why, whylen, "vm %d: usage %.3f, expected 0.25 +- 0.10", i,
-					usage[i]), why;
-		if (!(demand[i] > 1.5 * usage[i]))
-			return snprintf(why, whylen, "vm %d: demand %.3f not above 1.5 x usage %.3f", i,
-					demand[i], usage[i]), why;
+		if (fabs(w[i].usage - total / 4) > 0.05)
+			fail_msg("vm %d: usage %.3f, expected a fair quarter of %.3f", i, w[i].usage,
+				 total);
+		if (total > 0.9 && fabs(w[i].usage - 0.25) > 0.10)
+			fail_msg("vm %d: usage %.3f, expected 0.25 +- 0.10", i, w[i].usage);
+		if (!(w[i].demand > 1.5 * w[i].usage))
+			fail_msg("vm %d: demand %.3f not above 1.5 x usage %.3f", i, w[i].demand,
+				 w[i].usage);
 	}
-	return NULL;
-}
-
-static void test_duty_four_on_one_cpu(void **state)
-{
-	char why[160];
-	const char *err;
-
-	(void)state;
-	/* Up to three measurements (see the bound above): the host's bad
-	 * phases come and go; a wrong estimator fails all three. */
-	err = four_on_one_cpu_once(why, sizeof(why));
-	for (int attempt = 2; err && attempt <= 3; attempt++) {
-		printf("measurement %d off (%s); measuring again\n", attempt - 1, err);
-		err = four_on_one_cpu_once(why, sizeof(why));
-	}
-	if (err)
-		fail_msg("%s", err);
 }
 
 static void test_working_set_32_of_256(void **state)
