@@ -339,7 +339,10 @@ int vm_metrics_create(struct vm_metrics **out, struct vm *vm, struct event_loop 
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu_metrics *vm_ = &m->vcpu[i];
 		demand_vcpu_init(&vm_->est, m->cfg.window, m->cfg.alpha);
-		vm_->stats_fd = ioctl(vm->vcpus[i].fd, KVM_GET_STATS_FD, 0);
+		/* Taken when the vCPU was made (vcpu_init): asking now, with
+		 * the vCPU running, would wait for it to leave hlt. */
+		vm_->stats_fd = vm->vcpus[i].stats_fd;
+		vm->vcpus[i].stats_fd = -1;
 		if (vm_->stats_fd < 0)
 			continue;
 		if (!m->have_layout) {

@@ -566,6 +566,8 @@ void vm_destroy(struct vm *vm)
 			munmap(vm->vcpus[i].run, (size_t)vm->vcpu_mmap_size);
 		if (vm->vcpus[i].fd >= 0)
 			close(vm->vcpus[i].fd);
+		if (vm->vcpus[i].stats_fd >= 0)
+			close(vm->vcpus[i].stats_fd);
 	}
 	free(vm->cpuid);
 	guest_mem_destroy(&vm->mem);

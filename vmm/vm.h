@@ -95,6 +95,12 @@ struct vcpu {
 	/* /proc/thread-self/schedstat, opened by the vCPU thread before its
 	 * seccomp filter; -1 until then. The demand metrics read it. */
 	_Atomic int schedstat_fd;
+	/* KVM_GET_STATS_FD, taken at creation (-1 if unavailable): a vCPU
+	 * ioctl waits for KVM_RUN to return, so once the vCPU runs the VMM
+	 * thread could block on it for as long as the guest sits in hlt
+	 * (an idle function clone: until its next interrupt, which that
+	 * very thread would send). The demand metrics take it over. */
+	int stats_fd;
 };
 
 #define I8042_BUF_SIZE 16
