@@ -108,14 +108,21 @@ struct vs {
 	uint32_t buf_alloc;
 	uint32_t buf_len[RXQ_MAX];        /* payload length of a held RX buffer */
 	struct vsock_hdr *ctrl;           /* CTRL_SLOTS headers */
-	uint8_t ctrl_busy[CTRL_SLOTS];
-	uint32_t nr_ctrl_busy;
+	uint8_t ctrl_free[CTRL_SLOTS];    /* free control slots, a stack */
+	uint32_t nr_ctrl_free;
 	uint8_t tx_owner[TXQ_SIZE];
 	uint16_t tx_ref[TXQ_SIZE];        /* RX buffer or ctrl slot */
 	uint16_t tx_free[TXQ_SIZE];
 	uint32_t nr_tx_free;
 	uint32_t ev_buf[EVQ_SIZE];
 	struct conn conns[MAX_CONNS];
+	/* Guest CPL0 code is emulated here (each instruction ~1-3 us), so
+	 * no per-packet scan of the whole table: only slots below conn_hi
+	 * are ever used, and the last stream found is tried first. */
+	uint32_t conn_hi;
+	struct conn *conn_last;
+	uint32_t echo_inflight;           /* TXO_ECHO packets not yet used */
+	int tx_wanted;                    /* vsock_want_tx_done(), or draining */
 	const struct vsock_app *app;      /* app mode */
 	uint32_t app_next_port;
 	uint32_t data_inflight;           /* TXO_DATA packets not yet used */
@@ -167,13 +174,11 @@ static void vq_add(unsigned idx, uint16_t head)
 	vq->avail_shadow++;
 }
 
-static void vq_kick(unsigned idx)
+static void vq_kick_new(unsigned idx)
 {
 	struct virtq *vq = &vs.q[idx];
 	uint16_t old = vq->avail_kicked;
 
-	if (old == vq->avail_shadow)
-		return;
 	cpu_barrier();
 	vq->avail->idx = vq->avail_shadow;
 	vq->avail_kicked = vq->avail_shadow;
@@ -184,6 +189,13 @@ static void vq_kick(unsigned idx)
 				   (uint16_t)(vq->avail_kicked - old)
 			 : !(vq->used->flags & VIRTQ_USED_F_NO_NOTIFY))
 		virtio_write32(vs.d, VIRTIO_MMIO_QUEUE_NOTIFY, idx);
+}
+
+/* Inline: most polls add nothing to most queues. */
+static inline void vq_kick(unsigned idx)
+{
+	if (vs.q[idx].avail_kicked != vs.q[idx].avail_shadow)
+		vq_kick_new(idx);
 }
 
 static int vq_get(unsigned idx, uint32_t *id, uint32_t *len)
@@ -209,15 +221,29 @@ static int vq_pending(void)
 	return 0;
 }
 
+/* Whether anything waits for a TX completion: the echo for its RX
+ * buffers, the client for its pattern, an app that said so
+ * (vsock_want_tx_done), a drain, or slots and descriptors running low.
+ * Otherwise used TX entries are reaped at the next poll, with no
+ * interrupt (each one costs ~100 emulated instructions and exits here). */
+static int tx_waited_on(void)
+{
+	return vs.echo_inflight || (vs.data_inflight && !vs.app) || vs.tx_wanted ||
+	       vs.nr_ctrl_free < CTRL_SLOTS / 2 || vs.nr_tx_free < TXQ_SIZE / 2;
+}
+
 /* Sleeps until a queue has a used entry (or the ~10 ms timer fires). */
 /* EVENT_IDX: while busy the device need not interrupt; before sleeping
  * (or running something long), ask for an interrupt at the very next
- * used entry. */
+ * used entry of RX and events, and of TX only if something waits for it
+ * (used_event one behind what was used: the device, which never holds
+ * more than the ring's 256 entries, does not pass it again). */
 static void vs_arm_notify(void)
 {
 	if (vs.event_idx) {
-		for (unsigned i = 0; i < NR_VQ; i++)
-			*vs.q[i].used_event = vs.q[i].used_last;
+		*vs.q[VQ_RX].used_event = vs.q[VQ_RX].used_last;
+		*vs.q[VQ_EV].used_event = vs.q[VQ_EV].used_last;
+		*vs.q[VQ_TX].used_event = (uint16_t)(vs.q[VQ_TX].used_last - !tx_waited_on());
 		cpu_mfence();
 	}
 }
@@ -258,6 +284,17 @@ static void tx_put(uint16_t desc)
 	vs.tx_free[vs.nr_tx_free++] = desc;
 }
 
+/* Control header slots: callers check nr_ctrl_free first. */
+static int ctrl_alloc(void)
+{
+	return vs.ctrl_free[--vs.nr_ctrl_free];
+}
+
+static void ctrl_put(uint16_t slot)
+{
+	vs.ctrl_free[vs.nr_ctrl_free++] = (uint8_t)slot;
+}
+
 /* ---- packets ------------------------------------------------------------------- */
 
 static void hdr_fill(struct vsock_hdr *h, struct conn *c, uint16_t op, uint32_t len)
@@ -279,25 +316,23 @@ static void hdr_fill(struct vsock_hdr *h, struct conn *c, uint16_t op, uint32_t 
 static int send_ctrl_ports(uint32_t src_port, uint32_t dst_port, uint16_t op, uint32_t flags,
 			   struct conn *c)
 {
-	int slot = -1, desc;
+	int slot, desc;
 
-	for (int i = 0; i < CTRL_SLOTS; i++)
-		if (!vs.ctrl_busy[i]) {
-			slot = i;
-			break;
-		}
-	desc = slot < 0 ? -1 : tx_alloc();
+	desc = vs.nr_ctrl_free ? tx_alloc() : -1;
 	if (desc < 0) {
 		serial_printf("vsock: no room for a control packet (op %u)\n", op);
 		return -ENOMEM;
 	}
+	slot = ctrl_alloc();
 	struct vsock_hdr *h = &vs.ctrl[slot];
-	struct conn tmp = { .local_port = src_port, .peer_port = dst_port,
-			    .buf_alloc = vs.buf_alloc };
-	hdr_fill(h, c ? c : &tmp, op, 0);
+	if (c) {
+		hdr_fill(h, c, op, 0);
+	} else {
+		struct conn tmp = { .local_port = src_port, .peer_port = dst_port,
+				    .buf_alloc = vs.buf_alloc };
+		hdr_fill(h, &tmp, op, 0);
+	}
 	h->flags = flags;
-	vs.ctrl_busy[slot] = 1;
-	vs.nr_ctrl_busy++;
 	vs.tx_owner[desc] = TXO_CTRL;
 	vs.tx_ref[desc] = (uint16_t)slot;
 	volatile struct virtq_desc *dsc = &vs.q[VQ_TX].desc[desc];
@@ -316,28 +351,44 @@ static int send_ctrl(struct conn *c, uint16_t op, uint32_t flags)
 
 static struct conn *conn_find(uint32_t local, uint32_t peer)
 {
-	for (int i = 0; i < MAX_CONNS; i++) {
-		struct conn *c = &vs.conns[i];
+	struct conn *c = vs.conn_last;
+
+	if (c && c->used && c->local_port == local && c->peer_port == peer)
+		return c;
+	for (uint32_t i = 0; i < vs.conn_hi; i++) {
+		c = &vs.conns[i];
 		if (c->used && c->local_port == local && c->peer_port == peer)
-			return c;
+			return vs.conn_last = c;
 	}
 	return NULL;
 }
 
 static struct conn *conn_new(uint32_t local, uint32_t peer)
 {
-	for (int i = 0; i < MAX_CONNS; i++) {
-		struct conn *c = &vs.conns[i];
-		if (!c->used) {
-			memset(c, 0, sizeof(*c));
-			c->used = 1;
-			c->local_port = local;
-			c->peer_port = peer;
-			c->buf_alloc = vs.buf_alloc;
-			return c;
-		}
-	}
-	return NULL;
+	uint32_t i = 0;
+
+	while (i < vs.conn_hi && vs.conns[i].used)
+		i++;
+	if (i == MAX_CONNS)
+		return NULL;
+	if (i == vs.conn_hi)
+		vs.conn_hi++;
+	struct conn *c = &vs.conns[i];
+	/* Up to pend[]: the queue of held buffers needs no clearing. */
+	memset(c, 0, __builtin_offsetof(struct conn, pend));
+	c->pend_head = c->pend_len = 0;
+	c->used = 1;
+	c->local_port = local;
+	c->peer_port = peer;
+	c->buf_alloc = vs.buf_alloc;
+	return vs.conn_last = c;
+}
+
+static void conn_free(struct conn *c)
+{
+	c->used = 0;
+	while (vs.conn_hi && !vs.conns[vs.conn_hi - 1].used)
+		vs.conn_hi--;
 }
 
 static uint32_t conn_credit(const struct conn *c)
@@ -356,7 +407,7 @@ static void conn_drop(struct conn *c)
 		c->pend_head = (c->pend_head + 1) % RXQ_MAX;
 		c->pend_len--;
 	}
-	c->used = 0;
+	conn_free(c);
 	vs.closed++;
 }
 
@@ -383,6 +434,7 @@ static void conn_flush(struct conn *c)
 		hdr_fill((struct vsock_hdr *)rx_buf(b), c, OP_RW, n);
 		vs.tx_owner[desc] = TXO_ECHO;
 		vs.tx_ref[desc] = b;
+		vs.echo_inflight++;
 		volatile struct virtq_desc *dsc = &vs.q[VQ_TX].desc[desc];
 		dsc->addr = (uint64_t)(uintptr_t)rx_buf(b);
 		dsc->len = HDR_SIZE + n;
@@ -437,7 +489,7 @@ static void handle_rx(uint16_t b, uint32_t len)
 			c->peer_buf_alloc = h->buf_alloc;
 			c->peer_fwd_cnt = h->fwd_cnt;
 			if (vs.app && !vs.app->accept((struct vsock_conn *)c)) {
-				c->used = 0;
+				conn_free(c);
 				send_ctrl_ports(h->dst_port, h->src_port, OP_RST, 0, NULL);
 				rx_post(b);
 				return;
@@ -519,14 +571,13 @@ static void handle_tx_done(uint32_t id)
 	switch (vs.tx_owner[id]) {
 	case TXO_ECHO:
 		rx_post(vs.tx_ref[id]);
+		vs.echo_inflight--;
 		break;
 	case TXO_CTRL:
-		vs.ctrl_busy[vs.tx_ref[id]] = 0;
-		vs.nr_ctrl_busy--;
+		ctrl_put(vs.tx_ref[id]);
 		break;
 	case TXO_DATA:
-		vs.ctrl_busy[vs.tx_ref[id]] = 0;
-		vs.nr_ctrl_busy--;
+		ctrl_put(vs.tx_ref[id]);
 		vs.data_inflight--;
 		tx_put(vs.q[VQ_TX].desc[id].next); /* the pattern descriptor */
 		break;
@@ -543,7 +594,7 @@ static void handle_event(uint32_t id)
 	if (vs.ev_buf[id] == 0) {
 		/* TRANSPORT_RESET: every stream is gone (5.10.6.6). */
 		vs.resets++;
-		for (int i = 0; i < MAX_CONNS; i++)
+		for (uint32_t i = vs.conn_hi; i--;)
 			if (vs.conns[i].used)
 				conn_drop(&vs.conns[i]);
 		/* Short: on restore every byte is a port write that exits to
@@ -576,7 +627,7 @@ static int vs_poll(void)
 		handle_event(id);
 		moved = 1;
 	}
-	while (vs.nr_tx_free >= TX_RESERVE && vs.nr_ctrl_busy + TX_RESERVE <= CTRL_SLOTS &&
+	while (vs.nr_tx_free >= TX_RESERVE && vs.nr_ctrl_free >= TX_RESERVE &&
 	       vq_get(VQ_RX, &id, &len)) {
 		handle_rx((uint16_t)id, len);
 		moved = 1;
@@ -632,8 +683,12 @@ static int vs_start(void)
 	if (virtio_reset(d))
 		return -ETIMEDOUT;
 	memset(vs.conns, 0, sizeof(vs.conns));
-	memset(vs.ctrl_busy, 0, sizeof(vs.ctrl_busy));
-	vs.nr_ctrl_busy = 0;
+	vs.conn_hi = 0;
+	vs.conn_last = NULL;
+	for (uint32_t i = 0; i < CTRL_SLOTS; i++)
+		vs.ctrl_free[i] = (uint8_t)(CTRL_SLOTS - 1 - i);
+	vs.nr_ctrl_free = CTRL_SLOTS;
+	vs.data_inflight = vs.echo_inflight = 0;
 	memset(vs.tx_owner, 0, sizeof(vs.tx_owner));
 	vs.nr_tx_free = 0;
 	status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
@@ -716,9 +771,11 @@ static int vsock_echo(void)
 			/* Let the device take the echo first: a reset drops
 			 * the TX packets it has not used yet, and the host
 			 * must read the echo before its stream closes. */
+			vs.tx_wanted = 1;
 			for (int w = 0; w < 1000 && vs.nr_tx_free < TXQ_SIZE; w++)
 				if (!vs_poll())
 					vs_wait();
+			vs.tx_wanted = 0;
 			if (vs_start())
 				return GUEST_EXIT_FAIL;
 			serial_printf("vsock-echo: device reset with streams open, restarted\n");
@@ -747,7 +804,7 @@ static uint32_t pattern_sum(uint64_t n)
 static uint32_t send_data(struct conn *c, const void *data, uint64_t left, uint32_t chunk)
 {
 	uint32_t n = conn_credit(c);
-	int slot = -1, d0, d1;
+	int slot, d0, d1;
 
 	if (n > left)
 		n = (uint32_t)left;
@@ -755,18 +812,12 @@ static uint32_t send_data(struct conn *c, const void *data, uint64_t left, uint3
 		n = chunk;
 	if (!n)
 		return 0;
-	for (int i = 0; i < CTRL_SLOTS; i++)
-		if (!vs.ctrl_busy[i]) {
-			slot = i;
-			break;
-		}
-	if (slot < 0 || vs.nr_tx_free < 2)
+	if (!vs.nr_ctrl_free || vs.nr_tx_free < 2)
 		return 0;
+	slot = ctrl_alloc();
 	d0 = tx_alloc();
 	d1 = tx_alloc();
 	hdr_fill(&vs.ctrl[slot], c, OP_RW, n);
-	vs.ctrl_busy[slot] = 1;
-	vs.nr_ctrl_busy++;
 	vs.tx_owner[d0] = TXO_DATA;
 	vs.tx_ref[d0] = (uint16_t)slot;
 	vs.tx_owner[d1] = TXO_LINK;
@@ -913,7 +964,7 @@ struct vsock_conn *vsock_connect(uint32_t port)
 	if (!c)
 		return NULL;
 	if (send_ctrl(c, OP_REQUEST, 0)) {
-		c->used = 0;
+		conn_free(c);
 		return NULL;
 	}
 	return (struct vsock_conn *)c;
@@ -947,6 +998,11 @@ uint32_t vsock_send(struct vsock_conn *vc, const void *data, uint32_t len)
 uint32_t vsock_tx_inflight(void)
 {
 	return vs.data_inflight;
+}
+
+void vsock_want_tx_done(int on)
+{
+	vs.tx_wanted = on;
 }
 
 void vsock_release(struct vsock_conn *vc, uint16_t buf, uint32_t len)

@@ -56,6 +56,10 @@ uint32_t vsock_peer_shut(struct vsock_conn *c);
  * The bytes must stay put until vsock_tx_inflight() drops to 0. */
 uint32_t vsock_send(struct vsock_conn *c, const void *data, uint32_t len);
 uint32_t vsock_tx_inflight(void);
+/* on: the app waits for vsock_tx_inflight() to drop, so TX completions
+ * must interrupt a vsock_wait(); off (the default in app mode): they are
+ * reaped at the next poll without an interrupt. */
+void vsock_want_tx_done(int on);
 /* Gives an RX buffer back; len bytes of c's stream count as consumed
  * (c may be NULL once the stream is gone). */
 void vsock_release(struct vsock_conn *c, uint16_t buf, uint32_t len);
