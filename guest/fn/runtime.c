@@ -831,7 +831,8 @@ static int serve(void)
 			f->hdr_have += n;
 			progress = 1;
 		}
-		release_taken(f);
+		if (nrel)
+			release_taken(f);
 		if (f->hdr_have == REQ_HDR) {
 			f->hdr_have = 0;
 			header_done(f);
@@ -997,14 +998,21 @@ int main(uint32_t start_info_paddr)
 	}
 	ready_conn = vsock_connect(FN_READY_PORT);
 
+	/* A restore resets every stream (the vsock driver says so on the
+	 * console, briefly: each byte costs every clone start a port write);
+	 * the listener stays, nothing else to do.
+	 * One poll, then serve() until it has nothing left to do, then sleep:
+	 * no second poll round just to find nothing new (every instruction
+	 * here is emulated, ~1-3 us). vsock_wait() kicks what serve() queued
+	 * and does not sleep if a queue has news meanwhile. */
 	for (;;) {
-		int moved = vsock_poll();
-		int progress = serve();
-		progress |= ready_step();
-		/* A restore resets every stream (the vsock driver says so on
-		 * the console, briefly: each byte costs every clone start a
-		 * port write); the listener stays, nothing else to do. */
-		if (!moved && !progress)
-			vsock_wait();
+		int rounds = 0;
+
+		vsock_poll();
+		while (serve() && ++rounds < 16)
+			;
+		if (ready_step() || rounds == 16)
+			continue;
+		vsock_wait();
 	}
 }

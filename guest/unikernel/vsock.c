@@ -251,10 +251,26 @@ static void vs_arm_notify(void)
 static void vs_wait(void)
 {
 	cpu_cli();
+	/* What the caller queued since its last poll. */
+	vq_kick(VQ_TX);
+	vq_kick(VQ_RX);
+	vq_kick(VQ_EV);
 	vs_arm_notify();
 	if (!vq_pending())
 		cpu_sti_hlt();
 	cpu_cli();
+}
+
+/* The interrupt: acknowledge without reading InterruptStatus first (a
+ * read is one more exit to the monitor per interrupt). Both bits: a
+ * config change means nothing to this driver, and the rings are looked
+ * at after every wake-up anyway. The line must drop (QEMU's is level). */
+static void vs_irq(void *arg)
+{
+	struct virtio_dev *d = arg;
+
+	virtio_write32(d, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG);
+	d->interrupts++;
 }
 
 static uint8_t *rx_buf(uint32_t b)
@@ -262,7 +278,14 @@ static uint8_t *rx_buf(uint32_t b)
 	return vs.bufs + (uint64_t)b * vs.bufsz;
 }
 
+/* RX descriptor b always names buffer b (rx_desc_init, at start): giving
+ * a buffer back is one avail ring entry. */
 static void rx_post(uint16_t b)
+{
+	vq_add(VQ_RX, b);
+}
+
+static void rx_desc_init(uint16_t b)
 {
 	volatile struct virtq_desc *dsc = &vs.q[VQ_RX].desc[b];
 
@@ -270,7 +293,6 @@ static void rx_post(uint16_t b)
 	dsc->len = vs.bufsz;
 	dsc->flags = VIRTQ_DESC_F_WRITE;
 	dsc->next = 0;
-	vq_add(VQ_RX, b);
 }
 
 static int tx_alloc(void)
@@ -597,10 +619,10 @@ static void handle_event(uint32_t id)
 		for (uint32_t i = vs.conn_hi; i--;)
 			if (vs.conns[i].used)
 				conn_drop(&vs.conns[i]);
-		/* Short: on restore every byte is a port write that exits to
-		 * the monitor (~tens of us each under emulation), paid by
-		 * every clone start. */
-		serial_printf("vsock: reset\n");
+		/* Short, and no printf: on restore every byte is a port
+		 * write that exits to the monitor, paid by every clone
+		 * start. */
+		serial_write_bytes("vsock: reset\n", 13);
 	}
 	vq_add(VQ_EV, (uint16_t)id);
 }
@@ -723,8 +745,10 @@ static int vs_start(void)
 	vs.cid = virtio_config64(d, 0);
 	for (uint32_t i = 0; i < TXQ_SIZE; i++)
 		tx_put((uint16_t)(TXQ_SIZE - 1 - i));
-	for (uint32_t b = 0; b < vs.nbufs; b++)
+	for (uint32_t b = 0; b < vs.nbufs; b++) {
+		rx_desc_init((uint16_t)b);
 		rx_post((uint16_t)b);
+	}
 	for (uint32_t e = 0; e < EVQ_SIZE; e++) {
 		volatile struct virtq_desc *dsc = &vs.q[VQ_EV].desc[e];
 		vs.ev_buf[e] = 0xffffffffu;
@@ -734,7 +758,7 @@ static int vs_start(void)
 		vq_add(VQ_EV, (uint16_t)e);
 	}
 	irq_init();
-	if (irq_route(d->irq, d->vector, virtio_irq_handler, d))
+	if (irq_route(d->irq, d->vector, vs_irq, d))
 		return -EINVAL;
 	d->irq_mode = 1;
 	virtio_write32(d, VIRTIO_MMIO_STATUS, status | VIRTIO_STATUS_DRIVER_OK);

@@ -43,7 +43,7 @@ struct vsock_app {
  * line as for the scenarios), listens on listen_port. 0 or -errno. */
 int vsock_app_open(const struct vsock_app *app, uint32_t listen_port);
 int vsock_poll(void);             /* 1 if anything moved */
-void vsock_wait(void);            /* hlt until a queue has news */
+void vsock_wait(void);            /* kick what is queued, hlt until a queue has news */
 /* Asks the device to interrupt at its next used entry (it need not while
  * the driver is busy, with EVENT_IDX): before running something long
  * with interrupts on, or after polling from an interrupt. */
