@@ -2,7 +2,9 @@
 """Dynamic placement on real mote VMs: "hosts" are cgroup v1 cpu groups of
 this machine, each capped at CAP CPUs (cpu.cfs_quota_us). N VMs start on
 host 0 at a low duty cycle and all raise it at once (the guest's duty
-scenario with switch_s). A manager then runs every STEP_S seconds:
+scenario with switch_s; cputime=1: the work is a fixed amount of the
+guest's own running time, as this host runs a loop at two speeds in phases
+and a calibrated loop count would drift up to 2x). A manager then runs every STEP_S seconds:
 
   usage   takes each VM's measured usage for its need and moves VMs off a
           host whose usage is at its cap until what it sees fits (the
@@ -112,7 +114,7 @@ class Exp:
             p = self.spawn(0, ["--api-sock", sock, "--kernel",
                                os.path.join(self.build, "guest", "test-guest.elf"), "--cmdline",
                                f"test=duty work_us={w1} sleep_us={CYCLE_US - w1} switch_s={SWITCH_S} "
-                               f"work2_us={w2} sleep2_us={CYCLE_US - w2} secs=0",
+                               f"work2_us={w2} sleep2_us={CYCLE_US - w2} cputime=1 secs=0",
                                "--demand", DEMAND_ARG])
             wait_sock(sock)
             self.vms[name] = {"host": 0, "sock": sock, "proc": p, "gen": 0}
@@ -320,7 +322,7 @@ def render(runs, load0, load1, git, date):
              "below); guest CPL0 code is emulated (nested software virtualization).", "",
              f"- date: {date}; mote git {git}",
              f"- load average at start: `{load0}`; at end: `{load1}`",
-             f"- command: `benches/demand/placement_real.py BUILD`: {N_VMS} VMs (`test=duty`, "
+             f"- command: `benches/demand/placement_real.py BUILD`: {N_VMS} VMs (`test=duty cputime=1`, "
              f"{CYCLE_US/1000:g} ms cycle, {LOW*100:g} % -> {HIGH*100:g} % nominal at "
              f"{SWITCH_S} s) on host 0 of {N_HOSTS} hosts capped at {CAP} CPU; control step "
              f"{STEP_S:g} s; demand window 2 s (`--demand {DEMAND_ARG}`); managers fill hosts "
