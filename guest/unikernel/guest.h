@@ -137,6 +137,8 @@ int lib_parse_hex64(const char *s, size_t len, uint64_t *out);
 
 /* serial.c */
 void serial_write_bytes(const char *s, size_t len);
+/* VM UARTs only: one THRE look, one rep outsb (one exit) for the run. */
+void serial_write_burst(const char *s, size_t len);
 void serial_vprintf_unlocked(const char *fmt, va_list ap);
 void serial_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void serial_printf_unlocked(const char *fmt, ...)
