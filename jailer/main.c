@@ -519,6 +519,11 @@ static int validate(struct jail *j)
 		return ret;
 	if ((ret = validate_parent_cgroup(j->parent_cgroup)))
 		return ret;
+	/* No --cgroup: no cgroup part (j is static, so nr_set and nr_hier
+	 * stay 0). cgroup_jail_init would clear all ~200 KiB of it: 50 page
+	 * faults, ~0.2 ms of every start on this host (the launcher's case). */
+	if (!j->nr_cgroup_args)
+		return 0;
 	ret = cgroup_jail_init(&j->cg, j->cgroup_version, CGROUP_FS_ROOT, j->parent_cgroup, j->id);
 	for (size_t i = 0; !ret && i < j->nr_cgroup_args; i++)
 		ret = cgroup_jail_add_setting(&j->cg, j->cgroup_args[i]);
