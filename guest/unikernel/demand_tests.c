@@ -213,6 +213,7 @@ struct duty_args {
 	uint64_t work_tsc;   /* timed=1: work for this many TSC ticks instead */
 	uint64_t cpu_tsc;    /* cputime=1: work for this much running time */
 	uint64_t cpu2_tsc;   /* and after the switch */
+	uint64_t chunks;     /* cputime=1: chunks spun (each adds spin(CHUNK_ITERS)) */
 	uint64_t chunk_tsc[CHUNK_HIST]; /* the last chunks' TSC times */
 	unsigned chunk_head;
 };
@@ -245,6 +246,7 @@ static void cpu_work(uint64_t want)
 		uint64_t med = chunk_median();
 		uint64_t t0 = cpu_rdtsc();
 		duty.checksum += spin(CHUNK_ITERS);
+		duty.chunks++;
 		uint64_t dt = cpu_rdtsc() - t0;
 		duty.chunk_tsc[duty.chunk_head] = dt;
 		duty.chunk_head = (duty.chunk_head + 1) % CHUNK_HIST;
@@ -370,11 +372,14 @@ static int demand_duty(void)
 	/* busy_pct: the guest's own view of its duty cycle (time outside
 	 * the sleeps); alone on a CPU, the host's usage should match it. */
 	uint64_t halted_ms = halted_tsc / tsc_per_us / 1000;
+	/* checksum: cycles x spin(iters) for a calibrated loop; with
+	 * cputime=1, chunks x spin(chunk_iters) (a host can check either). */
 	serial_printf("duty: done cycles=%lu elapsed_ms=%lu halted_ms=%lu busy_pct=%lu "
-		      "checksum=%lx\n",
+		      "checksum=%lx chunks=%lu chunk_iters=%lu\n",
 		      (unsigned long)cycles, (unsigned long)ms, (unsigned long)halted_ms,
 		      (unsigned long)(ms ? (ms - halted_ms) * 100 / ms : 0),
-		      (unsigned long)duty.checksum);
+		      (unsigned long)duty.checksum, (unsigned long)duty.chunks,
+		      (unsigned long)CHUNK_ITERS);
 	return GUEST_EXIT_PASS;
 }
 

@@ -33,18 +33,22 @@ static char *slurp(const char *path)
 	return buf;
 }
 
-/* The duty guest's checksum: cycles x iters x (iters - 1) / 2 mod 2^64. */
+/* The duty guest's checksum (cputime=1): every chunk of its work loop adds
+ * chunk_iters x (chunk_iters - 1) / 2, so it must be chunks times that,
+ * mod 2^64; a guest whose memory a move lost or corrupted fails this. */
 static void check_duty(const char *out, const char *who)
 {
-	const char *it = strstr(out, "iters="), *cy = strstr(out, "cycles="),
-		   *ck = strstr(out, "checksum=");
-	if (!it || !cy || !ck)
+	const char *cy = strstr(out, "cycles="), *ck = strstr(out, "checksum="),
+		   *ch = strstr(out, "chunks="), *ci = strstr(out, "chunk_iters=");
+	if (!cy || !ck || !ch || !ci)
 		fail_msg("%s: no duty summary in:\n%s", who, out);
-	unsigned long long iters = strtoull(it + 6, NULL, 10), cycles = strtoull(cy + 7, NULL, 10);
+	unsigned long long cycles = strtoull(cy + 7, NULL, 10);
 	unsigned long long sum = strtoull(ck + 9, NULL, 16);
-	unsigned __int128 want = (unsigned __int128)iters * (iters - 1) / 2 * cycles;
-	printf("%s: %llu cycles, checksum %llx\n", who, cycles, sum);
+	unsigned long long chunks = strtoull(ch + 7, NULL, 10), iters = strtoull(ci + 12, NULL, 10);
+	unsigned __int128 want = (unsigned __int128)iters * (iters - 1) / 2 * chunks;
+	printf("%s: %llu cycles, %llu chunks, checksum %llx\n", who, cycles, chunks, sum);
 	assert_true(cycles > 50);
+	assert_true(chunks >= cycles);
 	assert_true(sum == (unsigned long long)want);
 }
 
@@ -88,7 +92,7 @@ static void test_place_moves_and_guests_compute(void **state)
 	for (int i = 0; i < NVM; i++) {
 		snprintf(sh, sizeof(sh),
 			 "echo $$ > %s && exec %s --api-sock %s/vm%d.sock --kernel %s --cmdline "
-			 "'test=duty work_us=10000 sleep_us=30000 secs=16' --demand "
+			 "'test=duty work_us=10000 sleep_us=30000 cputime=1 secs=16' --demand "
 			 "period-ms=250,window=8,wss=off", procs, mote_bin, vms, i, guest_elf);
 		char *const argv[] = { "/bin/sh", "-c", sh, NULL };
 		harness_spawn(&vm[i], argv);

@@ -118,7 +118,7 @@ static void start_vms_and_agent(struct setup *s)
 		snprintf(sock, sizeof(sock), "%s/%s.sock", s->vm_dir, names[i]);
 		char *const argv[] = { (char *)mote_bin, "--api-sock", sock, "--kernel",
 				       (char *)guest_elf, "--cmdline",
-				       "test=duty work_us=3000 sleep_us=1000 secs=60", "--demand",
+				       "test=duty work_us=3000 sleep_us=1000 cputime=1 secs=60", "--demand",
 				       "period-ms=250,window=8", NULL };
 		harness_spawn(&s->vm[i], argv);
 		assert_true(harness_proc_wait_for(&s->vm[i], "duty: running", false, 10));
