@@ -577,7 +577,7 @@ static void app_shutdown(struct vsock_conn *c)
 
 	if (!f || f == cur || f->qlen || f->state == ST_CLOSING)
 		return;
-	if (vsock_peer_shut(c) & VSOCK_SHUT_RCV)
+	if ((vsock_peer_shut(c) & VSOCK_SHUT_RCV) || vsock_all_acked(c))
 		vsock_reset(c);
 	else
 		stream_close(f);
@@ -897,6 +897,16 @@ static int serve(void)
 	if (cur == f && !f->qlen && f->state != ST_SEND) {
 		uint32_t shut = vsock_peer_shut(f->vc);
 		if (shut & VSOCK_SHUT_RCV) {
+			vsock_reset(f->vc);
+			return 1;
+		}
+		/* The host will send nothing more. If it has also taken
+		 * every byte we sent (its last packet says so), nothing can
+		 * be lost: a reset ends the stream at once (the spec allows
+		 * it), sparing the wake-up for the RST the host would answer
+		 * a SHUTDOWN with (~250 emulated instructions and an
+		 * interrupt here). Else the orderly SHUTDOWN. */
+		if ((shut & VSOCK_SHUT_SEND) && vsock_all_acked(f->vc)) {
 			vsock_reset(f->vc);
 			return 1;
 		}

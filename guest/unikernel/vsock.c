@@ -1003,6 +1003,13 @@ uint32_t vsock_peer_shut(struct vsock_conn *c)
 	return conn_of(c)->peer_shut;
 }
 
+int vsock_all_acked(struct vsock_conn *vc)
+{
+	const struct conn *c = conn_of(vc);
+
+	return c->tx_cnt == c->peer_fwd_cnt;
+}
+
 uint32_t vsock_send(struct vsock_conn *vc, const void *data, uint32_t len)
 {
 	struct conn *c = conn_of(vc);

@@ -52,6 +52,9 @@ void vsock_arm_notify(void);
 struct vsock_conn *vsock_connect(uint32_t port);
 int vsock_established(struct vsock_conn *c);
 uint32_t vsock_peer_shut(struct vsock_conn *c);
+/* Whether the host's last packet counted every byte sent on c as taken
+ * (the monitor's fwd_cnt: written to its host socket). */
+int vsock_all_acked(struct vsock_conn *c);
 /* Queues up to len bytes as the host's credit allows; returns how many.
  * The bytes must stay put until vsock_tx_inflight() drops to 0. */
 uint32_t vsock_send(struct vsock_conn *c, const void *data, uint32_t len);
