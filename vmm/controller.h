@@ -16,7 +16,8 @@
 
 /* Seeds the configuration (strings are copied) and registers the request
  * eventfd in the loop. Returns 0 or -errno. */
-int controller_init(struct event_loop *loop, const struct vm_config *cfg, const char *instance_id);
+int controller_init(struct event_loop *loop, const struct vm_config *cfg, const char *instance_id,
+		    bool no_api);
 /* True once a kernel is configured. */
 bool controller_has_boot_source(void);
 /* Applies one request on the VMM thread (the API's and --config-file's). */

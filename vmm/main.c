@@ -566,7 +566,7 @@ static int run(const struct vm_config *cfg, const struct run_opts *o)
 	}
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || loop_add(loop, sfd, EPOLLIN, on_signal, NULL) ||
-	    controller_init(loop, cfg, o->id)) {
+	    controller_init(loop, cfg, o->id, o->no_api)) {
 		log_error("event loop set-up failed: %s", strerror(errno));
 		ret = MOTE_EXIT_INTERNAL;
 		goto out;
