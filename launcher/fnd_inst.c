@@ -672,7 +672,7 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 	ev_timer_init(&inst->timer, inst_timer_cb, inst);
 	snprintf(inst->name, sizeof(inst->name), "%s-%llu", fn->spec.name,
 		 (unsigned long long)inst->id);
-	snprintf(inst->log_path, sizeof(inst->log_path), "%s/%s.log", d->log_dir, inst->name);
+	snprintf(inst->log_path, sizeof(inst->log_path), "%s/%s.log", d->live_log_dir, inst->name);
 	if (d->cfg.jail) {
 		snprintf(inst->top_dir, sizeof(inst->top_dir) - 8, "%s/mote/%s", d->jail_base,
 			 inst->name);
@@ -794,6 +794,33 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 	return inst;
 }
 
+/* A failed start's log, from the tmpfs to <state>/log, where it outlives
+ * the daemon (one generation: log.prev). */
+static void keep_log(struct fnd *d, struct instance *inst)
+{
+	char dst[FND_DIR_MAX + FN_NAME_MAX + 32], buf[4096];
+	int in = open(inst->log_path, O_RDONLY | O_CLOEXEC), out = -1;
+	ssize_t n = 0;
+
+	snprintf(dst, sizeof(dst), "%s/%s.log", d->log_dir, inst->name);
+	if (in >= 0)
+		out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	while (out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			n = -1;
+			break;
+		}
+	if (in < 0 || out < 0 || n < 0)
+		log_warn("instance %s: its log stays at %s (copy to %s failed: %s)", inst->name,
+			 inst->log_path, dst, strerror(errno));
+	else
+		unlink(inst->log_path);
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+}
+
 void inst_reaped(struct fnd *d, struct instance *inst, int status)
 {
 	struct function *fn = inst->fn;
@@ -851,7 +878,9 @@ void inst_reaped(struct fnd *d, struct instance *inst, int status)
 	d->nr_insts--;
 	d->mem_mib_live -= fn->spec.mem_mib;
 	proc_rmtree(inst->top_dir);
-	if (!never_ready && !d->cfg.keep_logs)
+	if (never_ready && strcmp(d->live_log_dir, d->log_dir))
+		keep_log(d, inst);
+	else if (!never_ready && !d->cfg.keep_logs)
 		unlink(inst->log_path);
 	free(inst);
 

@@ -171,6 +171,9 @@ struct fnd {
 	char run_dir[FND_DIR_MAX], jail_base[FND_DIR_MAX], log_dir[FND_DIR_MAX],
 		fn_dir[FND_DIR_MAX], bin_dir[FND_DIR_MAX];
 	bool jail_tmpfs;                    /* jail_base is our tmpfs (holds fn/ and bin/) */
+	/* Where live instances' logs are: log_dir, or <jail_base>/log on the
+	 * tmpfs (a failed start's log is then copied to log_dir). */
+	char live_log_dir[FND_DIR_MAX];
 	char mote_copy[FND_DIR_MAX + 16];   /* jailed: the monitor the jails link */
 	/* Starting monitors without waiting for their exec (spawner.h). */
 	struct spawner *spawner;
