@@ -123,6 +123,8 @@ struct vs {
 	struct conn *conn_last;
 	uint32_t echo_inflight;           /* TXO_ECHO packets not yet used */
 	int tx_wanted;                    /* vsock_want_tx_done(), or draining */
+	int tx_armed;                     /* TX's used_event asks for interrupts */
+	uint32_t to_kick;                 /* queues with unpublished avail entries */
 	const struct vsock_app *app;      /* app mode */
 	uint32_t app_next_port;
 	uint32_t data_inflight;           /* TXO_DATA packets not yet used */
@@ -172,6 +174,7 @@ static void vq_add(unsigned idx, uint16_t head)
 
 	vq->avail->ring[vq->avail_shadow & (vq->size - 1)] = head;
 	vq->avail_shadow++;
+	vs.to_kick |= 1u << idx;
 }
 
 static void vq_kick_new(unsigned idx)
@@ -191,11 +194,21 @@ static void vq_kick_new(unsigned idx)
 		virtio_write32(vs.d, VIRTIO_MMIO_QUEUE_NOTIFY, idx);
 }
 
-/* Inline: most polls add nothing to most queues. */
-static inline void vq_kick(unsigned idx)
+/* Publishes what vq_add() queued since the last time: most polls and
+ * waits queue nothing, and then this is one test of one word. */
+static inline void vq_kick_all(void)
 {
-	if (vs.q[idx].avail_kicked != vs.q[idx].avail_shadow)
-		vq_kick_new(idx);
+	uint32_t m = vs.to_kick;
+
+	if (!m)
+		return;
+	vs.to_kick = 0;
+	if (m & (1u << VQ_TX))
+		vq_kick_new(VQ_TX);
+	if (m & (1u << VQ_RX))
+		vq_kick_new(VQ_RX);
+	if (m & (1u << VQ_EV))
+		vq_kick_new(VQ_EV);
 }
 
 static int vq_get(unsigned idx, uint32_t *id, uint32_t *len)
@@ -215,10 +228,9 @@ static int vq_get(unsigned idx, uint32_t *id, uint32_t *len)
 
 static int vq_pending(void)
 {
-	for (unsigned i = 0; i < NR_VQ; i++)
-		if (vs.q[i].used->idx != vs.q[i].used_last)
-			return 1;
-	return 0;
+	return vs.q[VQ_RX].used->idx != vs.q[VQ_RX].used_last ||
+	       vs.q[VQ_EV].used->idx != vs.q[VQ_EV].used_last ||
+	       vs.q[VQ_TX].used->idx != vs.q[VQ_TX].used_last;
 }
 
 /* Whether anything waits for a TX completion: the echo for its RX
@@ -243,7 +255,16 @@ static void vs_arm_notify(void)
 	if (vs.event_idx) {
 		*vs.q[VQ_RX].used_event = vs.q[VQ_RX].used_last;
 		*vs.q[VQ_EV].used_event = vs.q[VQ_EV].used_last;
-		*vs.q[VQ_TX].used_event = (uint16_t)(vs.q[VQ_TX].used_last - !tx_waited_on());
+		/* Once set one behind, TX's stays valid as the ring moves on
+		 * (the device passes it again only 65536 entries later): no
+		 * rewrite while nothing waits for TX. */
+		if (tx_waited_on()) {
+			*vs.q[VQ_TX].used_event = vs.q[VQ_TX].used_last;
+			vs.tx_armed = 1;
+		} else if (vs.tx_armed) {
+			*vs.q[VQ_TX].used_event = (uint16_t)(vs.q[VQ_TX].used_last - 1);
+			vs.tx_armed = 0;
+		}
 		cpu_mfence();
 	}
 }
@@ -252,9 +273,7 @@ static void vs_wait(void)
 {
 	cpu_cli();
 	/* What the caller queued since its last poll. */
-	vq_kick(VQ_TX);
-	vq_kick(VQ_RX);
-	vq_kick(VQ_EV);
+	vq_kick_all();
 	vs_arm_notify();
 	if (!vq_pending())
 		cpu_sti_hlt();
@@ -653,9 +672,7 @@ static int vs_poll(void)
 		handle_rx((uint16_t)id, len);
 		moved = 1;
 	}
-	vq_kick(VQ_TX);
-	vq_kick(VQ_RX);
-	vq_kick(VQ_EV);
+	vq_kick_all();
 	return moved;
 }
 
@@ -710,6 +727,8 @@ static int vs_start(void)
 		vs.ctrl_free[i] = (uint8_t)(CTRL_SLOTS - 1 - i);
 	vs.nr_ctrl_free = CTRL_SLOTS;
 	vs.data_inflight = vs.echo_inflight = 0;
+	vs.to_kick = 0;
+	vs.tx_armed = 1;   /* fresh rings: used_event 0, i.e. at the next entry */
 	memset(vs.tx_owner, 0, sizeof(vs.tx_owner));
 	vs.nr_tx_free = 0;
 	status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
@@ -761,8 +780,7 @@ static int vs_start(void)
 		return -EINVAL;
 	d->irq_mode = 1;
 	virtio_write32(d, VIRTIO_MMIO_STATUS, status | VIRTIO_STATUS_DRIVER_OK);
-	vq_kick(VQ_RX);
-	vq_kick(VQ_EV);
+	vq_kick_all();
 	serial_printf("vsock: 0x%lx irq %u cid %lu, %u rx buffers of %u bytes, buf_alloc %u%s\n",
 		      (unsigned long)d->base, d->irq, (unsigned long)vs.cid, vs.nbufs, vs.bufsz,
 		      vs.buf_alloc, vs.event_idx ? ", event idx" : "");
