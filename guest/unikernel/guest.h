@@ -152,6 +152,9 @@ int test_fail(const char *test, const char *fmt, ...) __attribute__((format(prin
 extern volatile uint32_t idt_breakpoint_count;
 void idt_install(void);
 void idt_install_irq_gates(void);
+/* vector in 0x40-0x4f: its gate to entry; the common stub for it. */
+void idt_set_irq_entry(uint8_t vector, const void *entry);
+const void *idt_irq_stub(uint8_t vector);
 void idt_load(void);
 void idt_load_empty(void);
 

@@ -94,6 +94,18 @@ void idt_install_irq_gates(void)
 				     (uint64_t)i * IDT_STUB_SIZE);
 }
 
+/* A device vector (0x40-0x4f) straight to an entry point of its own (a
+ * fast path), and the common stub it can fall back to. */
+void idt_set_irq_entry(uint8_t vector, const void *entry)
+{
+	idt_set_gate(vector, (uint64_t)(uintptr_t)entry);
+}
+
+const void *idt_irq_stub(uint8_t vector)
+{
+	return irq_stubs + (uint64_t)(vector - IDT_IRQ_VECTOR_BASE) * IDT_STUB_SIZE;
+}
+
 void idt_handle_exception(struct exc_frame *frame)
 {
 	/* ud2 at CPL3 is a user call (user.c). */

@@ -280,6 +280,31 @@ static void vs_wait(void)
 	cpu_cli();
 }
 
+/*
+ * The interrupt when it hits CPL0 code (the only place with interrupts on
+ * is a sti;hlt wait): acknowledge it at the device, end it at the LAPIC,
+ * return: 8 emulated instructions instead of ~55 through the common stub,
+ * idt_handle_exception and irq_dispatch. At CPL3 (a function's handler
+ * running) the common path, whose irq hook checks the deadline and moves
+ * the streams on. Same acknowledgement as vs_irq below.
+ */
+uint64_t vs_irq_ack_addr;       /* the device's InterruptACK register */
+const void *vs_irq_slow_entry;  /* the common stub for its vector */
+void vs_irq_fast(void);
+__asm__(".text\n"
+	".globl vs_irq_fast\n"
+	"vs_irq_fast:\n"
+	"	testb $3, 8(%rsp)\n"          /* CS of the interrupted code */
+	"	jnz 1f\n"
+	"	pushq %rax\n"
+	"	movq vs_irq_ack_addr(%rip), %rax\n"
+	"	movl $3, (%rax)\n"            /* VRING | CONFIG */
+	"	movl $0xfee000b0, %eax\n"     /* LAPIC EOI */
+	"	movl $0, (%rax)\n"
+	"	popq %rax\n"
+	"	iretq\n"
+	"1:	jmpq *vs_irq_slow_entry(%rip)\n");
+
 /* The interrupt: acknowledge without reading InterruptStatus first (a
  * read is one more exit to the monitor per interrupt). Both bits: a
  * config change means nothing to this driver, and the rings are looked
@@ -778,6 +803,9 @@ static int vs_start(void)
 	irq_init();
 	if (irq_route(d->irq, d->vector, vs_irq, d))
 		return -EINVAL;
+	vs_irq_ack_addr = d->base + VIRTIO_MMIO_INTERRUPT_ACK;
+	vs_irq_slow_entry = idt_irq_stub(d->vector);
+	idt_set_irq_entry(d->vector, vs_irq_fast);
 	d->irq_mode = 1;
 	virtio_write32(d, VIRTIO_MMIO_STATUS, status | VIRTIO_STATUS_DRIVER_OK);
 	vq_kick_all();
