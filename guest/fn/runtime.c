@@ -815,6 +815,17 @@ static void stream_close(struct fconn *f)
 		cur = NULL;
 }
 
+/* Whether serve() would find nothing to do, without its prologue (every
+ * wake-up ends with such a call): no stream, or the only one between
+ * requests with nothing received, nothing to give back, not shut. */
+static inline int serve_idle(void)
+{
+	if (!cur)
+		return !nr_open;
+	return nr_open == 1 && cur->state == ST_HDR && !cur->qlen && !cur->hdr_have && !nrel &&
+	       !vsock_peer_shut(cur->vc);
+}
+
 /* One round of work on the served stream; 1 if anything happened. */
 static int serve(void)
 {
@@ -1029,7 +1040,7 @@ int main(uint32_t start_info_paddr)
 		int rounds = 0;
 
 		vsock_poll();
-		while (serve() && ++rounds < 16)
+		while (!serve_idle() && serve() && ++rounds < 16)
 			;
 		if (ready_step() || rounds == 16)
 			continue;
