@@ -113,6 +113,25 @@ static int snap_get_msrs(struct vm *vm, struct vcpu *v, struct snap_vcpu *s)
 	return 0;
 }
 
+/* The vCPU's CPUID table: a restore sets it as saved (the guest goes on
+ * seeing what it saw) instead of asking KVM for the host's and filtering. */
+static int save_cpuid(struct vcpu *v, struct snap_writer *w, unsigned i)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + SNAP_CPUID_MAX * sizeof(c->entries[0]));
+	int ret = 0;
+
+	if (!c)
+		return -ENOMEM;
+	c->nent = SNAP_CPUID_MAX;
+	if (ioctl(v->fd, KVM_GET_CPUID2, c) < 0)
+		ret = -errno;
+	else if (snap_writer_add(w, SNAP_SEC_CPUID, i, c,
+				 sizeof(*c) + c->nent * sizeof(c->entries[0])))
+		ret = w->err;
+	free(c);
+	return ret;
+}
+
 int snap_save_vcpus(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
 {
 	bool has_xsave = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0;
@@ -158,6 +177,10 @@ int snap_save_vcpus(struct vm *vm, struct snap_writer *w, char *err, size_t errl
 		}
 		if (what)
 			return snap_fail(err, errlen, "vCPU %u: %s: %s", i, what, strerror(errno));
+		/* s is not used past here: the next section may move the buffer. */
+		int ret = save_cpuid(v, w, i);
+		if (ret)
+			return snap_fail(err, errlen, "vCPU %u: KVM_GET_CPUID2: %s", i, strerror(-ret));
 	}
 	return 0;
 }

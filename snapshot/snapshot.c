@@ -504,6 +504,18 @@ int snapshot_open(struct snap_image *img, const char *state_path, const char *me
 			return fail(err, errlen, -EINVAL, "snapshot state file '%s': vCPU %u's "
 				    "section is missing or of the wrong size", state_path, i);
 	}
+	/* Every vCPU's CPUID table, used as saved when all are there and
+	 * well-formed; else (older snapshots) the restore asks KVM. */
+	img->nr_cpuid = 0;
+	for (unsigned i = 0; i < c->nr_vcpus && i < VM_MAX_VCPUS; i++) {
+		const struct snap_section *s = snap_state_find(&img->st, SNAP_SEC_CPUID, i);
+		const struct kvm_cpuid2 *t = s ? (const struct kvm_cpuid2 *)s->data : NULL;
+		if (!t || (uintptr_t)t % 8 || s->len < sizeof(*t) || t->nent > SNAP_CPUID_MAX ||
+		    s->len != sizeof(*t) + t->nent * sizeof(t->entries[0]))
+			break;
+		img->cpuid[i] = t;
+		img->nr_cpuid = i + 1;
+	}
 	n = snap_state_count(&img->st, SNAP_SEC_VIRTIO);
 	img->has_vsock = snap_state_count(&img->st, SNAP_SEC_VSOCK) == 1;
 	if (img->has_vsock) {
@@ -576,6 +588,7 @@ void snapshot_vm_config(struct snap_image *img, struct vm_config *cfg)
 	cfg->mem_bytes = c->mem_bytes;
 	cfg->nr_vcpus = c->nr_vcpus;
 	cfg->cpu_template = c->cpu_template;
+	cfg->saved_cpuid = c->nr_vcpus && img->nr_cpuid == c->nr_vcpus ? img->cpuid : NULL;
 	cfg->irqchip = (enum irqchip_mode)c->irqchip;
 	cfg->boot_timer = c->boot_timer;
 	cfg->nr_drives = c->nr_drives;

@@ -24,6 +24,7 @@
 #define SNAP_MEM_FOOTER_SIZE 4096
 #define SNAP_MEM_MAGIC "MOTEMEM1"
 #define SNAP_PATH_MAX 4096
+#define SNAP_CPUID_MAX 256 /* entries of a saved CPUID table (SNAP_SEC_CPUID) */
 
 struct snap_mem_footer {
 	char magic[8];
@@ -113,6 +114,10 @@ struct snap_image {
 	unsigned nr_nets;
 	struct snap_net nets[NET_MAX_IFACES];
 	int mem_fd;            /* the memory file, opened read-only */
+	/* SNAP_SEC_CPUID: vCPU i's CPUID table (views into buf), for the
+	 * first nr_cpuid vCPUs. */
+	const struct kvm_cpuid2 *cpuid[VM_MAX_VCPUS];
+	unsigned nr_cpuid;
 	bool clock_realtime;   /* apply: advance kvmclock by the wall time since the save */
 	char state_path[SNAP_PATH_MAX];
 	char mem_path[SNAP_PATH_MAX];

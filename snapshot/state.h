@@ -43,6 +43,8 @@ enum snap_tag {
 	SNAP_SEC_VSOCK,        /* the vsock device's config (struct snap_vsock) */
 	SNAP_SEC_NET,          /* instance = interface index (struct snap_net) */
 	SNAP_SEC_IOAPIC,       /* split irqchip: mote's IOAPIC (struct ioapic_state) */
+	SNAP_SEC_CPUID,        /* instance = vCPU index: its CPUID table (struct kvm_cpuid2 and
+				* its entries); older snapshots have none */
 };
 
 /* A state file being built, in memory. */

@@ -1101,6 +1101,9 @@ int controller_restore(const struct controller_restore_opts *o)
 		 o->record_ws_path ? o->record_ws_path : "");
 	ret = controller_boot();
 	restoring.img = NULL;
+	/* Views into img, which goes now. */
+	ctl.cfg.saved_cpuid = NULL;
+	ctl.vm.cfg.saved_cpuid = NULL;
 	snapshot_close(img);
 	free(img);
 	if (!ret)

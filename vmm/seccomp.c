@@ -112,6 +112,8 @@ static const struct seccomp_rule vmm_rules[] = {
 	/* PUT /snapshot/create on a paused VM (snapshot/): reads every vCPU's
 	 * and the VM's KVM state, writes both files and renames them. */
 	ALLOW_IOCTL(KVM_GET_REGS, "snapshot/create: vCPU registers (also the SIGUSR1 dump)"),
+	ALLOW_IOCTL(KVM_GET_CPUID2, "snapshot/create: the vCPU's CPUID table (a restore sets it "
+				    "as saved instead of asking KVM and filtering again)"),
 	ALLOW_IOCTL(KVM_GET_SREGS, "snapshot/create: vCPU segment and control registers"),
 	ALLOW_IOCTL(KVM_GET_FPU, "snapshot/create: vCPU FPU state"),
 	ALLOW_IOCTL(KVM_GET_XSAVE, "snapshot/create: vCPU XSAVE area"),

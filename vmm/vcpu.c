@@ -59,6 +59,10 @@ int vcpu_install_kick_handler(void)
 
 static int vcpu_set_cpuid(struct vcpu *v)
 {
+	/* A restore: the table the guest ran with, as saved. */
+	if (v->vm->cfg.saved_cpuid)
+		return ioctl(v->fd, KVM_SET_CPUID2, v->vm->cfg.saved_cpuid[v->index]) < 0 ? -errno
+											    : 0;
 	const struct kvm_cpuid2 *src = v->vm->cpuid;
 	size_t sz = sizeof(*src) + src->nent * sizeof(src->entries[0]);
 	struct kvm_cpuid2 *c = malloc(sz);

@@ -75,6 +75,10 @@ struct vm_config {
 	bool from_snapshot;
 	/* KVM_MEM_LOG_DIRTY_PAGES on every RAM slot (diff snapshots). */
 	bool track_dirty_pages;
+	/* A restore whose snapshot has every vCPU's CPUID table: [i] is vCPU
+	 * i's, set as it is (no KVM_GET_SUPPORTED_CPUID, no filtering). Only
+	 * valid while the VM is being made (the snapshot image owns it). */
+	const struct kvm_cpuid2 *const *saved_cpuid;
 	unsigned nr_nets;
 	struct net_config nets[NET_MAX_IFACES];
 	struct metrics_config metrics; /* --demand */

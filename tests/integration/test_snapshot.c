@@ -232,13 +232,16 @@ static void test_restore_in_new_process_continues(void **state)
 {
 	(void)state;
 	struct run_result r = harness_run(MOTE("--restore", base_state, "--mem", base_mem,
-					       "--resume", "--no-api"), 60, NULL);
+					       "--resume", "--no-api", "--log-level", "debug"),
+					  60, NULL);
 	assert_exit_status(&r, 0);
 	/* The first monitor's output ends mid-computation; the restored one
 	 * starts exactly where it stopped. */
 	assert_null(strstr(r.out, "snap: start"));
 	expect_continues(out_before, &r, "");
 	assert_output_contains(&r, err, "snapshot: restored from");
+	/* With the CPUID tables the snapshot saved: KVM is not asked again. */
+	assert_output_contains(&r, err, "CPUID: each vCPU's table as the snapshot saved it");
 	harness_free(&r);
 }
 
