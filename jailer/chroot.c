@@ -78,16 +78,19 @@ int jail_fs_validate(const struct jail_fs *fs)
 	}
 	memcpy(probe, fs->id_dir, sizeof(probe));
 	*strrchr(probe, '/') = '\0';
-	if (lstat(probe, &st) == 0 && !S_ISDIR(st.st_mode)) {
+	bool parent_is_dir = lstat(probe, &st) == 0;
+	if (parent_is_dir && !S_ISDIR(st.st_mode)) {
 		jail_msg("%s is not a directory (a symlink?): refusing to make the jail through it",
 			 probe);
 		return -ENOTDIR;
 	}
 	/* The jail lives on whatever file system holds its nearest existing
 	 * ancestor: the bind mount of the root inherits that mount's flags,
-	 * and noexec or nodev there would only fail at the very end. */
-	memcpy(probe, fs->id_dir, sizeof(probe));
-	while (stat(probe, &st)) {
+	 * and noexec or nodev there would only fail at the very end. The
+	 * usual case: the parent (a real directory, just seen) is it. */
+	if (!parent_is_dir)
+		memcpy(probe, fs->id_dir, sizeof(probe));
+	while (!parent_is_dir && stat(probe, &st)) {
 		if (errno != ENOENT)
 			return jail_fail("checking the chroot base directory", probe, -errno);
 		*strrchr(probe, '/') = '\0';
@@ -142,7 +145,15 @@ int jail_fs_create(struct jail_fs *fs)
 	 * one is new, all deeper ones are, so cleanup knows what is ours. */
 	memcpy(path, fs->id_dir, sizeof(path));
 	*strrchr(path, '/') = '\0';
-	for (char *p = path + 1;; p++) {
+	/* Usually there already (every jail of this monitor shares it): one
+	 * mkdir, not one per level. */
+	ret = mkdir_mode(path, 0755);
+	if (ret == 0)
+		fs->parents_created = 1;
+	else if (ret != -EEXIST && ret != -ENOENT)
+		return jail_fail("creating the jail directory", path, ret);
+	bool walk = ret == -ENOENT;
+	for (char *p = path + 1; walk; p++) {
 		bool last = *p == '\0';
 
 		if (*p != '/' && !last)

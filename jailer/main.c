@@ -350,7 +350,7 @@ static int validate_id(const char *id)
 static int validate_static_elf(const char *path)
 {
 	Elf64_Ehdr eh;
-	Elf64_Phdr ph;
+	Elf64_Phdr ph[16]; /* read 16 at a time: one pread for a static binary's ~10 */
 	char interp[PATH_MAX];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int ret = 0;
@@ -359,18 +359,22 @@ static int validate_static_elf(const char *path)
 		return jail_fail("--exec-file", path, -errno);
 	if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
 	    memcmp(eh.e_ident, ELFMAG, SELFMAG) || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-	    (eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof(ph)) {
+	    (eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof(ph[0])) {
 		jail_msg("--exec-file: %s is not a 64-bit ELF executable", path);
 		ret = -ENOEXEC;
 	}
-	for (unsigned i = 0; !ret && i < eh.e_phnum; i++) {
-		if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
-		    (ssize_t)sizeof(ph)) {
+	for (unsigned i = 0, got; !ret && i < eh.e_phnum; i += got) {
+		got = eh.e_phnum - i < 16 ? eh.e_phnum - i : 16;
+		if (pread(fd, ph, got * sizeof(ph[0]), (off_t)(eh.e_phoff + i * sizeof(ph[0]))) !=
+		    (ssize_t)(got * sizeof(ph[0]))) {
 			jail_msg("--exec-file: %s: truncated program headers", path);
 			ret = -ENOEXEC;
-		} else if (ph.p_type == PT_INTERP) {
-			ssize_t n = ph.p_filesz < sizeof(interp) ?
-				    pread(fd, interp, ph.p_filesz, (off_t)ph.p_offset) : -1;
+		}
+		for (unsigned k = 0; !ret && k < got; k++) {
+			if (ph[k].p_type != PT_INTERP)
+				continue;
+			ssize_t n = ph[k].p_filesz < sizeof(interp) ?
+				    pread(fd, interp, ph[k].p_filesz, (off_t)ph[k].p_offset) : -1;
 			interp[n > 0 ? n - 1 : 0] = '\0';
 			jail_msg("--exec-file: %s is dynamically linked (it needs %s), but the jail "
 				 "holds no libraries: link it with -static", path, interp);
