@@ -479,6 +479,7 @@ int fnd_create(struct fnd **out, const struct fnd_config *cfg, char *err, size_t
 	d->sig_w.fd = -1;
 	d->spawn_w.fd = -1;
 	d->null_fd = -1;
+	d->spare_sock = -1;
 	d->started_ns = ev_now_ns();
 	if (strlen(cfg->state_dir) > FND_STATE_DIR_MAX || cfg->state_dir[0] != '/') {
 		snprintf(err, errlen, "the state directory must be an absolute path of at most %d "
@@ -609,6 +610,8 @@ void fnd_destroy(struct fnd *d)
 	spawner_close(d->spawner);
 	if (d->null_fd >= 0)
 		close(d->null_fd);
+	if (d->spare_sock >= 0)
+		close(d->spare_sock);
 	evloop_free(d->loop);
 	free(d->pid_hash);
 	free(d);

@@ -179,6 +179,10 @@ struct fnd {
 	struct spawner *spawner;
 	struct ev_watch spawn_w;
 	int null_fd;
+	/* A unix socket whose connect to a starting clone failed (no socket
+	 * there yet): the next attempt reuses it (a failed connect leaves an
+	 * AF_UNIX socket unconnected), ~6 attempts per start. -1: none. */
+	int spare_sock;
 	struct instance *spawning, *spawning_tail; /* requests not answered yet, in order */
 	unsigned nr_spawning;
 	/* Children reaped before the spawner's reply named them (a monitor

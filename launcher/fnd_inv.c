@@ -370,20 +370,23 @@ void inv_connect(struct invocation *inv)
 		inv_fail(inv, 500, false, "socket path of instance %s is too long", inst->name);
 		return;
 	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = d->spare_sock >= 0 ? d->spare_sock
+				    : socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	d->spare_sock = -1;
 	if (fd < 0) {
 		inv_fail(inv, 503, false, "launcher cannot open a socket: %s", strerror(errno));
 		return;
 	}
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS) {
 		int e = errno;
-		close(fd);
 		if (starting && (e == ENOENT || e == ECONNREFUSED || e == EAGAIN)) {
 			/* The clone has not opened its socket yet. The start
 			 * deadline (the instance's timer) ends this. */
+			d->spare_sock = fd;
 			inv_retry_later(inv);
 			return;
 		}
+		close(fd);
 		if (e == EAGAIN) {
 			/* Backlog full on a live VM: its monitor is swamped. */
 			inv_fail(inv, 503, false, "instance %s is not accepting streams (backlog full)",
