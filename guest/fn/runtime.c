@@ -152,8 +152,9 @@ static void timer_stop(void)
 	lapic_write(LAPIC_TIMER_INIT, 0);
 }
 
-/* One-shot interrupt at TSC value target (at most ~4.3 s ahead: the
- * hook re-arms it when it fires early). */
+/* One-shot interrupt ns from now (the LAPIC timer counts ns here: divide
+ * by 1 of KVM's 1 GHz bus), capped at ~4.3 s: the hook re-arms it when it
+ * fires early. */
 static void timer_arm_ns(uint64_t ns)
 {
 	if (ns == 0)
@@ -168,6 +169,7 @@ static void timer_arm_ns(uint64_t ns)
 	lapic_write(LAPIC_TIMER_INIT, (uint32_t)ns);
 }
 
+/* The same, at TSC value target. */
 static void timer_arm_until(uint64_t target)
 {
 	uint64_t now = cpu_rdtsc();

@@ -244,20 +244,22 @@ static int tx_waited_on(void)
 	       vs.nr_ctrl_free < CTRL_SLOTS / 2 || vs.nr_tx_free < TXQ_SIZE / 2;
 }
 
-/* Sleeps until a queue has a used entry (or the ~10 ms timer fires). */
 /* EVENT_IDX: while busy the device need not interrupt; before sleeping
  * (or running something long), ask for an interrupt at the very next
- * used entry of RX and events, and of TX only if something waits for it
- * (used_event one behind what was used: the device, which never holds
- * more than the ring's 256 entries, does not pass it again). */
+ * used entry of RX and events (used_event = the next index we consume:
+ * the device interrupts when its used index moves past it, 2.7.10), and
+ * of TX only if something waits for it. Otherwise TX's used_event is left
+ * one behind what was consumed: the device's used index, never behind
+ * ours, has already passed it. */
 static void vs_arm_notify(void)
 {
 	if (vs.event_idx) {
 		*vs.q[VQ_RX].used_event = vs.q[VQ_RX].used_last;
 		*vs.q[VQ_EV].used_event = vs.q[VQ_EV].used_last;
-		/* Once set one behind, TX's stays valid as the ring moves on
-		 * (the device passes it again only 65536 entries later): no
-		 * rewrite while nothing waits for TX. */
+		/* Once set one behind, TX's needs no rewrite while nothing
+		 * waits for TX: the device passes it again only when its used
+		 * index wraps (65536 entries later: one needless interrupt,
+		 * nothing lost). */
 		if (tx_waited_on()) {
 			*vs.q[VQ_TX].used_event = vs.q[VQ_TX].used_last;
 			vs.tx_armed = 1;
@@ -269,6 +271,11 @@ static void vs_arm_notify(void)
 	}
 }
 
+/* Publishes what was queued, then sleeps until a queue has a used entry
+ * (or another interrupt: the test unikernel's 10 ms tick where it runs;
+ * the function runtime stops that tick). Arming and the last look run
+ * with interrupts off, and sti holds them off until hlt has begun, so an
+ * entry used after the look still wakes the hlt. */
 static void vs_wait(void)
 {
 	cpu_cli();
@@ -283,7 +290,7 @@ static void vs_wait(void)
 /*
  * The interrupt when it hits CPL0 code (the only place with interrupts on
  * is a sti;hlt wait): acknowledge it at the device, end it at the LAPIC,
- * return: 8 emulated instructions instead of ~55 through the common stub,
+ * return: 9 emulated instructions instead of ~55 through the common stub,
  * idt_handle_exception and irq_dispatch. At CPL3 (a function's handler
  * running) the common path, whose irq hook checks the deadline and moves
  * the streams on. Same acknowledgement as vs_irq below.
