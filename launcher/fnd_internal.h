@@ -80,6 +80,11 @@ struct function {
 
 	uint64_t starts[START_NR], start_failures, invocations, errors, rejected;
 	uint64_t stream_retries;        /* clones that dropped their first stream */
+	/* Dispatch -> a clone's socket there (its first connect worked): a
+	 * floor that follows the fastest recent starts (the minimum, rising
+	 * by 1/8 per slower start), so a queue of slow starts on a loaded
+	 * host does not make the next one wait. 0: no clone yet. */
+	uint64_t clone_connect_ns;
 	double cpu_demand;              /* summed over its sampled instances, CPUs */
 	unsigned cpu_primed;            /* instances with a demand figure */
 	uint64_t by_status[8];          /* runtime status of completed invocations */
