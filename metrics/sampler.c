@@ -304,13 +304,15 @@ static void halt_poll_off(struct vm_metrics *m)
 
 	/* Polling spins inside KVM_RUN before the thread sleeps, so it would
 	 * show as Used. Off for this VM only; the host's default stays. */
-	if (ioctl(m->vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_HALT_POLL) > 0 &&
-	    ioctl(m->vm->vm_fd, KVM_ENABLE_CAP, &cap) == 0) {
+	int have = ioctl(m->vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_HALT_POLL);
+
+	if (have > 0 && ioctl(m->vm->vm_fd, KVM_ENABLE_CAP, &cap) == 0) {
 		m->halt_poll_off = true;
 		return;
 	}
+	/* errno only means something when a call failed. */
 	log_info("KVM halt polling stays on (KVM_CAP_HALT_POLL: %s): its time is subtracted "
-		 "from Used", strerror(errno));
+		 "from Used", have == 0 ? "not offered" : strerror(errno));
 }
 
 int vm_metrics_create(struct vm_metrics **out, struct vm *vm, struct event_loop *loop,

@@ -903,9 +903,11 @@ static void halt_poll_off(struct vm *vm)
 {
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_HALT_POLL, .args = { 0 } };
 
-	if (ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_HALT_POLL) <= 0 ||
-	    ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap))
-		log_debug("KVM halt polling stays on: %s", strerror(errno));
+	int have = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_HALT_POLL);
+
+	if (have <= 0 || ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap))
+		log_debug("KVM halt polling stays on: %s",
+			  have == 0 ? "KVM_CAP_HALT_POLL not offered" : strerror(errno));
 }
 
 /* Every resource is open: give up the capabilities (mote run as root
