@@ -460,7 +460,17 @@ int snapshot_open(struct snap_image *img, const char *state_path, const char *me
 	char why[256];
 	int ret;
 
-	memset(img, 0, sizeof(*img));
+	/* All but the drive slots (33 KiB, filled for the snapshot's drives
+	 * only) and the two path buffers (written below): clearing those was
+	 * ~10 page faults of every restore (each ~3 us here). */
+	const size_t drives_end = offsetof(struct snap_image, drives) + sizeof(img->drives);
+	_Static_assert(sizeof(struct snap_image) - (offsetof(struct snap_image, mem_path) +
+						    SNAP_PATH_MAX) < _Alignof(struct snap_image) &&
+			       offsetof(struct snap_image, state_path) + SNAP_PATH_MAX ==
+				       offsetof(struct snap_image, mem_path),
+		       "the path buffers end struct snap_image");
+	memset(img, 0, offsetof(struct snap_image, drives));
+	memset((char *)img + drives_end, 0, offsetof(struct snap_image, state_path) - drives_end);
 	img->mem_fd = -1;
 	if (!mem_path)
 		mem_path = "";

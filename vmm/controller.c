@@ -1046,7 +1046,8 @@ fail:
 
 int controller_restore(const struct controller_restore_opts *o)
 {
-	struct snap_image *img = calloc(1, sizeof(*img));
+	/* snapshot_open sets what is read (not all: see there). */
+	struct snap_image *img = malloc(sizeof(*img));
 	uint64_t t0 = time_now_ns();
 	char err[512] = "";
 	int ret;
