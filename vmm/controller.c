@@ -1191,7 +1191,7 @@ int controller_init(struct event_loop *loop, const struct vm_config *cfg, const 
 	json_object_seed(0);
 	ctl.loop = loop;
 	ctl.no_api = no_api;
-	ctl.cfg = *cfg;
+	vm_config_copy(&ctl.cfg, cfg);
 	snprintf(ctl.id, sizeof(ctl.id), "%s", instance_id);
 	snprintf(ctl.kernel_path, sizeof(ctl.kernel_path), "%s",
 		 cfg->kernel_path ? cfg->kernel_path : "");

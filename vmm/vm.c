@@ -152,12 +152,26 @@ static int vm_create_irqchip(struct vm *vm)
 	return 0;
 }
 
+void vm_config_copy(struct vm_config *dst, const struct vm_config *src)
+{
+	const size_t d0 = offsetof(struct vm_config, drives), d1 = d0 + sizeof(src->drives);
+
+	memcpy(dst, src, d0);
+	memcpy(dst->drives, src->drives, src->nr_drives * sizeof(src->drives[0]));
+	memcpy((char *)dst + d1, (const char *)src + d1, sizeof(*dst) - d1);
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
+	/* Cleared but for the unused drive slots of vm->cfg (see
+	 * vm_config_copy). */
+	const size_t d0 = offsetof(struct vm, cfg) + offsetof(struct vm_config, drives),
+		     d1 = d0 + sizeof(cfg->drives);
 	int ret;
 
-	memset(vm, 0, sizeof(*vm));
-	vm->cfg = *cfg;
+	memset(vm, 0, d0);
+	memset((char *)vm + d1, 0, sizeof(*vm) - d1);
+	vm_config_copy(&vm->cfg, cfg);
 	vm->kvm_fd = vm->vm_fd = vm->exit_eventfd = -1;
 	irq_line_none(&vm->serial_irq);
 	irq_line_none(&vm->i8042.irq);

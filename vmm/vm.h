@@ -178,6 +178,12 @@ struct vm {
 /* Opens /dev/kvm and creates the VM with its irqchip and memory.
  * Returns 0 or a mote_exit code (after logging what went wrong). */
 int vm_create(struct vm *vm, const struct vm_config *cfg);
+/* *dst = *src but for the drive slots at and past src->nr_drives, left as
+ * they were: 33 KiB of the 34 KiB, none used by a function clone, whose
+ * copying and clearing was ~20 page faults (~3 us each here) of every
+ * start. Nothing reads a slot past nr_drives; a drive is added by
+ * writing its slot whole. */
+void vm_config_copy(struct vm_config *dst, const struct vm_config *src);
 /* Loads kernel, initrd and command line; writes boot structures. */
 int vm_load_kernel(struct vm *vm);
 /* Creates the virtio devices (drives) and their transports, and adds
