@@ -6,7 +6,7 @@ JAILER_SRCS := $(wildcard jailer/*.c)
 
 # Static, like mote: it copies no libraries anywhere and starts anywhere.
 JAILER_LDFLAGS ?= -static
-JAILER_LDLIBS :=
+JAILER_LDLIBS := -lcap-ng
 
 .PHONY: jailer
 jailer: $(BUILD)/mote-jailer
