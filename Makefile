@@ -14,7 +14,7 @@ WARN     := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
             -Wpointer-arith -Wvla
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 $(WARN) -D_GNU_SOURCE -DMOTE_VERSION='"$(VERSION)"' -I. -MMD -MP
-LDLIBS   := -luring -lhttp_parser -ljansson -lpthread -lseccomp
+LDLIBS   := -luring -lhttp_parser -ljansson -lpthread -lseccomp -lz
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 

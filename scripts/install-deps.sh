@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
-liburing-dev libseccomp-dev libcap-ng-dev libcmocka-dev libjansson-dev libhttp-parser-dev curl
+liburing-dev libseccomp-dev libcap-ng-dev libcmocka-dev libjansson-dev libhttp-parser-dev zlib1g-dev curl
 linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils cpio kmod
 busybox-static e2fsprogs
 qemu-system-x86 python3 iproute2 procps

@@ -36,7 +36,7 @@ $(BUILD)/fuzz/fuzz_net: $(FUZZ_NET_SRCS) virtio/net.h virtio/mmio.h virtio/queue
 
 $(BUILD)/fuzz/fuzz_snapshot: $(FUZZ_SNAPSHOT_SRCS) snapshot/state.h tests/fuzz/fuzz.mk
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SNAPSHOT_SRCS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SNAPSHOT_SRCS) -lz
 
 $(BUILD)/fuzz/fuzz_virtq: $(FUZZ_VIRTQ_SRCS) virtio/queue.h vmm/mem.h vmm/layout.h tests/fuzz/fuzz.mk
 	@mkdir -p $(dir $@)
