@@ -300,19 +300,14 @@ static void on_timer(struct event_loop *loop, int fd, uint32_t events, void *opa
 
 static void halt_poll_off(struct vm_metrics *m)
 {
-	struct kvm_enable_cap cap = { .cap = KVM_CAP_HALT_POLL, .args = { 0 } };
-
 	/* Polling spins inside KVM_RUN before the thread sleeps, so it would
 	 * show as Used. Off for this VM only; the host's default stays. */
-	int have = ioctl(m->vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_HALT_POLL);
+	int ret = vm_halt_poll_off(m->vm);
 
-	if (have > 0 && ioctl(m->vm->vm_fd, KVM_ENABLE_CAP, &cap) == 0) {
-		m->halt_poll_off = true;
-		return;
-	}
-	/* errno only means something when a call failed. */
-	log_info("KVM halt polling stays on (KVM_CAP_HALT_POLL: %s): its time is subtracted "
-		 "from Used", have == 0 ? "not offered" : strerror(errno));
+	m->halt_poll_off = ret == 0;
+	if (ret)
+		log_info("KVM halt polling stays on (KVM_CAP_HALT_POLL: %s): its time is "
+			 "subtracted from Used", ret == -EOPNOTSUPP ? "not offered" : strerror(-ret));
 }
 
 int vm_metrics_create(struct vm_metrics **out, struct vm *vm, struct event_loop *loop,

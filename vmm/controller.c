@@ -896,24 +896,11 @@ static bool demand_has_reader(void)
 	return !ctl.no_api || ctl.metrics_fd >= 0;
 }
 
-/* What the sampler also does (metrics/sampler.c): KVM's halt polling off
- * for this VM, so a halted vCPU sleeps instead of spinning; what a
- * launcher reads from schedstat stays the guest's own work. */
-static void halt_poll_off(struct vm *vm)
-{
-	struct kvm_enable_cap cap = { .cap = KVM_CAP_HALT_POLL, .args = { 0 } };
-
-	int have = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_HALT_POLL);
-
-	if (have <= 0 || ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap))
-		log_debug("KVM halt polling stays on: %s",
-			  have == 0 ? "KVM_CAP_HALT_POLL not offered" : strerror(errno));
-}
-
 /* Every resource is open: give up the capabilities (mote run as root
  * without the jailer) and compile the seccomp filters. Before the vCPU
  * threads start, so they inherit no capabilities; each then loads its own
- * filter, and the VMM thread loads its filter right after they started. */
+ * filter, and the VMM thread loads its filter once they started and the
+ * demand metrics are set up (which open files its filter does not allow). */
 static int controller_lock_down(void)
 {
 	/* Snapshots of this VM read /proc/self/pagemap; the VMM filter opens
@@ -949,6 +936,7 @@ int controller_boot(void)
 			n->has_mac = true;
 		}
 	}
+	ctl.cfg.kvm_stats = demand_has_reader();
 	ret = vm_create(vm, &ctl.cfg);
 	if (ret) {
 		/* Nothing reached the event loop yet: InstanceStart can be retried. */
@@ -1020,9 +1008,14 @@ int controller_boot(void)
 	 * run). Before the VMM filter, which allows no open. Not fatal: the
 	 * VM runs without demand metrics (GET /demand says so). */
 	ctl.last_flush_ns = time_now_ns();
-	if (!demand_has_reader())
-		halt_poll_off(vm);
-	else if (vm_metrics_create(&ctl.demand, vm, ctl.loop, &ctl.cfg.metrics, on_demand_tick,
+	if (!demand_has_reader()) {
+		/* As the sampler does: what a launcher reads from schedstat
+		 * stays the guest's own work. */
+		ret = vm_halt_poll_off(vm);
+		if (ret)
+			log_debug("KVM halt polling stays on: %s", strerror(-ret));
+		ret = 0;
+	} else if (vm_metrics_create(&ctl.demand, vm, ctl.loop, &ctl.cfg.metrics, on_demand_tick,
 				   NULL))
 		ctl.demand = NULL;
 	log_debug("metrics ready");

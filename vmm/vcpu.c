@@ -197,7 +197,8 @@ int vcpu_init(struct vm *vm, struct vcpu *v, unsigned index)
 		log_error("KVM_CREATE_VCPU %u: %s", index, strerror(errno));
 		return MOTE_EXIT_KVM;
 	}
-	v->stats_fd = ioctl(v->fd, KVM_GET_STATS_FD, 0);
+	if (vm->cfg.kvm_stats)
+		v->stats_fd = ioctl(v->fd, KVM_GET_STATS_FD, 0);
 	v->run = mmap(NULL, (size_t)vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
 	if (v->run == MAP_FAILED) {
 		v->run = NULL;

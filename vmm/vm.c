@@ -409,11 +409,23 @@ int vm_create_vcpus(struct vm *vm)
 	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++) {
 		int ret = vcpu_init(vm, &vm->vcpus[i], i);
 
+		/* Counted once KVM made it, even if a later step failed, so
+		 * vm_destroy closes its fds and unmaps its run area. */
+		if (vm->vcpus[i].fd >= 0)
+			vm->nr_vcpus++;
 		if (ret)
 			return ret;
-		vm->nr_vcpus++;
 	}
 	return 0;
+}
+
+int vm_halt_poll_off(struct vm *vm)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_HALT_POLL, .args = { 0 } };
+
+	if (ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_HALT_POLL) <= 0)
+		return -EOPNOTSUPP;
+	return ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) ? -errno : 0;
 }
 
 int vm_start_vcpus(struct vm *vm)

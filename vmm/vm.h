@@ -79,6 +79,9 @@ struct vm_config {
 	 * i's, set as it is (no KVM_GET_SUPPORTED_CPUID, no filtering). Only
 	 * valid while the VM is being made (the snapshot image owns it). */
 	const struct kvm_cpuid2 *const *saved_cpuid;
+	/* Each vCPU's KVM statistics fd is taken when the vCPU is made (the
+	 * demand metrics read it); off when nothing can read them. */
+	bool kvm_stats;
 	unsigned nr_nets;
 	struct net_config nets[NET_MAX_IFACES];
 	struct metrics_config metrics; /* --demand */
@@ -193,6 +196,11 @@ void vm_destroy_virtio_devices(struct vm *vm);
 /* Registers the legacy devices on the buses. */
 int vm_add_legacy_devices(struct vm *vm);
 int vm_create_vcpus(struct vm *vm);
+/* KVM's halt polling off for this VM (KVM_CAP_HALT_POLL, max 0): a halted
+ * vCPU sleeps at once instead of spinning inside KVM_RUN, which would show
+ * as CPU used. 0, -EOPNOTSUPP when the host's KVM does not offer it, or
+ * -errno. */
+int vm_halt_poll_off(struct vm *vm);
 int vm_start_vcpus(struct vm *vm);
 /* Asks every vCPU to print its registers (SIGUSR1, for stuck guests). */
 void vm_request_dump(struct vm *vm);
