@@ -39,6 +39,9 @@
 
 #include "launcher/hclient.h"
 
+/* Starts made one at a time: 200, so p99 is not simply the slowest. */
+#define SEQ_N(rate_n) ((rate_n) < 200 ? (rate_n) : 200)
+
 static volatile sig_atomic_t interrupted;
 static volatile pid_t daemon_pid;
 static char sock[108];
@@ -594,8 +597,9 @@ int main(int argc, char **argv)
 		clone_cpu("fn", &cpu_p50, &cpu_vcpu_p50, &cpu_n);
 		progress("  CPU per clone (jailer + monitor + guest, all threads so far): p50 %.1f ms, "
 			 "of which the vCPU %.1f ms (%d clones)", cpu_p50, cpu_vcpu_p50, cpu_n);
-		/* one at a time: the latency of a start on an otherwise quiet launcher */
-		int n1 = rate_n < 50 ? rate_n : 50;
+		/* one at a time: the latency of a start on an otherwise quiet
+		 * launcher; 200 starts, so p99 is not simply the slowest one */
+		int n1 = SEQ_N(rate_n);
 		progress("start latency: %d starts from the snapshot, one at a time", n1);
 		scale("fn", n1, 1, &seq);
 		progress("one at a time: %lld of %d started, %.1f/s, first response p50 %.2f ms p99 "
@@ -744,7 +748,7 @@ int main(int argc, char **argv)
 		snap_ok ? "snapshot clone" : "snapshot clone (unavailable: cold boot)", warm.started,
 		rate_n, warm.per_s, warm.p50_ms, warm.p99_ms, warm.max_ms);
 	fprintf(o, "| %s, one at a time | %lld/%d | %.1f | %.2f | %.2f | %.2f | p99 ≤ 10 ms |\n\n",
-		snap_ok ? "snapshot clone" : "cold boot", seq.started, rate_n < 50 ? rate_n : 50,
+		snap_ok ? "snapshot clone" : "cold boot", seq.started, SEQ_N(rate_n),
 		seq.per_s, seq.p50_ms, seq.p99_ms, seq.max_ms);
 	if (!snap_ok)
 		fprintf(o, "The warm snapshot could not be made: %s\n\n", snap_note);
