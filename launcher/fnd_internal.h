@@ -83,8 +83,10 @@ struct function {
 	/* Dispatch -> a clone's socket there (its first connect worked): a
 	 * floor that follows the fastest recent starts (the minimum, rising
 	 * by 1/8 per slower start), so a queue of slow starts on a loaded
-	 * host does not make the next one wait. 0: no clone yet. */
+	 * host does not make the next one wait; halved when a first try found
+	 * the socket (no floor then, see inv_connect). 0: no clone yet. */
 	uint64_t clone_connect_ns;
+	bool clone_connect_busy;        /* ... learnt while other clones started */
 	double cpu_demand;              /* summed over its sampled instances, CPUs */
 	unsigned cpu_primed;            /* instances with a demand figure */
 	uint64_t by_status[8];          /* runtime status of completed invocations */
@@ -148,6 +150,7 @@ struct invocation {
 	struct ev_timer timer;          /* connect retry, then deadline */
 	unsigned retries;
 	unsigned reset_retries;         /* streams a just-restored VM dropped */
+	bool connect_failed;            /* a clone's socket was not there yet once */
 	bool first_on_clone;            /* dispatched to a clone still restoring */
 	bool queued, connected;
 	/* probes: who to tell */
@@ -198,6 +201,8 @@ struct fnd {
 	 * pid table; the sums are redone at each full round. */
 	struct ev_timer demand_timer;
 	size_t demand_slot;
+	unsigned demand_done;           /* samples taken in this tick's round */
+	uint64_t demand_round_ns;       /* when this tick's round began */
 	double cpu_demand;
 };
 
