@@ -1011,10 +1011,9 @@ int controller_boot(void)
 	if (!demand_has_reader()) {
 		/* As the sampler does: what a launcher reads from schedstat
 		 * stays the guest's own work. */
-		ret = vm_halt_poll_off(vm);
-		if (ret)
-			log_debug("KVM halt polling stays on: %s", strerror(-ret));
-		ret = 0;
+		int e = vm_halt_poll_off(vm);
+		if (e)
+			log_debug("KVM halt polling stays on: %s", strerror(-e));
 	} else if (vm_metrics_create(&ctl.demand, vm, ctl.loop, &ctl.cfg.metrics, on_demand_tick,
 				   NULL))
 		ctl.demand = NULL;

@@ -17,12 +17,29 @@
 #define KVM_DEV_PATH "/dev/kvm"
 #define CPUID_MAX_ENTRIES 256
 
+struct kvm_cap_name {
+	int cap;
+	const char *name;
+};
+
+/* 0, or MOTE_EXIT_KVM after naming the first capability KVM lacks. */
+static int vm_require_caps(struct vm *vm, const struct kvm_cap_name *caps, size_t n,
+			   const char *hint)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0) {
+			log_error("this host's KVM lacks %s, which mote needs%s", caps[i].name, hint);
+			return MOTE_EXIT_KVM;
+		}
+	}
+	return 0;
+}
+
 /* What each irqchip mode needs on top of the common set: the split
  * irqchip has no in-kernel PIC, IOAPIC or PIT and sends MSIs instead. */
 static int vm_check_caps(struct vm *vm)
 {
-	struct cap { int cap; const char *name; };
-	static const struct cap common[] = {
+	static const struct kvm_cap_name common[] = {
 		{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
 		{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
 		{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
@@ -30,32 +47,23 @@ static int vm_check_caps(struct vm *vm)
 		{ KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD" },
 		{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
 	};
-	static const struct cap split[] = {
+	static const struct kvm_cap_name split[] = {
 		{ KVM_CAP_SPLIT_IRQCHIP, "KVM_CAP_SPLIT_IRQCHIP" },
 		{ KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI" },
 	};
-	static const struct cap kernel[] = {
+	static const struct kvm_cap_name kernel[] = {
 		{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
 		{ KVM_CAP_PIT2, "KVM_CAP_PIT2" },
 	};
-	bool is_split = vm->cfg.irqchip == IRQCHIP_SPLIT;
-	const struct { const struct cap *caps; size_t n; const char *hint; } sets[] = {
-		{ common, sizeof(common) / sizeof(common[0]), "" },
-		{ is_split ? split : kernel,
-		  is_split ? sizeof(split) / sizeof(split[0]) : sizeof(kernel) / sizeof(kernel[0]),
-		  is_split ? " for its split irqchip: try --irqchip kernel"
-			   : " for --irqchip kernel: try --irqchip split" },
-	};
-	for (size_t s = 0; s < sizeof(sets) / sizeof(sets[0]); s++) {
-		for (size_t i = 0; i < sets[s].n; i++) {
-			if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, sets[s].caps[i].cap) <= 0) {
-				log_error("this host's KVM lacks %s, which mote needs%s",
-					  sets[s].caps[i].name, sets[s].hint);
-				return MOTE_EXIT_KVM;
-			}
-		}
-	}
-	return 0;
+	int ret = vm_require_caps(vm, common, sizeof(common) / sizeof(common[0]), "");
+
+	if (ret)
+		return ret;
+	if (vm->cfg.irqchip == IRQCHIP_SPLIT)
+		return vm_require_caps(vm, split, sizeof(split) / sizeof(split[0]),
+				       " for its split irqchip: try --irqchip kernel");
+	return vm_require_caps(vm, kernel, sizeof(kernel) / sizeof(kernel[0]),
+			       " for --irqchip kernel: try --irqchip split");
 }
 
 static int vm_get_supported_cpuid(struct vm *vm)
@@ -163,14 +171,13 @@ void vm_config_copy(struct vm_config *dst, const struct vm_config *src)
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
-	/* Cleared but for the unused drive slots of vm->cfg (see
-	 * vm_config_copy). */
-	const size_t d0 = offsetof(struct vm, cfg) + offsetof(struct vm_config, drives),
-		     d1 = d0 + sizeof(cfg->drives);
+	/* All cleared but vm->cfg, which vm_config_copy writes (but for
+	 * its unused drive slots). */
+	const size_t c0 = offsetof(struct vm, cfg), c1 = c0 + sizeof(vm->cfg);
 	int ret;
 
-	memset(vm, 0, d0);
-	memset((char *)vm + d1, 0, sizeof(*vm) - d1);
+	memset(vm, 0, c0);
+	memset((char *)vm + c1, 0, sizeof(*vm) - c1);
 	vm_config_copy(&vm->cfg, cfg);
 	vm->kvm_fd = vm->vm_fd = vm->exit_eventfd = -1;
 	irq_line_none(&vm->serial_irq);
@@ -342,11 +349,10 @@ static void *vm_loader_main(void *arg)
 static void vm_start_loader(struct vm *vm)
 {
 	pthread_attr_t attr;
+	pthread_t t;
 
 	if (vm->cfg.from_snapshot || !vm->cfg.kernel_path)
 		return;
-	pthread_t t;
-
 	if (sem_init(&vm->loader_done, 0, 0))
 		return;
 	pthread_attr_init(&attr);
