@@ -402,7 +402,6 @@ static int install_monitor(struct fnd *d, char *err, size_t errlen)
 {
 	char tmp[FND_DIR_MAX + 24];
 	const char *dir = d->bin_dir;
-	char buf[65536];
 	int in, out, ret = 0;
 
 	snprintf(d->mote_copy, sizeof(d->mote_copy), "%s/mote", dir);
@@ -424,19 +423,7 @@ static int install_monitor(struct fnd *d, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create '%s': %s", tmp, strerror(errno));
 		return ret;
 	}
-	for (;;) {
-		ssize_t n = read(in, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ret = n < 0 ? -errno : 0;
-			break;
-		}
-		if (write(out, buf, (size_t)n) != n) {
-			ret = -EIO;
-			break;
-		}
-	}
+	ret = proc_copy_fd(in, out);
 	if (!ret && (fchown(out, 0, 0) || fchmod(out, 0755)))
 		ret = -errno;
 	close(in);

@@ -798,9 +798,8 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
  * the daemon (one generation: log.prev). */
 static void keep_log(struct fnd *d, struct instance *inst)
 {
-	char dst[FND_DIR_MAX + FN_NAME_MAX + 32], buf[4096];
+	char dst[FND_DIR_MAX + FN_NAME_MAX + 32];
 	int in = open(inst->log_path, O_RDONLY | O_CLOEXEC), out = -1;
-	ssize_t n = 0;
 	int err = 0;
 
 	snprintf(dst, sizeof(dst), "%s/%s.log", d->log_dir, inst->name);
@@ -808,17 +807,8 @@ static void keep_log(struct fnd *d, struct instance *inst)
 		err = errno;
 	else if ((out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)) < 0)
 		err = errno;
-	while (out >= 0 && (n = read(in, buf, sizeof(buf))) > 0) {
-		ssize_t w = write(out, buf, (size_t)n);
-		if (w != n) {
-			/* A short write sets no errno. */
-			err = w < 0 ? errno : ENOSPC;
-			n = -1;
-			break;
-		}
-	}
-	if (n < 0 && !err)
-		err = errno; /* the read failed */
+	else
+		err = -proc_copy_fd(in, out);
 	if (err)
 		log_warn("instance %s: its log stays at %s (copy to %s failed: %s)", inst->name,
 			 inst->log_path, dst, strerror(err));

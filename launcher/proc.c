@@ -96,6 +96,22 @@ int proc_mkdirs(const char *path, mode_t mode)
 	return 0;
 }
 
+int proc_copy_fd(int in, int out)
+{
+	char buf[65536];
+
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : 0;
+		ssize_t w = write(out, buf, (size_t)n);
+		if (w != n)
+			return w < 0 ? -errno : -EIO;
+	}
+}
+
 int file_ident_stat(const char *path, struct file_ident *id)
 {
 	struct stat st;

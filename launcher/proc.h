@@ -20,6 +20,10 @@ int proc_rmtree(const char *path);
 /* mkdir -p with mode for every level made. */
 int proc_mkdirs(const char *path, mode_t mode);
 
+/* Copies what is left of in to out, up to in's end. 0, -errno of the
+ * read or write that failed, or -EIO for a short write. */
+int proc_copy_fd(int in, int out);
+
 /* What identifies an image's content cheaply (size, mtime, inode) and
  * surely (a 64-bit FNV-1a over the bytes). */
 struct file_ident {

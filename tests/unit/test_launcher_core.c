@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "launcher/hclient.h"
 #include "launcher/http.h"
 #include "launcher/inst_state.h"
+#include "launcher/proc.h"
 #include "launcher/spawner.h"
 #include "launcher/spec.h"
 
@@ -811,6 +813,40 @@ static void test_http_server(void **state)
 	assert_int_equal(access(path, F_OK), -1);
 }
 
+/* proc_copy_fd: every byte across several reads; a write that fails is
+ * its errno (a pipe whose reader is gone: EPIPE). */
+static void test_copy_fd(void **state)
+{
+	(void)state;
+	char src[] = "/tmp/mote-copy-src-XXXXXX", dst[] = "/tmp/mote-copy-dst-XXXXXX";
+	int in = mkstemp(src), out = mkstemp(dst);
+	size_t len = 200 * 1024 + 17;
+	uint8_t *data = malloc(len), *back = malloc(len + 1);
+
+	assert_true(in >= 0 && out >= 0 && data && back);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (uint8_t)(i * 131 + i / 4096);
+	assert_int_equal(write(in, data, len), (ssize_t)len);
+	assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+	assert_int_equal(proc_copy_fd(in, out), 0);
+	assert_int_equal(pread(out, back, len + 1, 0), (ssize_t)len);
+	assert_memory_equal(back, data, len);
+
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	close(p[0]);
+	signal(SIGPIPE, SIG_IGN);
+	assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+	assert_int_equal(proc_copy_fd(in, p[1]), -EPIPE);
+	close(p[1]);
+	close(in);
+	close(out);
+	unlink(src);
+	unlink(dst);
+	free(data);
+	free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -819,6 +855,7 @@ int main(void)
 		cmocka_unit_test(test_reader),       cmocka_unit_test(test_timers),
 		cmocka_unit_test(test_http_server),  cmocka_unit_test(test_spawn_msg),
 		cmocka_unit_test(test_spawner),      cmocka_unit_test(test_cpu_demand),
+		cmocka_unit_test(test_copy_fd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
