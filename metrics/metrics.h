@@ -61,6 +61,9 @@ int metrics_config_finish(struct metrics_config *cfg, char *err, size_t errlen);
  * the timer in loop. 0 or -errno (logged). */
 int vm_metrics_create(struct vm_metrics **out, struct vm *vm, struct event_loop *loop,
 		      const struct metrics_config *cfg, metrics_tick_fn tick, void *opaque);
+/* Stops (on false) or restarts the sampling timer, from a new baseline:
+ * a --standby clone samples nothing while it waits. 0 or -errno. */
+int vm_metrics_set_sampling(struct vm_metrics *m, bool on);
 /* Removes the timer, closes every fd (the vCPUs' schedstat fds too). */
 void vm_metrics_destroy(struct vm_metrics *m, struct event_loop *loop);
 /* Takes a sample now (the timer does it every period). */

@@ -383,6 +383,26 @@ fail:
 	return ret;
 }
 
+int vm_metrics_set_sampling(struct vm_metrics *m, bool on)
+{
+	struct itimerspec its = { 0 };
+
+	if (on) {
+		its.it_interval.tv_sec = m->cfg.period_ms / 1000;
+		its.it_interval.tv_nsec = (long)(m->cfg.period_ms % 1000) * 1000000L;
+		its.it_value = its.it_interval;
+		/* A new baseline: the time spent off is no interval of the
+		 * guest's (a standby of minutes would be one long idle sample). */
+		uint64_t now = mono_ns();
+		for (unsigned i = 0; i < m->vm->nr_vcpus; i++) {
+			m->vcpu[i].est.have_prev = false;
+			sample_vcpu(m, i, now);
+		}
+		m->last_tick_ns = now;
+	}
+	return timerfd_settime(m->timer_fd, 0, &its, NULL) < 0 ? -errno : 0;
+}
+
 void vm_metrics_destroy(struct vm_metrics *m, struct event_loop *loop)
 {
 	if (!m)

@@ -71,6 +71,7 @@ struct controller {
 	struct vm_metrics *demand;   /* metrics/: sampled on a timer in the loop */
 	uint64_t last_flush_ns;      /* periodic metrics flush */
 	bool no_api;                 /* --no-api: nothing can ask for demand metrics */
+	bool standby;                /* --standby: Paused until SIGUSR2 (or PATCH /vm) */
 
 	/* API thread -> VMM thread */
 	pthread_mutex_t q_lock;
@@ -704,6 +705,36 @@ static void instance_start(struct api_response *resp)
 	respond_ok(resp);
 }
 
+/* Ends a pause: PATCH /vm Resumed, and SIGUSR2 for a --standby restore.
+ * A standby's sampler was held off (no wake-ups while it waited): it
+ * starts now, after the vCPUs, off their critical path. */
+static void resume_vm(const char *why)
+{
+	bool standby = ctl.standby;
+
+	if (standby)
+		atomic_store(&ctl.vm.standby_resume_ns, time_now_ns());
+	vm_resume(&ctl.vm);
+	ctl.state = CTRL_RUNNING;
+	ctl.standby = false;
+	if (standby && ctl.demand) {
+		int e = vm_metrics_set_sampling(ctl.demand, true);
+		if (e)
+			log_warn("demand metrics: cannot start sampling: %s", strerror(-e));
+	}
+	log_info("VM resumed%s%s", standby ? " from standby on " : "", standby ? why : "");
+}
+
+void controller_standby_resume(void)
+{
+	if (!ctl.standby) {
+		log_info("SIGUSR2 ignored: the microVM is not in standby (it is %s)",
+			 state_name(ctl.state));
+		return;
+	}
+	resume_vm("SIGUSR2");
+}
+
 static void pause_vm(bool pause, struct api_response *resp)
 {
 	if (refuse_before_start(resp, "vm"))
@@ -719,9 +750,7 @@ static void pause_vm(bool pause, struct api_response *resp)
 		ctl.state = CTRL_PAUSED;
 		log_info("VM paused");
 	} else if (!pause && ctl.state == CTRL_PAUSED) {
-		vm_resume(&ctl.vm);
-		ctl.state = CTRL_RUNNING;
-		log_info("VM resumed");
+		resume_vm("PATCH /vm");
 	}
 	respond_ok(resp);
 }
@@ -745,6 +774,7 @@ static void ctrl_alt_del(struct api_response *resp)
 static struct {
 	struct snap_image *img;
 	bool resume;
+	bool standby;
 	bool clock_realtime;
 	const char *prefetch_path;
 	const char *uffd_path;
@@ -1017,8 +1047,16 @@ int controller_boot(void)
 	} else if (vm_metrics_create(&ctl.demand, vm, ctl.loop, &ctl.cfg.metrics, on_demand_tick,
 				   NULL))
 		ctl.demand = NULL;
+	/* A standby clone wakes for nothing until it is resumed. */
+	if (restoring.img && restoring.standby && ctl.demand) {
+		int e = vm_metrics_set_sampling(ctl.demand, false);
+		if (e)
+			log_warn("demand metrics: cannot hold sampling off in standby: %s",
+				 strerror(-e));
+	}
 	log_debug("metrics ready");
 	ctl.state = restoring.img && !restoring.resume ? CTRL_PAUSED : CTRL_RUNNING;
+	ctl.standby = restoring.img && restoring.standby;
 	/* Guest exits reach this thread only through the loop, so the filter
 	 * is in place before any of them is handled here. With the API this
 	 * runs inside the loop (InstanceStart), as Firecracker filters its VMM
@@ -1089,6 +1127,7 @@ int controller_restore(const struct controller_restore_opts *o)
 	ctl.initrd_path[0] = '\0';
 	restoring.img = img;
 	restoring.resume = o->resume;
+	restoring.standby = o->standby && !o->resume;
 	restoring.clock_realtime = o->clock_realtime;
 	restoring.prefetch_path = o->prefetch_path;
 	restoring.uffd_path = o->uffd_path;
@@ -1104,7 +1143,8 @@ int controller_restore(const struct controller_restore_opts *o)
 	if (!ret)
 		log_info("snapshot: restored from '%s' in %llu us (%llu us since exec)%s",
 			 o->state_path, (unsigned long long)((time_now_ns() - t0) / 1000),
-			 (unsigned long long)time_since_exec_us(), o->resume ? "" : ", paused");
+			 (unsigned long long)time_since_exec_us(),
+			 o->resume ? "" : o->standby ? ", in standby until SIGUSR2" : ", paused");
 	return ret;
 }
 

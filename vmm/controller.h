@@ -29,6 +29,7 @@ struct controller_restore_opts {
 	const char *state_path;
 	const char *mem_path;
 	bool resume;            /* run at once; else Paused until PATCH /vm Resumed */
+	bool standby;           /* not resume: Paused until SIGUSR2 too, no sampling meanwhile */
 	bool track_dirty_pages;
 	bool clock_realtime;    /* advance the guest clock by the time spent saved */
 	const char *prefetch_path;  /* working-set record to populate before resuming */
@@ -50,6 +51,9 @@ void controller_api_handler(void *opaque, const struct api_request *req,
 void controller_request_exit(int code, const char *why);
 /* SIGUSR1: every vCPU prints its registers. */
 void controller_request_dump(void);
+/* SIGUSR2: a --standby restore resumes, as PATCH /vm Resumed would; in any
+ * other state (already resumed, never in standby) it is logged and ignored. */
+void controller_standby_resume(void);
 /* Answers what is still queued with an error and refuses new requests;
  * stops the vCPUs, restores the console, destroys the VM. */
 void controller_shutdown(void);

@@ -41,6 +41,7 @@ struct run_opts {
 	const char *restore_state; /* --restore: a snapshot's state file */
 	const char *restore_mem;   /* --mem: its memory file */
 	bool resume;               /* --resume */
+	bool standby;              /* --standby */
 	bool track_dirty_pages;    /* --track-dirty-pages */
 	const char *prefetch;      /* --prefetch FILE */
 	const char *record_ws;     /* --record-working-set FILE */
@@ -95,10 +96,13 @@ static void usage(FILE *f)
 		"  --config-file FILE     boot the VM described by FILE (the JSON of\n"
 		"                         GET /vm/config), with or without the API\n"
 		"  --no-api               no API socket (needs --kernel or --config-file)\n"
-		"  --restore STATE --mem FILE [--resume]\n"
+		"  --restore STATE --mem FILE [--resume | --standby]\n"
 		"                         restore a snapshot (PUT /snapshot/create wrote it)\n"
 		"                         instead of booting; without --resume it stays paused\n"
 		"                         until PATCH /vm Resumed\n"
+		"  --standby              with --restore (API or --no-api): restore everything,\n"
+		"                         then wait with the vCPUs parked, costing no CPU, until\n"
+		"                         SIGUSR2 (or PATCH /vm Resumed) resumes it as --resume\n"
 		"  --track-dirty-pages    log the pages the guest writes (Diff snapshots)\n"
 		"  --record-working-set FILE\n"
 		"                         with --restore: at exit, write the guest pages the VM\n"
@@ -113,7 +117,8 @@ static void usage(FILE *f)
 		"  -h, --help             this text\n"
 		"  -V, --version          print the version\n"
 		"\n"
-		"SIGUSR1 prints every vCPU's registers to stderr; SIGTERM/SIGINT stop the VM.\n"
+		"SIGUSR1 prints every vCPU's registers to stderr; SIGUSR2 ends --standby;\n"
+		"SIGTERM/SIGINT stop the VM.\n"
 		"\n"
 		"Exit status: the guest's debug-exit code (port 0xf4); 0 when the guest\n"
 		"resets or powers off; 64 bad usage, 65 bad kernel/initrd, 66 missing file,\n"
@@ -147,12 +152,13 @@ enum {
 };
 
 enum { OPT_RESTORE = 512, OPT_MEM_FILE, OPT_RESUME, OPT_TRACK_DIRTY, OPT_PREFETCH,
-       OPT_RECORD_WS };
+       OPT_RECORD_WS, OPT_STANDBY };
 
 static const struct option long_opts[] = {
 	{ "restore", required_argument, NULL, OPT_RESTORE },
 	{ "mem", required_argument, NULL, OPT_MEM_FILE },
 	{ "resume", no_argument, NULL, OPT_RESUME },
+	{ "standby", no_argument, NULL, OPT_STANDBY },
 	{ "track-dirty-pages", no_argument, NULL, OPT_TRACK_DIRTY },
 	{ "prefetch", required_argument, NULL, OPT_PREFETCH },
 	{ "record-working-set", required_argument, NULL, OPT_RECORD_WS },
@@ -214,12 +220,22 @@ static int check_modes(const struct vm_config *cfg, const struct run_opts *o)
 				  "--config-file and the other VM options");
 			return MOTE_EXIT_USAGE;
 		}
-		if (o->no_api && !o->resume) {
+		if (o->standby && o->resume) {
+			log_error("--standby and --resume exclude each other: --standby waits for "
+				  "SIGUSR2 before it resumes, --resume runs at once");
+			return MOTE_EXIT_USAGE;
+		}
+		if (o->no_api && !o->resume && !o->standby) {
 			log_error("--restore without --resume waits for PATCH /vm Resumed: it needs "
-				  "the API (--api-sock)");
+				  "the API (--api-sock), or --standby to wait for SIGUSR2");
 			return MOTE_EXIT_USAGE;
 		}
 		return -1;
+	}
+	if (o->standby) {
+		log_error("--standby needs --restore STATE --mem FILE: only a restored VM can "
+			  "wait in standby");
+		return MOTE_EXIT_USAGE;
 	}
 	if (o->restore_mem || o->resume || o->prefetch || o->record_ws) {
 		log_error("--mem, --resume, --prefetch and --record-working-set go with --restore");
@@ -426,6 +442,9 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct run_o
 		case OPT_RESUME:
 			o->resume = true;
 			break;
+		case OPT_STANDBY:
+			o->standby = true;
+			break;
 		case OPT_PREFETCH:
 			o->prefetch = optarg;
 			break;
@@ -470,6 +489,10 @@ static void on_signal(struct event_loop *loop, int fd, uint32_t events, void *op
 		return;
 	if (si.ssi_signo == SIGUSR1) {
 		controller_request_dump();
+		return;
+	}
+	if (si.ssi_signo == SIGUSR2) {
+		controller_standby_resume();
 		return;
 	}
 	snprintf(why, sizeof(why), "received signal %s", strsignal((int)si.ssi_signo));
@@ -539,6 +562,7 @@ static int run(const struct vm_config *cfg, const struct run_opts *o)
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGQUIT);
 	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	log_debug("options parsed");
@@ -594,6 +618,7 @@ static int run(const struct vm_config *cfg, const struct run_opts *o)
 	if (o->restore_state) {
 		struct controller_restore_opts ro = {
 			.state_path = o->restore_state, .mem_path = o->restore_mem, .resume = o->resume,
+			.standby = o->standby,
 			.track_dirty_pages = o->track_dirty_pages, .prefetch_path = o->prefetch,
 			.record_ws_path = o->record_ws,
 		};

@@ -406,10 +406,18 @@ void *vcpu_thread_main(void *arg)
 	while (!atomic_load(&vm->exiting)) {
 		/* PATCH /vm Paused: the kick brings us here, out of KVM_RUN. */
 		vcpu_pause_point(v);
-		if (v->index == 0 && !atomic_exchange(&vm->first_run_logged, true))
-			log_msg(vm->cfg.boot_timer ? LOG_INFO : LOG_DEBUG,
-				"first KVM_RUN after %llu us since exec",
-				(unsigned long long)time_since_exec_us());
+		if (v->index == 0 && !atomic_exchange(&vm->first_run_logged, true)) {
+			uint64_t standby_ns = atomic_load(&vm->standby_resume_ns);
+			if (standby_ns)
+				log_info("standby: first KVM_RUN %llu us after the resume request "
+					 "(%llu us since exec)",
+					 (unsigned long long)((time_now_ns() - standby_ns) / 1000),
+					 (unsigned long long)time_since_exec_us());
+			else
+				log_msg(vm->cfg.boot_timer ? LOG_INFO : LOG_DEBUG,
+					"first KVM_RUN after %llu us since exec",
+					(unsigned long long)time_since_exec_us());
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;

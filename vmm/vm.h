@@ -162,6 +162,9 @@ struct vm {
 	atomic_int exit_code;
 	int exit_eventfd;
 	atomic_bool first_run_logged;
+	/* CLOCK_MONOTONIC ns a --standby restore was told to resume (SIGUSR2
+	 * or PATCH /vm), 0 otherwise: vCPU 0 logs the time to its first run. */
+	_Atomic uint64_t standby_resume_ns;
 	/* SIGUSR1: each vCPU dumps its registers once at its next exit. */
 	atomic_uint dump_pending;
 	atomic_bool boot_timer_fired;
