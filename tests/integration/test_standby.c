@@ -335,6 +335,25 @@ static void test_sigusr2_without_standby_is_ignored(void **state)
 	harness_free(&r);
 }
 
+/* A pool drops a clone it no longer needs: SIGTERM in standby stops it at
+ * once, with the usual code, without running the guest. */
+static void test_sigterm_in_standby_stops_it(void **state)
+{
+	struct harness_proc p;
+
+	(void)state;
+	harness_spawn(&p, MOTE("--restore", state_path, "--mem", mem_path, "--standby", "--no-api"));
+	expect_standing_by(&p);
+	double t0 = harness_now_ms();
+	assert_int_equal(kill(p.pid, SIGTERM), 0);
+	struct run_result r = harness_proc_finish(&p, 10);
+	assert_exit_status(&r, 128 + SIGTERM);
+	assert_false(r.timed_out);
+	assert_true(harness_now_ms() - t0 < 2000);
+	assert_null(strstr(r.out, "snap: step"));
+	harness_free(&r);
+}
+
 static void test_standby_usage_errors(void **state)
 {
 	(void)state;
@@ -364,6 +383,7 @@ int main(void)
 		cmocka_unit_test(test_standby_clone_finishes_the_computation),
 		cmocka_unit_test(test_standby_with_api_ends_on_patch),
 		cmocka_unit_test(test_sigusr2_without_standby_is_ignored),
+		cmocka_unit_test(test_sigterm_in_standby_stops_it),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
