@@ -49,6 +49,7 @@ const char *start_kind_name(enum start_kind k)
 	switch (k) {
 	case START_COLD: return "cold-boot";
 	case START_RESTORE: return "snapshot-restore";
+	case START_STANDBY: return "snapshot-standby";
 	case START_WARM: return "warm";
 	default: return "?";
 	}
@@ -307,6 +308,9 @@ int fnd_register(struct fnd *d, const struct fn_spec *spec, bool *created, char 
 				fn->snap = spec->snapshot ? SNAP_NONE : SNAP_UNAVAILABLE;
 			fn->boot_error[0] = '\0';
 			fn_stop_all(d, fn);
+		} else {
+			fn_drop_standby(d, fn, spec->standby);
+			fn_fill_standby(d, fn);
 		}
 		return 0;
 	}

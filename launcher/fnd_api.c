@@ -30,17 +30,18 @@ static json_t *fn_json(struct function *fn, bool details)
 			ready++;
 	}
 	json_t *o = json_pack(
-		"{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, "
-		"s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:I, s:I}",
+		"{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, "
+		"s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I}",
 		"name", fn->spec.name, "image", fn->spec.image, "mem_mib", (json_int_t)fn->spec.mem_mib,
 		"vcpus", (json_int_t)fn->spec.vcpus, "concurrency", (json_int_t)fn->spec.concurrency,
 		"idle_ttl_s", (json_int_t)fn->spec.idle_ttl_s, "max_instances",
 		(json_int_t)fn->spec.max_instances, "timeout_ms", (json_int_t)fn->spec.timeout_ms,
-		"snapshot", snap_state_name(fn->snap), "instances", "total", (json_int_t)fn->nr_insts,
-		"starting", (json_int_t)fn->nr_starting, "idle", (json_int_t)ready, "busy",
+		"standby", (json_int_t)fn->spec.standby, "snapshot", snap_state_name(fn->snap), "instances", "total", (json_int_t)fn->nr_insts,
+		"starting", (json_int_t)fn->nr_starting, "standby", (json_int_t)fn->nr_standby, "idle", (json_int_t)ready, "busy",
 		(json_int_t)busy, "queued", (json_int_t)fn->nr_queued, "inflight",
 		(json_int_t)fn->nr_inflight, "starts", "cold-boot", (json_int_t)fn->starts[START_COLD],
-		"snapshot-restore", (json_int_t)fn->starts[START_RESTORE], "warm",
+		"snapshot-restore", (json_int_t)fn->starts[START_RESTORE], "snapshot-standby",
+		(json_int_t)fn->starts[START_STANDBY], "warm",
 		(json_int_t)fn->starts[START_WARM], "invocations", (json_int_t)fn->invocations,
 		"errors", (json_int_t)fn->errors, "rejected", (json_int_t)fn->rejected);
 	if (!o)

@@ -105,6 +105,11 @@ static void inst_enter(struct fnd *d, struct instance *inst, enum inst_state nex
 	inst->state = next;
 	if ((prev == INST_BOOTING || prev == INST_RESTORING) && next != prev)
 		fn->nr_starting--;
+	if (prev == INST_STANDBY && next != prev) {
+		fn->nr_standby--;
+		if (next == INST_RESTORING)
+			fn->nr_starting++;
+	}
 	if (next == INST_STOPPING && prev != INST_STOPPING) {
 		ev_timer_cancel(d->loop, &inst->timer);
 		ready_close(d, inst);
@@ -112,7 +117,9 @@ static void inst_enter(struct fnd *d, struct instance *inst, enum inst_state nex
 	}
 	if (next == INST_READY && prev != INST_READY) {
 		inst->ready_ns = ev_now_ns();
-		hist_add(&fn->start_hist[inst->kind == START_RESTORE],
+		hist_add(&fn->start_hist[inst->kind == START_COLD	 ? 0 :
+					 inst->kind == START_RESTORE ? 1 :
+								       2],
 			 (inst->ready_ns - inst->spawn_ns) / 1000);
 		ev_timer_cancel(d->loop, &inst->timer);
 	}
@@ -157,7 +164,10 @@ static void inst_timer_cb(struct ev_timer *t)
 		inst_event(d, inst, IEV_START_TIMEOUT);
 		break;
 	case INST_READY:
-		log_debug("instance %s idle for %u s: stopping", inst->name, inst->fn->spec.idle_ttl_s);
+	case INST_STANDBY:
+		log_debug("instance %s %s for %u s: stopping", inst->name,
+			  inst->state == INST_STANDBY ? "on standby" : "idle",
+			  inst->fn->spec.idle_ttl_s);
 		inst_event(d, inst, IEV_IDLE_TTL);
 		break;
 	default:
@@ -451,6 +461,7 @@ static void template_settle_cb(struct ev_timer *t)
 	inst->timer.cb = inst_timer_cb; /* the idle TTL from now on */
 	template_snapshot(d, inst);
 	inst_serve_ready(d, inst);
+	fn_fill_standby(d, inst->fn);
 }
 
 /* A cold boot's runtime said ready: snapshot it if it is the template
@@ -626,8 +637,10 @@ void inst_spawner_cb(struct ev_watch *w, uint32_t events)
 
 /* Starts one instance of fn: a clone of the warm snapshot when there is
  * one for the current image, else a cold boot (which makes the snapshot
- * when this mote can). */
-struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_t whylen)
+ * when this mote can). standby: a clone that stays paused until taken
+ * (only when the snapshot is ready; NULL otherwise). */
+static struct instance *inst_launch(struct fnd *d, struct function *fn, bool standby, char *why,
+				    size_t whylen)
 {
 	struct argv_buf a = { .n = 0 };
 	bool restore = false, make_template = false;
@@ -644,6 +657,7 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 				log_info("function %s: image changed; rebuilding its warm snapshot",
 					 fn->spec.name);
 				fn->snap = SNAP_NONE;
+				fn_drop_standby(d, fn, 0);
 			} else {
 				fn->snap_image = now; /* touched, same bytes */
 			}
@@ -651,7 +665,10 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 	}
 	if (fn->snap == SNAP_READY)
 		restore = true;
-	else if (fn->snap == SNAP_NONE)
+	else if (standby) {
+		snprintf(why, whylen, "no warm snapshot to restore a standby clone from");
+		return NULL;
+	} else if (fn->snap == SNAP_NONE)
 		make_template = true;
 	else if (fn->snap == SNAP_BUILDING) {
 		snprintf(why, whylen, "the function's warm snapshot is being built");
@@ -665,7 +682,7 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 	}
 	inst->fn = fn;
 	inst->id = ++d->next_inst_id;
-	inst->kind = restore ? START_RESTORE : START_COLD;
+	inst->kind = standby ? START_STANDBY : restore ? START_RESTORE : START_COLD;
 	inst->is_template = make_template;
 	inst->first_pending = true;
 	inst->ready_lw.fd = inst->ready_cw.fd = -1;
@@ -722,7 +739,7 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 		arg(&a, "%s", d->cfg.jail ? "/snap.state" : fn->snap_state_path);
 		arg(&a, "--mem");
 		arg(&a, "%s", d->cfg.jail ? "/snap.mem" : fn->snap_mem_path);
-		arg(&a, "--resume");
+		arg(&a, "%s", standby ? "--standby" : "--resume");
 		arg(&a, "--no-api");
 	} else {
 		arg(&a, "--kernel");
@@ -770,13 +787,17 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 		free(inst);
 		return NULL;
 	}
-	inst->state = restore ? INST_RESTORING : INST_BOOTING;
+	inst->state = standby ? INST_STANDBY : restore ? INST_RESTORING : INST_BOOTING;
 	if (!inst->spawning)
 		pid_insert(d, inst);
 	inst_list_push(inst, false);
 	fn->nr_insts++;
-	fn->nr_starting++;
-	fn->starts[inst->kind]++;
+	if (standby) {
+		fn->nr_standby++; /* a start, and counted as one, when taken */
+	} else {
+		fn->nr_starting++;
+		fn->starts[inst->kind]++;
+	}
 	d->nr_insts++;
 	d->mem_mib_live += fn->spec.mem_mib;
 	if (make_template)
@@ -784,14 +805,80 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 	if (!restore) {
 		inst->timer.cb = boot_poll_cb;
 		ev_timer_arm(d->loop, &inst->timer, 200000);
+	} else if (standby) {
+		/* Unused for the idle TTL: gone, like an idle instance. */
+		ev_timer_arm(d->loop, &inst->timer, (uint64_t)fn->spec.idle_ttl_s * 1000000000ull);
 	} else {
 		ev_timer_arm(d->loop, &inst->timer,
 			     (uint64_t)(restore ? d->cfg.restore_timeout_ms : d->cfg.boot_timeout_ms) *
 				     1000000ull);
 	}
-	log_debug("instance %s: %s, pid %d", inst->name, restore ? "restoring" : "booting",
-		  (int)inst->pid);
+	log_debug("instance %s: %s, pid %d", inst->name,
+		  standby ? "restoring to stand by" : restore ? "restoring" : "booting", (int)inst->pid);
 	return inst;
+}
+
+struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_t whylen)
+{
+	return inst_launch(d, fn, false, why, whylen);
+}
+
+/* Keeps spec.standby clones restored and paused while the function has a
+ * warm snapshot: called when the snapshot is made and whenever a start
+ * takes one. Each counts as an instance (max_instances, the host's
+ * instance and memory caps), so one is made only when a start could be. */
+void fn_fill_standby(struct fnd *d, struct function *fn)
+{
+	struct admit_host ah;
+	char why[256];
+
+	while (fn->nr_standby < fn->spec.standby && fn->snap == SNAP_READY && !fn->deleted &&
+	       !d->stopping && fn->nr_insts < fn->spec.max_instances) {
+		fnd_host_state(d, &ah);
+		if (admit_host_room(&d->cfg.limits, &ah, fn->spec.mem_mib, fn_cpu_profile(fn), why,
+				    sizeof(why)))
+			return; /* the host is full: real starts come first */
+		if (!inst_launch(d, fn, true, why, sizeof(why))) {
+			log_warn("function %s: cannot start a standby clone: %s", fn->spec.name, why);
+			return;
+		}
+	}
+}
+
+/* A start takes a standby clone: from now on it is a restoring clone whose
+ * first stream tells its monitor to run (inv_connect). Then another is
+ * made to take its place. NULL when there is none. */
+struct instance *fn_take_standby(struct fnd *d, struct function *fn)
+{
+	struct instance *inst = fn->insts;
+
+	if (!fn->nr_standby)
+		return NULL;
+	while (inst && inst->state != INST_STANDBY)
+		inst = inst->next;
+	if (!inst)
+		return NULL;
+	inst_event(d, inst, IEV_TAKEN);
+	inst->spawn_ns = ev_now_ns();
+	if (!inst->spawning)
+		inst->exec_ns = inst->spawn_ns; /* its start's spawn and exec phases: none */
+	inst->wake_pending = true;
+	inst->first_pending = true;
+	fn->starts[START_STANDBY]++;
+	ev_timer_arm(d->loop, &inst->timer, (uint64_t)d->cfg.restore_timeout_ms * 1000000ull);
+	log_debug("instance %s: taken from standby", inst->name);
+	fn_fill_standby(d, fn);
+	return inst;
+}
+
+/* Stops standby clones beyond keep: 0 when the warm snapshot is going
+ * (image changed, a clone failed) and none of them may serve, the spec's
+ * figure when it was lowered. */
+void fn_drop_standby(struct fnd *d, struct function *fn, unsigned keep)
+{
+	for (struct instance *inst = fn->insts; inst && fn->nr_standby > keep; inst = inst->next)
+		if (inst->state == INST_STANDBY)
+			inst_event(d, inst, IEV_STOP);
 }
 
 /* A failed start's log, from the tmpfs to <state>/log, where it outlives
@@ -825,8 +912,9 @@ void inst_reaped(struct fnd *d, struct instance *inst, int status)
 	struct function *fn = inst->fn;
 	/* Died while starting, or stopped because it did not start in time. */
 	bool never_ready = inst->state == INST_BOOTING || inst->state == INST_RESTORING ||
-			   inst->failed_start;
+			   inst->state == INST_STANDBY || inst->failed_start;
 	char how[64];
+	bool drop_standby = false;
 
 	if (WIFSIGNALED(status))
 		snprintf(how, sizeof(how), "was killed by signal %d", WTERMSIG(status));
@@ -850,8 +938,10 @@ void inst_reaped(struct fnd *d, struct instance *inst, int status)
 				 tail[0] ? tail : "empty");
 			/* Rebuild the snapshot on the next start (not when the
 			 * monitor never ran: the snapshot is not to blame). */
-			if (fn->snap == SNAP_READY && !inst->spawn_failed)
+			if (fn->snap == SNAP_READY && !inst->spawn_failed) {
 				fn->snap = SNAP_NONE;
+				drop_standby = true; /* once this one is out of the way */
+			}
 		}
 		log_warn("instance %s: %s", inst->name, fn->boot_error);
 	}
@@ -860,6 +950,8 @@ void inst_reaped(struct fnd *d, struct instance *inst, int status)
 	if (!inst->exit_note[0])
 		snprintf(inst->exit_note, sizeof(inst->exit_note), "the VM's monitor %s", how);
 	inst_event(d, inst, IEV_EXITED);
+	if (drop_standby)
+		fn_drop_standby(d, fn, 0);
 	ev_timer_cancel(d->loop, &inst->timer);
 	ready_close(d, inst);
 	while (inst->invs) {

@@ -38,7 +38,9 @@
 #define DEADLINE_GRACE_MS 1000u       /* past the runtime's own deadline */
 #define API_CALL_TIMEOUT_MS 10000
 
-enum start_kind { START_COLD, START_RESTORE, START_WARM, START_NR };
+/* START_STANDBY: a clone restored ahead of time and paused (the spec's
+ * "standby"), told to run when a start took it. */
+enum start_kind { START_COLD, START_RESTORE, START_STANDBY, START_WARM, START_NR };
 
 enum snap_state {
 	SNAP_NONE,          /* no warm snapshot yet: the next start boots and makes one */
@@ -90,7 +92,8 @@ struct function {
 	double cpu_demand;              /* summed over its sampled instances, CPUs */
 	unsigned cpu_primed;            /* instances with a demand figure */
 	uint64_t by_status[8];          /* runtime status of completed invocations */
-	struct hist start_hist[2];      /* cold, restore: spawn -> ready */
+	struct hist start_hist[3];      /* cold, restore, standby: spawn (standby: taken) -> ready */
+	unsigned nr_standby;            /* instances in INST_STANDBY */
 	struct hist total_hist, handler_hist, queue_hist;
 };
 
@@ -99,7 +102,10 @@ struct instance {
 	uint64_t id;
 	pid_t pid;
 	enum inst_state state;
-	enum start_kind kind;           /* START_COLD or START_RESTORE */
+	enum start_kind kind;           /* START_COLD, START_RESTORE or START_STANDBY */
+	/* A standby taken by a start: told to run (SIGUSR2) once its socket
+	 * answers, i.e. once its monitor has set up its signalfd. */
+	bool wake_pending;
 	bool is_template;               /* booted to make the warm snapshot */
 	bool first_pending;             /* its first invocation reports kind */
 	char name[FN_NAME_MAX + 24];    /* <fn>-<id>: jail id, log name */
@@ -246,6 +252,11 @@ bool inst_has_slot(const struct instance *inst);
 void inst_event(struct fnd *d, struct instance *inst, enum inst_event ev);
 /* A new instance of fn (clone or boot), or NULL with why. */
 struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_t whylen);
+/* Standby clones (spec.standby): made, taken by a start, dropped with the
+ * snapshot they came from. */
+void fn_fill_standby(struct fnd *d, struct function *fn);
+struct instance *fn_take_standby(struct fnd *d, struct function *fn);
+void fn_drop_standby(struct fnd *d, struct function *fn, unsigned keep);
 /* Its process was reaped with status: fail what it held, free it. */
 void inst_reaped(struct fnd *d, struct instance *inst, int status);
 /* The spawner's socket has replies: pids of started monitors. */

@@ -399,7 +399,15 @@ void inv_connect(struct invocation *inv)
 		return;
 	}
 	inv->fd = fd;
-	if (starting) {
+	if (inst->wake_pending) {
+		/* Its socket answers: the monitor is restored and its signalfd
+		 * takes SIGUSR2 (before that, the signal would have killed it).
+		 * The stream waits in the monitor until the guest runs. */
+		inst->wake_pending = false;
+		if (kill(inst->pid, SIGUSR2))
+			log_warn("instance %s: cannot wake it from standby: %s", inst->name,
+				 strerror(errno));
+	} else if (starting) {
 		uint64_t took = ev_now_ns() - inv->t_dispatch, *est = &inv->fn->clone_connect_ns;
 		uint64_t grown = *est + *est / 8;
 		if (!inv->connect_failed)
@@ -478,7 +486,8 @@ void inv_run_on(struct invocation *inv, struct instance *inst)
 	 * Not when this start is alone and that figure was learnt while others
 	 * started with it (16 at a time: ~50 ms, ten times a lone start's):
 	 * it polls from the start and learns the lone figure. */
-	if (inst->state == INST_RESTORING && fn->clone_connect_ns > 4 * RETRY_FIRST_NS &&
+	if (inst->state == INST_RESTORING && !inst->wake_pending &&
+	    fn->clone_connect_ns > 4 * RETRY_FIRST_NS &&
 	    !(fn->nr_starting == 1 && fn->clone_connect_busy)) {
 		inv->retries = 3;
 		ev_timer_arm(d->loop, &inv->timer, fn->clone_connect_ns / 4 * 3);
@@ -538,6 +547,8 @@ static void inv_place(struct fnd *d, struct invocation *inv)
 	fn_counts(fn, &af, &free_inst);
 	if (inv->queued)
 		af.queued--; /* itself */
+	if (!free_inst)
+		free_inst = fn_take_standby(d, fn); /* admitted when it was made */
 	if (free_inst) {
 		inv_run_on(inv, free_inst);
 		return;
@@ -572,6 +583,7 @@ static void inv_place(struct fnd *d, struct invocation *inv)
 		return;
 	}
 	inv_run_on(inv, inst);
+	fn_fill_standby(d, fn); /* none was there for this start */
 }
 
 /* Hands waiting invocations to whatever can take them now. */
@@ -633,7 +645,12 @@ int fnd_start_probe(struct fnd *d, struct function *fn, struct invocation *probe
 		    size_t whylen)
 {
 	struct admit_host ah;
+	struct instance *standby = fn_take_standby(d, fn);
 
+	if (standby) {
+		inv_run_on(probe, standby);
+		return 0;
+	}
 	if (fn->nr_insts >= fn->spec.max_instances) {
 		snprintf(why, whylen, "function is at max_instances=%u", fn->spec.max_instances);
 		return -1;
@@ -645,6 +662,7 @@ int fnd_start_probe(struct fnd *d, struct function *fn, struct invocation *probe
 	if (!inst)
 		return -1;
 	inv_run_on(probe, inst);
+	fn_fill_standby(d, fn);
 	return 0;
 }
 

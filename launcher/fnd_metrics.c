@@ -139,13 +139,15 @@ char *fnd_metrics_text(struct fnd *d, size_t *len)
 	mprintf(&b, "# TYPE mote_fn_queued gauge\n");
 	for (struct function *fn = d->fns; fn; fn = fn->next)
 		mprintf(&b, "mote_fn_queued{function=\"%s\"} %u\n", fn->spec.name, fn->nr_queued);
-	mprintf(&b, "# HELP mote_fn_start_seconds Spawn of the monitor to ready.\n"
+	mprintf(&b, "# HELP mote_fn_start_seconds Spawn of the monitor (a standby: its take) to ready.\n"
 		    "# TYPE mote_fn_start_seconds histogram\n");
 	for (struct function *fn = d->fns; fn; fn = fn->next) {
 		hist_out(&b, "mote_fn_start_seconds", fn->spec.name, ",kind=\"cold-boot\"",
 			 &fn->start_hist[0]);
 		hist_out(&b, "mote_fn_start_seconds", fn->spec.name, ",kind=\"snapshot-restore\"",
 			 &fn->start_hist[1]);
+		hist_out(&b, "mote_fn_start_seconds", fn->spec.name, ",kind=\"snapshot-standby\"",
+			 &fn->start_hist[2]);
 	}
 	mprintf(&b, "# HELP mote_fn_invoke_seconds Request received to response, in the launcher.\n"
 		    "# TYPE mote_fn_invoke_seconds histogram\n");

@@ -23,6 +23,15 @@ int inst_next_state(enum inst_state cur, enum inst_event ev, unsigned inflight)
 		case IEV_STOP: return INST_STOPPING;
 		default: return -1;
 		}
+	case INST_STANDBY:
+		switch (ev) {
+		case IEV_TAKEN: return INST_RESTORING;
+		case IEV_START_TIMEOUT:
+		case IEV_BROKEN:
+		case IEV_IDLE_TTL:
+		case IEV_STOP: return INST_STOPPING;
+		default: return -1;
+		}
 	case INST_READY:
 		switch (ev) {
 		case IEV_INVOKE_BEGIN:
@@ -58,7 +67,7 @@ int inst_next_state(enum inst_state cur, enum inst_event ev, unsigned inflight)
 const char *inst_state_name(enum inst_state s)
 {
 	static const char *const names[INST_NR_STATES] = {
-		"booting", "restoring", "ready", "draining", "stopping", "dead",
+		"booting", "restoring", "standby", "ready", "draining", "stopping", "dead",
 	};
 	return (unsigned)s < INST_NR_STATES ? names[s] : "?";
 }

@@ -1,6 +1,9 @@
 /* The life of one function instance (one mote process), as a pure
  * transition function so every path is unit-tested:
  *
+ *                                            STANDBY --taken--> RESTORING
+ *                                               | idle TTL, stop   |
+ *                                               v (to STOPPING)    |
  *   BOOTING ---ready line---> READY <---first stream OK--- RESTORING
  *      |                     |  ^ invoke begin/end             |
  *      |                     |  |                              |
@@ -19,6 +22,7 @@
 enum inst_state {
 	INST_BOOTING,    /* cold boot: waiting for the runtime's ready line */
 	INST_RESTORING,  /* clone of the warm snapshot: waiting for its first stream */
+	INST_STANDBY,    /* clone restored and paused (mote --standby) until a start takes it */
 	INST_READY,      /* serving: idle or with invocations in flight */
 	INST_DRAINING,   /* asked to stop while busy: finishes, takes no more */
 	INST_STOPPING,   /* killed, waiting to be reaped */
@@ -36,6 +40,7 @@ enum inst_event {
 	IEV_IDLE_TTL,
 	IEV_STOP,          /* function deleted, daemon shutting down */
 	IEV_EXITED,        /* the process was reaped */
+	IEV_TAKEN,         /* standby: a start takes it (it is told to run) */
 };
 
 /* The state after ev, given the invocations in flight after the event is

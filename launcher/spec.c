@@ -88,7 +88,7 @@ int fn_spec_parse(const char *name, const char *body, size_t len, struct fn_spec
 {
 	static const char *const known[] = { "image", "mem_mib", "vcpus", "concurrency",
 					     "idle_ttl_s", "max_instances", "timeout_ms",
-					     "snapshot" };
+					     "snapshot", "standby" };
 	json_error_t je;
 	json_t *o;
 	int ret = -1;
@@ -146,7 +146,8 @@ int fn_spec_parse(const char *name, const char *body, size_t len, struct fn_spec
 	    get_uint(o, "max_instances", 1, FN_MAX_MAX_INSTANCES, FN_DEFAULT_MAX_INSTANCES,
 		     &out->max_instances, err, errlen) ||
 	    get_uint(o, "timeout_ms", 1, FN_MAX_TIMEOUT_MS, FN_DEFAULT_TIMEOUT_MS,
-		     &out->timeout_ms, err, errlen))
+		     &out->timeout_ms, err, errlen) ||
+	    get_uint(o, "standby", 0, FN_MAX_STANDBY, 0, &out->standby, err, errlen))
 		goto out;
 	json_t *snap = json_object_get(o, "snapshot");
 	if (snap && !json_is_boolean(snap)) {
@@ -154,6 +155,17 @@ int fn_spec_parse(const char *name, const char *body, size_t len, struct fn_spec
 		goto out;
 	}
 	out->snapshot = !snap || json_is_true(snap);
+	if (out->standby && !out->snapshot) {
+		snprintf(err, errlen, "standby clones are restored from the warm snapshot: "
+				      "\"standby\" needs \"snapshot\": true");
+		goto out;
+	}
+	if (out->standby >= out->max_instances) {
+		snprintf(err, errlen, "standby=%u leaves no room under max_instances=%u: "
+				      "raise max_instances or lower standby",
+			 out->standby, out->max_instances);
+		goto out;
+	}
 	ret = 0;
 out:
 	json_decref(o);

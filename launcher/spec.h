@@ -23,12 +23,16 @@
 #define FN_MAX_CONCURRENCY 64
 #define FN_DEFAULT_TIMEOUT_MS 10000
 #define FN_MAX_TIMEOUT_MS 600000
+#define FN_MAX_STANDBY 16
 
 struct fn_spec {
 	char name[FN_NAME_MAX + 1];
 	char image[FN_PATH_MAX];   /* absolute path of the PVH image */
 	unsigned mem_mib, vcpus, concurrency, idle_ttl_s, max_instances, timeout_ms;
 	bool snapshot;             /* false: every start boots (benchmarks, debugging) */
+	/* Clones kept restored and paused, ready to run the moment a start
+	 * needs one (0: none; a start then jails, execs and restores). */
+	unsigned standby;
 };
 
 enum fnd_route {
@@ -54,7 +58,7 @@ enum fnd_route fnd_route(const char *method, const char *path, char name[FN_NAME
 
 /* Parses a registration body for function `name`: {"image": "/abs/path",
  * "mem_mib", "vcpus", "concurrency", "idle_ttl_s", "max_instances",
- * "timeout_ms", "snapshot"} (all but image optional). 0, or -1 with a message naming
+ * "timeout_ms", "snapshot", "standby"} (all but image optional). 0, or -1 with a message naming
  * the field in err. */
 int fn_spec_parse(const char *name, const char *body, size_t len, struct fn_spec *out, char *err,
 		  size_t errlen);

@@ -747,6 +747,194 @@ static void test_idle_ttl_and_restore(void **state)
 	free(r.body);
 }
 
+/* The pid (and instance name) of the first instance of NAME in STATE
+ * (GET's instance_list), 0 if none. */
+static pid_t instance_in_state(const char *name, const char *st, char *iname, size_t iname_len)
+{
+	char path[128], want[64];
+	pid_t pid = 0;
+
+	snprintf(path, sizeof(path), "/functions/%s", name);
+	snprintf(want, sizeof(want), "\"state\":\"%s\"", st);
+	struct hclient_resp r = call("GET", path, NULL, 0);
+	const char *list = strstr(r.body, "\"instance_list\"");
+	const char *e = list ? strstr(list, want) : NULL;
+	if (e) {
+		const char *q = e;
+		while (q > list && *q != '{')
+			q--;
+		const char *pp = strstr(q, "\"pid\":"), *np = strstr(q, "\"name\":\"");
+		if (pp && pp < e + 200)
+			pid = (pid_t)strtol(pp + 6, NULL, 10);
+		if (iname && np && np < e + 200)
+			snprintf(iname, iname_len, "%.*s", (int)strcspn(np + 8, "\""), np + 8);
+	}
+	free(r.body);
+	return pid;
+}
+
+static pid_t instance_pid_in_state(const char *name, const char *st)
+{
+	return instance_in_state(name, st, NULL, 0);
+}
+
+/* Whether an instance's console log (the guest's serial output) has
+ * needle: on the jails' tmpfs or in <state>/log. */
+static bool instance_log_has(const char *iname, const char *needle)
+{
+	char path[PATH_MAX], buf[65536];
+	const char *dirs[2] = { "jail/log", "log" };
+	bool has = false;
+
+	for (int i = 0; i < 2 && !has; i++) {
+		snprintf(path, sizeof(path), "%s/%s/%s.log", D.state, dirs[i], iname);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		has = strstr(buf, needle) != NULL;
+	}
+	return has;
+}
+
+static long long wait_fn_field(const char *name, const char *key, const char *sub, long long want,
+			       int timeout_ms)
+{
+	long long v = fn_field(name, key, sub);
+	double t0 = harness_now_ms();
+
+	while (v != want && harness_now_ms() - t0 < timeout_ms) {
+		usleep(20000);
+		v = fn_field(name, key, sub);
+	}
+	return v;
+}
+
+/* The run time of a monitor's vCPU threads ("mote-vcpu*"), ns; -1 while
+ * it has none. */
+static long long vcpu_run_ns(pid_t pid)
+{
+	char path[300], comm[32];
+	long long total = -1;
+	unsigned long long run;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *dir = opendir(path);
+	while (dir && (e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		bool vcpu = fgets(comm, sizeof(comm), f) && !strncmp(comm, "mote-vcpu", 9);
+		fclose(f);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+		if (vcpu && (f = fopen(path, "r"))) {
+			if (fscanf(f, "%llu", &run) == 1)
+				total = (total < 0 ? 0 : total) + (long long)run;
+			fclose(f);
+		}
+	}
+	if (dir)
+		closedir(dir);
+	return total;
+}
+
+/* standby: clones restored ahead and paused; a start takes one, it runs
+ * and answers, and another takes its place. */
+static void test_standby(void **state)
+{
+	(void)state;
+	reg("sb", "echo.elf", "\"standby\": 1, \"max_instances\": 4");
+	expect_answer("sb", "one", "one"); /* the template's cold boot makes the snapshot */
+	if (wait_fn_field("sb", "standby", "instances", 1, 5000) != 1) {
+		dump_log();
+		fail_msg("no standby clone after the warm snapshot");
+	}
+	pid_t sb = 0;
+	char sb_name[64] = "";
+	for (int i = 0; i < 250 && !sb; i++, usleep(20000))
+		sb = instance_in_state("sb", "standby", sb_name, sizeof(sb_name));
+	assert_true(sb > 0);
+	/* Paused: the guest has not run. A clone that runs prints "vsock:
+	 * reset" on its console at once (it hears the transport reset of its
+	 * restore); the standby's log has its monitor's lines only, and its
+	 * vCPU threads (made once the restore is done) gain no run time. */
+	long long run0 = -1;
+	for (int i = 0; i < 250 && vcpu_run_ns(sb) < 0; i++)
+		usleep(20000);
+	run0 = vcpu_run_ns(sb);
+	usleep(300000);
+	long long run1 = vcpu_run_ns(sb);
+	if (run0 < 0 || run1 - run0 > 20000)
+		fail_msg("standby clone %d: vCPU run time %lld -> %lld ns in 300 ms", (int)sb, run0,
+			 run1);
+	if (instance_log_has(sb_name, "vsock: reset"))
+		fail_msg("standby clone %s: its guest ran (its console says vsock: reset)", sb_name);
+
+	/* The instance that answered goes away: the next call needs a start
+	 * and takes the standby, which answers. */
+	pid_t first = instance_pid_in_state("sb", "ready");
+	assert_true(first > 0);
+	assert_int_equal(kill(first, SIGKILL), 0);
+	assert_int_equal(wait_fn_field("sb", "total", "instances", 1, 5000), 1);
+	struct hclient_resp r = invoke("sb", "two", 3);
+	if (r.status != 200 || r.body_len != 3 || memcmp(r.body, "two", 3)) {
+		dump_log();
+		fail_msg("call on the standby: %d %s", r.status, r.body);
+	}
+	assert_string_equal(header(&r, "X-Mote-Start"), "snapshot-standby");
+	assert_string_equal(header(&r, "X-Mote-Instance"), sb_name);
+	free(r.body);
+	assert_true(vcpu_run_ns(sb) > run1);
+	assert_true(instance_log_has(sb_name, "vsock: reset"));
+	assert_int_equal((int)metric("mote_fn_starts_total{function=\"sb\",kind=\"snapshot-standby\"} "), 1);
+	assert_int_equal((int)metric("mote_fn_starts_total{function=\"sb\",kind=\"snapshot-restore\"} "), 0);
+	/* ... and another is made in its place; scale takes that one. */
+	assert_int_equal(wait_fn_field("sb", "standby", "instances", 1, 5000), 1);
+	const char *add = "{\"add\": 1}";
+	r = call("POST", "/functions/sb/scale", add, strlen(add));
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"started\":1"));
+	free(r.body);
+	assert_int_equal((int)metric("mote_fn_starts_total{function=\"sb\",kind=\"snapshot-standby\"} "), 2);
+	assert_int_equal(wait_fn_field("sb", "standby", "instances", 1, 5000), 1);
+	r = call("POST", "/functions/sb/check", NULL, 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"answered\":2"));
+	free(r.body);
+
+	/* standby lowered to 0: the paused clone is stopped. */
+	char body[512];
+	snprintf(body, sizeof(body), "{\"image\": \"%s/echo.elf\", \"mem_mib\": 16, \"max_instances\": 4, \"idle_ttl_s\": 1}",
+		 fn_dir);
+	r = call("PUT", "/functions/sb", body, strlen(body));
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	assert_int_equal(wait_fn_field("sb", "standby", "instances", 0, 5000), 0);
+	assert_int_equal(wait_fn_field("sb", "total", "instances", 2, 5000), 2);
+	/* Raised again with a 1 s TTL: one is made, and unused it goes with
+	 * the idle instances. */
+	snprintf(body, sizeof(body), "{\"image\": \"%s/echo.elf\", \"mem_mib\": 16, \"max_instances\": 4, \"idle_ttl_s\": 1, \"standby\": 1}",
+		 fn_dir);
+	r = call("PUT", "/functions/sb", body, strlen(body));
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	assert_true(fn_field("sb", "standby", "instances") == 1 ||
+		    wait_fn_field("sb", "standby", "instances", 1, 2000) == 1);
+	/* (an idle instance's TTL timer takes the new TTL at its next call) */
+	r = call("POST", "/functions/sb/check", NULL, 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"answered\":2"));
+	free(r.body);
+	assert_int_equal(wait_fn_field("sb", "total", "instances", 0, 6000), 0);
+	assert_int_equal((int)metric("mote_fnd_instances "), 0);
+}
+
 /* A changed image is noticed at the next start: the warm snapshot is
  * rebuilt by a boot of the new image. */
 static void copy_file(const char *from, const char *to)
@@ -951,6 +1139,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cpu_demand_admission, setup_cpu_demand, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_ttl_and_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image_change_rebuilds_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_standby, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unjailed_instances, setup_unjailed, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
 	};

@@ -113,6 +113,15 @@ static void test_spec(void **state)
 	assert_int_equal(s.idle_ttl_s, FN_DEFAULT_TTL_S);
 	assert_int_equal(s.max_instances, FN_DEFAULT_MAX_INSTANCES);
 	assert_int_equal(s.timeout_ms, FN_DEFAULT_TIMEOUT_MS);
+	assert_int_equal(s.standby, 0);
+	const char *sb = "{\"image\": \"/x\", \"standby\": 2, \"max_instances\": 3}";
+	assert_int_equal(fn_spec_parse("x", sb, strlen(sb), &s, err, sizeof(err)), 0);
+	assert_int_equal(s.standby, 2);
+	expect_spec_error("{\"image\": \"/x\", \"standby\": 17}", "standby must be between 0 and 16");
+	expect_spec_error("{\"image\": \"/x\", \"standby\": 1, \"snapshot\": false}",
+			  "needs \"snapshot\": true");
+	expect_spec_error("{\"image\": \"/x\", \"standby\": 2, \"max_instances\": 2}",
+			  "no room under max_instances=2");
 
 	expect_spec_error("", "body is required");
 	expect_spec_error("{", "bad JSON");
@@ -353,6 +362,17 @@ static void test_inst_states(void **state)
 	assert_int_equal(inst_next_state(INST_DRAINING, IEV_INVOKE_END, 0), INST_STOPPING);
 	assert_int_equal(inst_next_state(INST_READY, IEV_STOP, 0), INST_STOPPING);
 	/* what cannot happen is refused, not guessed */
+	/* A standby clone: taken by a start, or stopped unused; it takes
+	 * no invocation and reports no stream before it is taken. */
+	assert_int_equal(inst_next_state(INST_STANDBY, IEV_TAKEN, 0), INST_RESTORING);
+	assert_int_equal(inst_next_state(INST_STANDBY, IEV_IDLE_TTL, 0), INST_STOPPING);
+	assert_int_equal(inst_next_state(INST_STANDBY, IEV_STOP, 0), INST_STOPPING);
+	assert_int_equal(inst_next_state(INST_STANDBY, IEV_EXITED, 0), INST_DEAD);
+	assert_int_equal(inst_next_state(INST_STANDBY, IEV_INVOKE_BEGIN, 1), -1);
+	assert_int_equal(inst_next_state(INST_STANDBY, IEV_CONNECTED, 0), -1);
+	assert_int_equal(inst_next_state(INST_RESTORING, IEV_TAKEN, 0), -1);
+	assert_int_equal(inst_next_state(INST_READY, IEV_TAKEN, 0), -1);
+	assert_string_equal(inst_state_name(INST_STANDBY), "standby");
 	assert_int_equal(inst_next_state(INST_READY, IEV_READY, 0), -1);
 	assert_int_equal(inst_next_state(INST_BOOTING, IEV_INVOKE_END, 0), -1);
 	assert_int_equal(inst_next_state(INST_DRAINING, IEV_INVOKE_BEGIN, 1), -1);
