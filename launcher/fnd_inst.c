@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -591,6 +592,23 @@ static void spawner_gone(struct fnd *d)
 	}
 }
 
+/* A standby clone is made on CPU time nothing else wants (SCHED_IDLE, set
+ * as soon as its pid is known: the jail and the restore are ahead of it,
+ * and its vCPU thread inherits it), so making the next one does not slow
+ * the start that just took one (2 CPUs here: the taken clone's guest on
+ * one, the launcher and its client on the other). Taken, it is put back
+ * to normal, twice: at the take, and when it is told to run (threads its
+ * restore made meanwhile). */
+void standby_sched(struct instance *inst, bool idle)
+{
+	if (inst->pid <= 0)
+		return;
+	int ret = proc_sched_all(inst->pid, idle ? SCHED_IDLE : SCHED_OTHER);
+	if (ret && ret != -ESRCH)
+		log_warn("instance %s: cannot set its scheduling policy to %s: %s", inst->name,
+			 idle ? "SCHED_IDLE" : "SCHED_OTHER", strerror(-ret));
+}
+
 /* The spawner answered: who was started (its pid), or why not. */
 void inst_spawner_cb(struct ev_watch *w, uint32_t events)
 {
@@ -629,6 +647,8 @@ void inst_spawner_cb(struct ev_watch *w, uint32_t events)
 		pid_insert(d, inst);
 		log_debug("instance %s: pid %d, exec %llu us after the request", inst->name, (int)pid,
 			  (unsigned long long)((inst->exec_ns - inst->spawn_ns) / 1000));
+		if (inst->state == INST_STANDBY)
+			standby_sched(inst, true);
 		/* Stopped while it was being started. */
 		if (inst->state == INST_STOPPING)
 			kill(pid, SIGKILL);
@@ -790,6 +810,8 @@ static struct instance *inst_launch(struct fnd *d, struct function *fn, bool sta
 	inst->state = standby ? INST_STANDBY : restore ? INST_RESTORING : INST_BOOTING;
 	if (!inst->spawning)
 		pid_insert(d, inst);
+	if (standby && !inst->spawning)
+		standby_sched(inst, true);
 	inst_list_push(inst, false);
 	fn->nr_insts++;
 	if (standby) {
@@ -859,6 +881,7 @@ struct instance *fn_take_standby(struct fnd *d, struct function *fn)
 	if (!inst)
 		return NULL;
 	inst_event(d, inst, IEV_TAKEN);
+	standby_sched(inst, false);
 	inst->spawn_ns = ev_now_ns();
 	if (!inst->spawning)
 		inst->exec_ns = inst->spawn_ns; /* its start's spawn and exec phases: none */

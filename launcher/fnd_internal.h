@@ -257,6 +257,7 @@ struct instance *inst_start(struct fnd *d, struct function *fn, char *why, size_
 void fn_fill_standby(struct fnd *d, struct function *fn);
 struct instance *fn_take_standby(struct fnd *d, struct function *fn);
 void fn_drop_standby(struct fnd *d, struct function *fn, unsigned keep);
+void standby_sched(struct instance *inst, bool idle);
 /* Its process was reaped with status: fail what it held, free it. */
 void inst_reaped(struct fnd *d, struct instance *inst, int status);
 /* The spawner's socket has replies: pids of started monitors. */

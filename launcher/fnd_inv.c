@@ -404,6 +404,7 @@ void inv_connect(struct invocation *inv)
 		 * takes SIGUSR2 (before that, the signal would have killed it).
 		 * The stream waits in the monitor until the guest runs. */
 		inst->wake_pending = false;
+		standby_sched(inst, false);
 		if (kill(inst->pid, SIGUSR2))
 			log_warn("instance %s: cannot wake it from standby: %s", inst->name,
 				 strerror(errno));

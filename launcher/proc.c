@@ -1,7 +1,9 @@
 /* See proc.h. */
 #include "launcher/proc.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -65,6 +67,31 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 	(void)ftw;
 	int r = (flag == FTW_DP) ? rmdir(path) : unlink(path);
 	return r && errno != ENOENT ? -errno : 0;
+}
+
+int proc_sched_all(pid_t pid, int policy)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	char path[48];
+	struct dirent *e;
+	int ret = 0;
+
+	/* The main thread first: what it creates from now on inherits it. */
+	if (sched_setscheduler(pid, policy, &sp))
+		return -errno;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+		if (tid <= 0 || tid == pid)
+			continue;
+		if (sched_setscheduler(tid, policy, &sp) && errno != ESRCH && !ret)
+			ret = -errno;
+	}
+	closedir(d);
+	return ret;
 }
 
 int proc_rmtree(const char *path)

@@ -14,6 +14,13 @@
  * across its uid change). 0 with *pid, or -errno (exec failures too). */
 int proc_spawn(char *const argv[], const char *cwd, const char *log_path, pid_t *pid);
 
+/* Puts every thread of pid under a scheduling policy (SCHED_IDLE: it runs
+ * only on a CPU nothing else wants; SCHED_OTHER: back to normal). Threads
+ * made later inherit their creator's. 0, or -errno of the first thread
+ * that could not be changed (-ESRCH: gone). Needs CAP_SYS_NICE for
+ * another user's process. */
+int proc_sched_all(pid_t pid, int policy);
+
 /* rm -rf path (no symlink is followed). 0 or -errno of the first failure. */
 int proc_rmtree(const char *path);
 

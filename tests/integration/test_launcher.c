@@ -15,6 +15,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
@@ -844,6 +845,27 @@ static long long vcpu_run_ns(pid_t pid)
 	return total;
 }
 
+/* The scheduling policy every thread of pid has, or -2 when they differ. */
+static int threads_sched_policy(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	int policy = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *dir = opendir(path);
+	assert_non_null(dir);
+	while ((e = readdir(dir))) {
+		pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+		if (tid <= 0)
+			continue;
+		int p = sched_getscheduler(tid);
+		policy = policy == -1 || policy == p ? p : -2;
+	}
+	closedir(dir);
+	return policy;
+}
+
 /* standby: clones restored ahead and paused; a start takes one, it runs
  * and answers, and another takes its place. */
 static void test_standby(void **state)
@@ -875,6 +897,8 @@ static void test_standby(void **state)
 			 run1);
 	if (instance_log_has(sb_name, "vsock: reset"))
 		fail_msg("standby clone %s: its guest ran (its console says vsock: reset)", sb_name);
+	/* Made on CPU time nothing else wants; normal again once taken. */
+	assert_int_equal(sched_getscheduler(sb), SCHED_IDLE);
 
 	/* The instance that answered goes away: the next call needs a start
 	 * and takes the standby, which answers. */
@@ -892,6 +916,7 @@ static void test_standby(void **state)
 	free(r.body);
 	assert_true(vcpu_run_ns(sb) > run1);
 	assert_true(instance_log_has(sb_name, "vsock: reset"));
+	assert_int_equal(threads_sched_policy(sb), SCHED_OTHER);
 	assert_int_equal((int)metric("mote_fn_starts_total{function=\"sb\",kind=\"snapshot-standby\"} "), 1);
 	assert_int_equal((int)metric("mote_fn_starts_total{function=\"sb\",kind=\"snapshot-restore\"} "), 0);
 	/* ... and another is made in its place; scale takes that one. */
