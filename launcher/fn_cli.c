@@ -24,7 +24,7 @@ static void usage(FILE *f)
 		"usage: mote-fn [--sock PATH] COMMAND ...\n"
 		"\n"
 		"  register NAME IMAGE [--mem MIB] [--vcpus N] [--concurrency N] [--ttl S]\n"
-		"                      [--max-instances N] [--timeout-ms N]\n"
+		"                      [--max-instances N] [--timeout-ms N] [--standby N]\n"
 		"  invoke NAME [-v]    body on stdin, response on stdout (-v: timing headers\n"
 		"                      on stderr); exit 0 on 200, 1 otherwise\n"
 		"  ls                  the registered functions\n"
@@ -102,7 +102,7 @@ static int cmd_register(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "mem", 1, NULL, 'm' }, { "vcpus", 1, NULL, 'c' }, { "concurrency", 1, NULL, 'n' },
 		{ "ttl", 1, NULL, 't' }, { "max-instances", 1, NULL, 'x' },
-		{ "timeout-ms", 1, NULL, 'o' }, { NULL, 0, NULL, 0 },
+		{ "timeout-ms", 1, NULL, 'o' }, { "standby", 1, NULL, 's' }, { NULL, 0, NULL, 0 },
 	};
 	const char *keys[128] = { 0 };
 	keys['m'] = "mem_mib";
@@ -111,6 +111,7 @@ static int cmd_register(int argc, char **argv)
 	keys['t'] = "idle_ttl_s";
 	keys['x'] = "max_instances";
 	keys['o'] = "timeout_ms";
+	keys['s'] = "standby";
 	json_t *o = json_object();
 	int c;
 

@@ -1035,14 +1035,15 @@ static void test_cli(void **state)
 
 	(void)state;
 	snprintf(cmd, sizeof(cmd),
-		 "export MOTE_FND_SOCK=%s; %s register echo %s/echo.elf --mem 16 --ttl 30 >/dev/null "
+		 "export MOTE_FND_SOCK=%s; %s register echo %s/echo.elf --mem 16 --ttl 30 --standby 1 >/dev/null "
 		 "&& printf 'via the cli' | %s invoke echo && echo && %s ls && %s rm echo && "
 		 "%s ls; printf x | %s invoke echo", D.sock, fn_cli, fn_dir ? fn_dir : "", fn_cli, fn_cli, fn_cli,
 		 fn_cli, fn_cli);
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 	struct run_result res = harness_run(argv, 120, NULL);
 	if (res.status != 1 || !strstr(res.out, "via the cli\n") ||
-	    !strstr(res.out, "\"idle_ttl_s\": 30") || !strstr(res.err, "404: no function named")) {
+	    !strstr(res.out, "\"idle_ttl_s\": 30") || !strstr(res.out, "\"standby\": 1") ||
+	    !strstr(res.err, "404: no function named")) {
 		harness_dump(&res);
 		fail_msg("mote-fn session");
 	}
