@@ -609,6 +609,21 @@ void standby_sched(struct instance *inst, bool idle)
 			 idle ? "SCHED_IDLE" : "SCHED_OTHER", strerror(-ret));
 }
 
+/* A taken standby runs once its socket has answered (wake_ready) and its
+ * pid is known: the spawner's reply may come after the first connect, and
+ * a signal to pid 0 would go to the daemon's whole process group. */
+void inst_wake(struct instance *inst)
+{
+	if (!inst->wake_pending || !inst->wake_ready || inst->pid <= 0 ||
+	    inst->state != INST_RESTORING)
+		return;
+	inst->wake_pending = false;
+	standby_sched(inst, false);
+	if (kill(inst->pid, SIGUSR2))
+		log_warn("instance %s: cannot wake it from standby: %s", inst->name,
+			 strerror(errno));
+}
+
 /* The spawner answered: who was started (its pid), or why not. */
 void inst_spawner_cb(struct ev_watch *w, uint32_t events)
 {
@@ -649,6 +664,7 @@ void inst_spawner_cb(struct ev_watch *w, uint32_t events)
 			  (unsigned long long)((inst->exec_ns - inst->spawn_ns) / 1000));
 		if (inst->state == INST_STANDBY)
 			standby_sched(inst, true);
+		inst_wake(inst); /* taken, and its socket answered, before this reply */
 		/* Stopped while it was being started. */
 		if (inst->state == INST_STOPPING)
 			kill(pid, SIGKILL);

@@ -106,6 +106,7 @@ struct instance {
 	/* A standby taken by a start: told to run (SIGUSR2) once its socket
 	 * answers, i.e. once its monitor has set up its signalfd. */
 	bool wake_pending;
+	bool wake_ready;                /* ... and its socket has answered */
 	bool is_template;               /* booted to make the warm snapshot */
 	bool first_pending;             /* its first invocation reports kind */
 	char name[FN_NAME_MAX + 24];    /* <fn>-<id>: jail id, log name */
@@ -258,6 +259,7 @@ void fn_fill_standby(struct fnd *d, struct function *fn);
 struct instance *fn_take_standby(struct fnd *d, struct function *fn);
 void fn_drop_standby(struct fnd *d, struct function *fn, unsigned keep);
 void standby_sched(struct instance *inst, bool idle);
+void inst_wake(struct instance *inst);
 /* Its process was reaped with status: fail what it held, free it. */
 void inst_reaped(struct fnd *d, struct instance *inst, int status);
 /* The spawner's socket has replies: pids of started monitors. */

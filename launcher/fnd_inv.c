@@ -403,11 +403,8 @@ void inv_connect(struct invocation *inv)
 		/* Its socket answers: the monitor is restored and its signalfd
 		 * takes SIGUSR2 (before that, the signal would have killed it).
 		 * The stream waits in the monitor until the guest runs. */
-		inst->wake_pending = false;
-		standby_sched(inst, false);
-		if (kill(inst->pid, SIGUSR2))
-			log_warn("instance %s: cannot wake it from standby: %s", inst->name,
-				 strerror(errno));
+		inst->wake_ready = true;
+		inst_wake(inst);
 	} else if (starting) {
 		uint64_t took = ev_now_ns() - inv->t_dispatch, *est = &inv->fn->clone_connect_ns;
 		uint64_t grown = *est + *est / 8;
