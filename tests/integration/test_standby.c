@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "tests/integration/harness_api.h"
+#include "tests/integration/harness_snap.h"
 
 static const char *mote_bin;
 static const char *guest_elf;
@@ -33,28 +34,12 @@ static char *out_before; /* the snapshotted run's output, up to step 6 */
 
 /* ---- the guest's computation, on the host (guest/unikernel/snap_tests.c) ---- */
 
-#define SNAP_TABLE 4096
-#define SNAP_MIX_ROUNDS 64
-
 static uint64_t expected_acc[STEPS];
 static uint64_t expected_result;
 
 static void compute_expected(void)
 {
-	static uint64_t table[SNAP_TABLE];
-	uint64_t acc = 0x6d6f7465ull;
-
-	for (unsigned i = 0; i < SNAP_TABLE; i++)
-		table[i] = i * 0x9e3779b97f4a7c15ull;
-	for (uint64_t s = 0; s < STEPS; s++) {
-		for (unsigned i = 0; i < SNAP_MIX_ROUNDS; i++) {
-			unsigned idx = (unsigned)((acc >> (i % 7)) + i * 31) & (SNAP_TABLE - 1);
-			table[idx] = table[idx] * 6364136223846793005ull + acc + s;
-			acc = ((acc << 13) | (acc >> 51)) ^ table[idx];
-		}
-		expected_acc[s] = acc;
-		expected_result ^= acc;
-	}
+	expected_result = snap_expected(expected_acc, STEPS);
 }
 
 /* out_before followed by after must be the scenario's lines in order, each
