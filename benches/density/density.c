@@ -785,10 +785,12 @@ int main(int argc, char **argv)
 			seq_sb.p99_ms, seq_sb.max_ms);
 	fprintf(o, "\n");
 	if (seq_sb.requested)
-		fprintf(o, "A standby clone was jailed, exec'd and restored (paused) before its start: "
-			   "the start tells it to run (SIGUSR2 once its socket answers) and makes the "
-			   "next one. The row above it is the whole path, jail + exec + restore "
-			   "included.\n\n");
+		fprintf(o, "A standby clone was jailed, exec'd and restored (paused, `mote --standby`) "
+			   "before its start: the start tells it to run (SIGUSR2 once its socket "
+			   "answers) and makes the next one. The one-at-a-time row before it is the "
+			   "whole path, jail + exec + restore included; what is left on the standby's "
+			   "path is the guest's own work (its transport reset, the CONNECT, the "
+			   "request), emulated CPL0 code here.\n\n");
 	if (!snap_ok)
 		fprintf(o, "The warm snapshot could not be made: %s\n\n", snap_note);
 	fprintf(o, "Where a start's time goes (p50, ms): the spawn request → the exec seen by "
