@@ -3,9 +3,12 @@
  * into it so that nothing of the host's tree stays reachable. */
 #include "jailer/jailer.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -369,7 +372,99 @@ int jail_fs_chown_root(const struct jail_fs *fs, uid_t uid, gid_t gid)
 	return 0;
 }
 
-int jail_fs_enter(struct jail_fs *fs)
+/* Whether mount point m is "/", fs->root, or a directory on the way to it
+ * (those stay: detaching one would take the jail root, mounted below it,
+ * along). */
+static bool keep_mount(const struct jail_fs *fs, const char *m)
+{
+	size_t n = strlen(m);
+
+	if (!strcmp(m, "/"))
+		return true;
+	return !strncmp(fs->root, m, n) && (fs->root[n] == '\0' || fs->root[n] == '/');
+}
+
+/* A mountinfo path field: octal escapes (\040 for a space) decoded in
+ * place. */
+static void unescape_mount_path(char *s)
+{
+	char *d = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*d++ = *s;
+		}
+	}
+	*d = '\0';
+}
+
+/* Detaches every mount of this (new, private) namespace but "/", the jail
+ * root and the mounts on the way to it, deepest first. */
+static int detach_host_mounts(const struct jail_fs *fs)
+{
+	enum { MAX_MOUNTS = 512 };
+	static char points[MAX_MOUNTS][256];
+	char line[4096];
+	int n = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return jail_fail("reading the mount table", "/proc/self/mountinfo", -errno);
+	while (fgets(line, sizeof(line), f)) {
+		/* id parent major:minor root mount-point ... */
+		char *save = NULL, *tok = strtok_r(line, " ", &save);
+		for (int i = 0; tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		if (!tok)
+			continue;
+		unescape_mount_path(tok);
+		if (keep_mount(fs, tok))
+			continue;
+		if (n == MAX_MOUNTS || strlen(tok) >= sizeof(points[0])) {
+			fclose(f);
+			return jail_fail("detaching the host's mounts", tok,
+					 n == MAX_MOUNTS ? -E2BIG : -ENAMETOOLONG);
+		}
+		strcpy(points[n++], tok);
+	}
+	fclose(f);
+	/* Deepest first (a longer path is never above a shorter one); one
+	 * already gone with its parent is EINVAL or ENOENT, fine. */
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = n; i--;) {
+			if (!points[i][0])
+				continue;
+			if (umount2(points[i], MNT_DETACH) == 0 || errno == EINVAL || errno == ENOENT)
+				points[i][0] = '\0';
+			else if (pass == 1)
+				return jail_fail("detaching a host mount", points[i], -errno);
+		}
+	return 0;
+}
+
+static int enter_by_move(struct jail_fs *fs)
+{
+	int ret = detach_host_mounts(fs);
+
+	if (ret)
+		return ret;
+	if (chdir(fs->root))
+		return jail_fail("chdir into the jail root", fs->root, -errno);
+	if (mount(fs->root, "/", NULL, MS_MOVE, NULL))
+		return jail_fail("moving the jail root over / (MS_MOVE)", fs->root, -errno);
+	fs->pivoted = true;
+	if (chroot("."))
+		return jail_fail("chroot into the jail root", fs->root, -errno);
+	if (chdir("/"))
+		return jail_fail("chdir into the new root", "/", -errno);
+	return 0;
+}
+
+int jail_fs_enter(struct jail_fs *fs, bool move_root)
 {
 	char old_root[PATH_MAX];
 
@@ -382,6 +477,8 @@ int jail_fs_enter(struct jail_fs *fs)
 	if (mount(fs->root, fs->root, NULL, MS_BIND, NULL))
 		return jail_fail("bind-mounting the jail root onto itself", fs->root, -errno);
 	fs->root_bound = true;
+	if (move_root)
+		return enter_by_move(fs);
 	if (jail_path(old_root, sizeof(old_root), fs, JAIL_OLD_ROOT))
 		return jail_fail("pivot_root", fs->root, -ENAMETOOLONG);
 	if (mkdir(old_root, 0700))

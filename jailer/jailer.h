@@ -119,8 +119,15 @@ int jail_fs_link_in(const struct jail_fs *fs, const char *src, const char *dst);
 int jail_fs_make_devices(const struct jail_fs *fs, uid_t uid, gid_t gid);
 int jail_fs_chown_root(const struct jail_fs *fs, uid_t uid, gid_t gid);
 /* In a fresh mount namespace: make everything private, pivot into root,
- * detach and remove the old root. Afterwards "/" is the jail. */
-int jail_fs_enter(struct jail_fs *fs);
+ * detach and remove the old root. Afterwards "/" is the jail.
+ * move_root (--move-root): instead of pivot_root, which walks every
+ * thread on the host (9 ms a start with 5,000 VMs live here), detach every
+ * host mount that is not on the way to the jail root, move the jail root
+ * over "/" and chroot into it: the same view from inside, at a cost that
+ * does not grow with the host's threads. The host's root file system (and
+ * the mounts on the way to the jail) stay in the namespace, under the jail,
+ * reachable by no path. */
+int jail_fs_enter(struct jail_fs *fs, bool move_root);
 /* Undoes jail_fs_create (only what it made). Impossible once pivoted:
  * then it names what was left behind. */
 void jail_fs_remove(struct jail_fs *fs);

@@ -754,6 +754,8 @@ static struct instance *inst_launch(struct fnd *d, struct function *fn, bool sta
 		arg(&a, "--chroot-base-dir");
 		arg(&a, "%s", d->jail_base);
 		arg(&a, "--link-exec");
+		if (!d->cfg.pivot_root)
+			arg(&a, "--move-root");
 		if (restore) {
 			/* Both root-owned and read-only (template_snapshot): linked,
 			 * not copied, so a start writes nothing but the jail's

@@ -42,6 +42,8 @@ static void usage(FILE *f)
 		"  --restore-timeout-ms N  clone restore to first stream (default 5000)\n"
 		"  --mote-log-level L      the monitors' --log-level (default warn)\n"
 		"  --keep-logs             keep every instance's log (default: failed ones only)\n"
+		"  --pivot-root            jail with pivot_root, not mote-jailer --move-root\n"
+		"                          (pivot_root's cost grows with the host's threads)\n"
 		"  --no-tmpfs              jailed: keep jails and snapshots on the state\n"
 		"                          directory's file system, not on a tmpfs mounted there\n"
 		"  --log-level L           error, warn, info (default), debug\n"
@@ -100,7 +102,7 @@ int main(int argc, char **argv)
 	};
 	bool no_jail = false;
 	enum { O_SOCK = 256, O_STATE, O_MOTE, O_JAILER, O_NOJAIL, O_UID, O_GID, O_MAXI, O_MAXMEM,
-	       O_MINFREE, O_MAXQ, O_BOOTTO, O_RESTTO, O_MLOG, O_KEEP, O_LOG, O_NOTMPFS,
+	       O_MINFREE, O_MAXQ, O_BOOTTO, O_RESTTO, O_MLOG, O_KEEP, O_LOG, O_NOTMPFS, O_PIVOT,
 	       O_CPUOVER, O_CPUCAP };
 	static const struct option opts[] = {
 		{ "sock", 1, NULL, O_SOCK }, { "state-dir", 1, NULL, O_STATE },
@@ -110,6 +112,7 @@ int main(int argc, char **argv)
 		{ "min-free-mib", 1, NULL, O_MINFREE }, { "max-queue", 1, NULL, O_MAXQ },
 		{ "boot-timeout-ms", 1, NULL, O_BOOTTO }, { "restore-timeout-ms", 1, NULL, O_RESTTO },
 		{ "mote-log-level", 1, NULL, O_MLOG }, { "keep-logs", 0, NULL, O_KEEP },
+		{ "pivot-root", 0, NULL, O_PIVOT },
 		{ "log-level", 1, NULL, O_LOG }, { "no-tmpfs", 0, NULL, O_NOTMPFS },
 		{ "cpu-overcommit", 1, NULL, O_CPUOVER }, { "cpu-capacity", 1, NULL, O_CPUCAP },
 		{ "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
@@ -137,6 +140,7 @@ int main(int argc, char **argv)
 		case O_RESTTO: cfg.restore_timeout_ms = parse_u("--restore-timeout-ms", optarg, 600000); break;
 		case O_MLOG: cfg.mote_log_level = optarg; break;
 		case O_KEEP: cfg.keep_logs = true; break;
+		case O_PIVOT: cfg.pivot_root = true; break;
 		case O_NOTMPFS: cfg.no_tmpfs = true; break;
 		case O_CPUOVER: cfg.limits.cpu_overcommit = parse_d("--cpu-overcommit", optarg); break;
 		case O_CPUCAP: cfg.limits.cpu_capacity = parse_d("--cpu-capacity", optarg); break;

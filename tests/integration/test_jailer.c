@@ -342,14 +342,17 @@ static int teardown(void **state)
 
 /* --- the jail from inside and from the host -------------------------------- */
 
-static void test_probe_sees_a_locked_jail(void **state)
+/* move_root: --move-root (MS_MOVE + chroot after detaching the host's
+ * mounts) must give the monitor the same view as pivot_root. */
+static void check_locked_jail(bool move_root)
 {
 	struct args a = jail_args(probe);
 	struct stat st, host;
 	char path[64], self_ns[64], buf[256];
 	struct proc p;
 
-	(void)state;
+	if (move_root)
+		args_add(&a, "--move-root", NULL);
 	args_add(&a, "--resource-limit", "fsize=1048576", "--resource-limit", "no-file=128",
 		 "--", "--wait", NULL);
 	proc_start(&p, a.v);
@@ -440,6 +443,18 @@ static void test_probe_sees_a_locked_jail(void **state)
 	assert_int_equal(stat(jail_root_path("jail_probe", "/jail_probe"), &st), 0);
 	assert_int_equal(st.st_uid, 0);
 	assert_int_equal(st.st_mode & 07777, 0755);
+}
+
+static void test_probe_sees_a_locked_jail(void **state)
+{
+	(void)state;
+	check_locked_jail(false);
+}
+
+static void test_probe_sees_a_locked_jail_move_root(void **state)
+{
+	(void)state;
+	check_locked_jail(true);
 }
 
 static void test_new_pid_ns_probe_is_pid_1(void **state)
@@ -956,6 +971,7 @@ int main(void)
 	host_has_tun = access("/dev/net/tun", F_OK) == 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_probe_sees_a_locked_jail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_probe_sees_a_locked_jail_move_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_pid_ns_probe_is_pid_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_daemonize_detaches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_netns_is_joined, setup, teardown),
