@@ -406,15 +406,14 @@ static void unescape_mount_path(char *s)
  * root and the mounts on the way to it, deepest first. */
 static int detach_host_mounts(const struct jail_fs *fs)
 {
-	enum { MAX_MOUNTS = 512 };
-	static char points[MAX_MOUNTS][256];
-	char line[4096];
-	int n = 0;
+	char line[4096], **points = NULL;
+	size_t n = 0, cap = 0;
+	int ret = 0;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 
 	if (!f)
 		return jail_fail("reading the mount table", "/proc/self/mountinfo", -errno);
-	while (fgets(line, sizeof(line), f)) {
+	while (!ret && fgets(line, sizeof(line), f)) {
 		/* id parent major:minor root mount-point ... */
 		char *save = NULL, *tok = strtok_r(line, " ", &save);
 		for (int i = 0; tok && i < 4; i++)
@@ -424,26 +423,29 @@ static int detach_host_mounts(const struct jail_fs *fs)
 		unescape_mount_path(tok);
 		if (keep_mount(fs, tok))
 			continue;
-		if (n == MAX_MOUNTS || strlen(tok) >= sizeof(points[0])) {
-			fclose(f);
-			return jail_fail("detaching the host's mounts", tok,
-					 n == MAX_MOUNTS ? -E2BIG : -ENAMETOOLONG);
+		if (n == cap) {
+			char **grown = realloc(points, (cap = cap ? 2 * cap : 64) * sizeof(*points));
+			if (!grown) {
+				ret = jail_fail("detaching the host's mounts", tok, -ENOMEM);
+				break;
+			}
+			points = grown;
 		}
-		strcpy(points[n++], tok);
+		if (!(points[n] = strdup(tok)))
+			ret = jail_fail("detaching the host's mounts", tok, -ENOMEM);
+		else
+			n++;
 	}
 	fclose(f);
-	/* Deepest first (a longer path is never above a shorter one); one
+	/* Deepest first (a mount comes after its parent in mountinfo); one
 	 * already gone with its parent is EINVAL or ENOENT, fine. */
-	for (int pass = 0; pass < 2; pass++)
-		for (int i = n; i--;) {
-			if (!points[i][0])
-				continue;
-			if (umount2(points[i], MNT_DETACH) == 0 || errno == EINVAL || errno == ENOENT)
-				points[i][0] = '\0';
-			else if (pass == 1)
-				return jail_fail("detaching a host mount", points[i], -errno);
-		}
-	return 0;
+	for (size_t i = n; !ret && i--;)
+		if (umount2(points[i], MNT_DETACH) && errno != EINVAL && errno != ENOENT)
+			ret = jail_fail("detaching a host mount", points[i], -errno);
+	for (size_t i = 0; i < n; i++)
+		free(points[i]);
+	free(points);
+	return ret;
 }
 
 static int enter_by_move(struct jail_fs *fs)
