@@ -437,11 +437,21 @@ static int detach_host_mounts(const struct jail_fs *fs)
 			n++;
 	}
 	fclose(f);
-	/* Deepest first (a mount comes after its parent in mountinfo); one
-	 * already gone with its parent is EINVAL or ENOENT, fine. */
-	for (size_t i = n; !ret && i--;)
-		if (umount2(points[i], MNT_DETACH) && errno != EINVAL && errno != ENOENT)
+	/* Only the topmost: a detached mount takes the ones below it along
+	 * (/dev takes /dev/pts, /sys the cgroup trees), and each umount2 is a
+	 * grace period the kernel waits out (~20 mounts here, 4-5 of them
+	 * topmost). One gone already is EINVAL or ENOENT, fine. */
+	for (size_t i = 0; !ret && i < n; i++) {
+		bool below_another = false;
+		for (size_t k = 0; k < n && !below_another; k++) {
+			size_t len = strlen(points[k]);
+			below_another = k != i && !strncmp(points[i], points[k], len) &&
+					points[i][len] == '/';
+		}
+		if (!below_another && umount2(points[i], MNT_DETACH) && errno != EINVAL &&
+		    errno != ENOENT)
 			ret = jail_fail("detaching a host mount", points[i], -errno);
+	}
 	for (size_t i = 0; i < n; i++)
 		free(points[i]);
 	free(points);
