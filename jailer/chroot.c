@@ -372,16 +372,17 @@ int jail_fs_chown_root(const struct jail_fs *fs, uid_t uid, gid_t gid)
 	return 0;
 }
 
-/* Whether mount point m is "/", fs->root, or a directory on the way to it
+/* Whether mount point m is "/", the jail root (resolved: mountinfo names
+ * real paths), or a directory on the way to it
  * (those stay: detaching one would take the jail root, mounted below it,
  * along). */
-static bool keep_mount(const struct jail_fs *fs, const char *m)
+static bool keep_mount(const char *root, const char *m)
 {
 	size_t n = strlen(m);
 
 	if (!strcmp(m, "/"))
 		return true;
-	return !strncmp(fs->root, m, n) && (fs->root[n] == '\0' || fs->root[n] == '/');
+	return !strncmp(root, m, n) && (root[n] == '\0' || root[n] == '/');
 }
 
 /* A mountinfo path field: octal escapes (\040 for a space) decoded in
@@ -404,7 +405,7 @@ static void unescape_mount_path(char *s)
 
 /* Detaches every mount of this (new, private) namespace but "/", the jail
  * root and the mounts on the way to it, deepest first. */
-static int detach_host_mounts(const struct jail_fs *fs)
+static int detach_host_mounts(const char *root)
 {
 	char line[4096], **points = NULL;
 	size_t n = 0, cap = 0;
@@ -421,7 +422,7 @@ static int detach_host_mounts(const struct jail_fs *fs)
 		if (!tok)
 			continue;
 		unescape_mount_path(tok);
-		if (keep_mount(fs, tok))
+		if (keep_mount(root, tok))
 			continue;
 		if (n == cap) {
 			char **grown = realloc(points, (cap = cap ? 2 * cap : 64) * sizeof(*points));
@@ -460,14 +461,21 @@ static int detach_host_mounts(const struct jail_fs *fs)
 
 static int enter_by_move(struct jail_fs *fs)
 {
-	int ret = detach_host_mounts(fs);
+	/* The real path: through a symlink (--chroot-base-dir /var/run/x with
+	 * /var/run -> /run), the mount holding the jail
+	 * would not look "on the way" and be detached with the jail in it. */
+	char root[PATH_MAX];
+	int ret;
 
+	if (!realpath(fs->root, root))
+		return jail_fail("resolving the jail root", fs->root, -errno);
+	ret = detach_host_mounts(root);
 	if (ret)
 		return ret;
-	if (chdir(fs->root))
-		return jail_fail("chdir into the jail root", fs->root, -errno);
-	if (mount(fs->root, "/", NULL, MS_MOVE, NULL))
-		return jail_fail("moving the jail root over / (MS_MOVE)", fs->root, -errno);
+	if (chdir(root))
+		return jail_fail("chdir into the jail root", root, -errno);
+	if (mount(root, "/", NULL, MS_MOVE, NULL))
+		return jail_fail("moving the jail root over / (MS_MOVE)", root, -errno);
 	fs->pivoted = true;
 	if (chroot("."))
 		return jail_fail("chroot into the jail root", fs->root, -errno);

@@ -457,6 +457,35 @@ static void test_probe_sees_a_locked_jail_move_root(void **state)
 	check_locked_jail(true);
 }
 
+/* --move-root with a --chroot-base-dir reached through a symlink, into a
+ * directory on another mount (/dev/shm here): the mount holding the jail
+ * is on the way to it by its real path only, and must not be detached. */
+static void test_move_root_base_through_symlink(void **state)
+{
+	char real[64] = "/dev/shm/mote-jail-real-XXXXXX", saved[sizeof(base)];
+	struct args a;
+	struct proc p;
+
+	(void)state;
+	if (!mkdtemp(real))
+		skip();
+	memcpy(saved, base, sizeof(saved));
+	assert_true(strlen(saved) + sizeof("/link") <= sizeof(base));
+	strcat(base, "/link");
+	assert_int_equal(symlink(real, base), 0);
+	a = jail_args(probe);
+	args_add(&a, "--move-root", NULL);
+	p = run(&a);
+	memcpy(base, saved, sizeof(base));
+	nftw(real, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	if (WIFEXITED(p.status) && WEXITSTATUS(p.status))
+		proc_dump(&p);
+	assert_proc_status(&p, 0);
+	assert_kv(&p, "open:/etc/passwd", "ENOENT");
+	assert_kv(&p, "kvm_open", "ok");
+	proc_free(&p);
+}
+
 static void test_new_pid_ns_probe_is_pid_1(void **state)
 {
 	struct args a = jail_args(probe);
@@ -972,6 +1001,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_probe_sees_a_locked_jail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_probe_sees_a_locked_jail_move_root, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_move_root_base_through_symlink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_pid_ns_probe_is_pid_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_daemonize_detaches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_netns_is_joined, setup, teardown),
