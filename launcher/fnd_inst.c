@@ -604,7 +604,10 @@ void standby_sched(struct instance *inst, bool idle)
 	if (inst->pid <= 0)
 		return;
 	int ret = proc_sched_all(inst->pid, idle ? SCHED_IDLE : SCHED_OTHER);
-	if (ret && ret != -ESRCH)
+	if (ret == -EPERM && idle)
+		log_debug("instance %s: made at normal priority (no CAP_SYS_NICE to undo "
+			  "SCHED_IDLE)", inst->name);
+	else if (ret && ret != -ESRCH)
 		log_warn("instance %s: cannot set its scheduling policy to %s: %s", inst->name,
 			 idle ? "SCHED_IDLE" : "SCHED_OTHER", strerror(-ret));
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,24 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 	return r && errno != ENOENT ? -errno : 0;
 }
 
+/* Whether this process has CAP_SYS_NICE in its effective set. */
+static bool have_cap_sys_nice(void)
+{
+	char line[128];
+	bool yes = false;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "CapEff:", 7)) {
+			yes = (strtoull(line + 7, NULL, 16) >> 23) & 1; /* CAP_SYS_NICE */
+			break;
+		}
+	fclose(f);
+	return yes;
+}
+
 int proc_sched_all(pid_t pid, int policy)
 {
 	struct sched_param sp = { .sched_priority = 0 };
@@ -76,6 +95,11 @@ int proc_sched_all(pid_t pid, int policy)
 	struct dirent *e;
 	int ret = 0;
 
+	/* Out of SCHED_IDLE takes CAP_SYS_NICE (or the target's RLIMIT_NICE
+	 * allowing nice 0), even for one's own processes: without it an idle
+	 * clone would stay idle once it serves. */
+	if (policy == SCHED_IDLE && !have_cap_sys_nice())
+		return -EPERM;
 	/* The main thread first: what it creates from now on inherits it. */
 	if (sched_setscheduler(pid, policy, &sp))
 		return -errno;

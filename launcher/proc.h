@@ -18,7 +18,9 @@ int proc_spawn(char *const argv[], const char *cwd, const char *log_path, pid_t 
  * only on a CPU nothing else wants; SCHED_OTHER: back to normal). Threads
  * made later inherit their creator's. 0, or -errno of the first thread
  * that could not be changed (-ESRCH: gone). Needs CAP_SYS_NICE for
- * another user's process. */
+ * another user's process. SCHED_IDLE is refused (-EPERM, nothing changed)
+ * without CAP_SYS_NICE: leaving it needs that capability even for one's
+ * own processes. */
 int proc_sched_all(pid_t pid, int policy);
 
 /* rm -rf path (no symlink is followed). 0 or -errno of the first failure. */

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -867,6 +868,53 @@ static void test_copy_fd(void **state)
 	free(back);
 }
 
+/* proc_sched_all: a process put under SCHED_IDLE can always be put back
+ * (a standby clone must not serve at idle priority). Without CAP_SYS_NICE
+ * (a launcher not run as root) leaving SCHED_IDLE is refused even for
+ * one's own process, so going into it must be refused too. */
+static pid_t sleeper(void)
+{
+	pid_t t = fork();
+
+	if (t == 0)
+		for (;;)
+			pause();
+	return t;
+}
+
+static void test_sched_idle_undoable(void **state)
+{
+	int status;
+
+	(void)state;
+	pid_t w = fork();
+	assert_true(w >= 0);
+	if (w == 0) {
+		if (geteuid() == 0 && (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534)))
+			_exit(2);
+		pid_t t = sleeper();
+		int idle = proc_sched_all(t, SCHED_IDLE);
+		int back = proc_sched_all(t, SCHED_OTHER);
+		int pol = sched_getscheduler(t);
+		kill(t, SIGKILL);
+		waitpid(t, NULL, 0);
+		_exit(pol == SCHED_OTHER && back == 0 && (idle == 0 || idle == -EPERM) ? 0 : 1);
+	}
+	assert_int_equal(waitpid(w, &status, 0), w);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	if (geteuid() != 0)
+		return;
+	/* With the capability: both ways. */
+	pid_t t = sleeper();
+	assert_int_equal(proc_sched_all(t, SCHED_IDLE), 0);
+	assert_int_equal(sched_getscheduler(t), SCHED_IDLE);
+	assert_int_equal(proc_sched_all(t, SCHED_OTHER), 0);
+	assert_int_equal(sched_getscheduler(t), SCHED_OTHER);
+	kill(t, SIGKILL);
+	waitpid(t, NULL, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -875,7 +923,7 @@ int main(void)
 		cmocka_unit_test(test_reader),       cmocka_unit_test(test_timers),
 		cmocka_unit_test(test_http_server),  cmocka_unit_test(test_spawn_msg),
 		cmocka_unit_test(test_spawner),      cmocka_unit_test(test_cpu_demand),
-		cmocka_unit_test(test_copy_fd),
+		cmocka_unit_test(test_copy_fd),      cmocka_unit_test(test_sched_idle_undoable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
