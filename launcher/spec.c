@@ -160,6 +160,13 @@ int fn_spec_parse(const char *name, const char *body, size_t len, struct fn_spec
 				      "\"standby\" needs \"snapshot\": true");
 		goto out;
 	}
+	if (out->standby && !out->idle_ttl_s) {
+		/* A standby's timer is the idle TTL: with 0 each one would be
+		 * stopped as soon as made, and every start make them anew. */
+		snprintf(err, errlen, "standby clones stop after idle_ttl_s unused: "
+				      "\"standby\" needs \"idle_ttl_s\" above 0");
+		goto out;
+	}
 	if (out->standby >= out->max_instances) {
 		snprintf(err, errlen, "standby=%u leaves no room under max_instances=%u: "
 				      "raise max_instances or lower standby",

@@ -123,6 +123,9 @@ static void test_spec(void **state)
 			  "needs \"snapshot\": true");
 	expect_spec_error("{\"image\": \"/x\", \"standby\": 2, \"max_instances\": 2}",
 			  "no room under max_instances=2");
+	expect_spec_error("{\"image\": \"/x\", \"standby\": 1, \"max_instances\": 3, "
+			  "\"idle_ttl_s\": 0}",
+			  "needs \"idle_ttl_s\" above 0");
 
 	expect_spec_error("", "body is required");
 	expect_spec_error("{", "bad JSON");
