@@ -674,6 +674,26 @@ void inst_spawner_cb(struct ev_watch *w, uint32_t events)
 	}
 }
 
+/* A warm snapshot whose image changed (other bytes, not just touched) is
+ * dropped, with the standby clones made from it: the next start boots the
+ * new image. Asked at every start, a standby's take included. */
+static void fn_check_image(struct fnd *d, struct function *fn)
+{
+	struct file_ident now;
+
+	if (fn->snap != SNAP_READY)
+		return;
+	if (!file_ident_stat(fn->spec.image, &now) && file_ident_same_stat(&now, &fn->snap_image))
+		return;
+	if (file_ident_full(fn->spec.image, &now) || now.hash != fn->snap_image.hash) {
+		log_info("function %s: image changed; rebuilding its warm snapshot", fn->spec.name);
+		fn->snap = SNAP_NONE;
+		fn_drop_standby(d, fn, 0);
+	} else {
+		fn->snap_image = now; /* touched, same bytes */
+	}
+}
+
 /* Starts one instance of fn: a clone of the warm snapshot when there is
  * one for the current image, else a cold boot (which makes the snapshot
  * when this mote can). standby: a clone that stays paused until taken
@@ -689,19 +709,7 @@ static struct instance *inst_launch(struct fnd *d, struct function *fn, bool sta
 							  "the function was deleted");
 		return NULL;
 	}
-	if (fn->snap == SNAP_READY) {
-		struct file_ident now;
-		if (file_ident_stat(fn->spec.image, &now) || !file_ident_same_stat(&now, &fn->snap_image)) {
-			if (file_ident_full(fn->spec.image, &now) || now.hash != fn->snap_image.hash) {
-				log_info("function %s: image changed; rebuilding its warm snapshot",
-					 fn->spec.name);
-				fn->snap = SNAP_NONE;
-				fn_drop_standby(d, fn, 0);
-			} else {
-				fn->snap_image = now; /* touched, same bytes */
-			}
-		}
-	}
+	fn_check_image(d, fn);
 	if (fn->snap == SNAP_READY)
 		restore = true;
 	else if (standby) {
@@ -895,6 +903,9 @@ struct instance *fn_take_standby(struct fnd *d, struct function *fn)
 {
 	struct instance *inst = fn->insts;
 
+	if (!fn->nr_standby)
+		return NULL;
+	fn_check_image(d, fn); /* a changed image drops them all */
 	if (!fn->nr_standby)
 		return NULL;
 	while (inst && inst->state != INST_STANDBY)

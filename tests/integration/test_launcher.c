@@ -995,6 +995,31 @@ static void test_image_change_rebuilds_snapshot(void **state)
 	free(r.body);
 	assert_int_equal((int)metric("mote_fn_starts_total{function=\"f\",kind=\"cold-boot\"} "), 2);
 	assert_true(fn_text_has("f", "\"snapshot\":\"ready\""));
+
+	/* With a standby clone of the old image waiting: the start that would
+	 * take it sees the change, drops it and boots the new image. */
+	snprintf(src, sizeof(src), "%s/echo.elf", fn_dir);
+	copy_file(src, img);
+	snprintf(body, sizeof(body),
+		 "{\"image\": \"%s\", \"mem_mib\": 16, \"idle_ttl_s\": 60, \"standby\": 1}", img);
+	r = call("PUT", "/functions/g", body, strlen(body));
+	assert_int_equal(r.status, 201);
+	free(r.body);
+	expect_answer("g", "abc", "abc");
+	assert_int_equal(wait_fn_field("g", "standby", "instances", 1, 5000), 1);
+	snprintf(src, sizeof(src), "%s/wordcount.elf", fn_dir);
+	copy_file(src, img);
+	pid_t ready = instance_pid_in_state("g", "ready");
+	assert_true(ready > 0);
+	assert_int_equal(kill(ready, SIGKILL), 0);
+	assert_int_equal(wait_fn_field("g", "total", "instances", 1, 5000), 1);
+	r = invoke("g", "abc", 3);
+	if (r.status != 200 || strcmp(r.body, "0 1 3\n"))
+		fail_msg("image changed under a standby clone: %d '%s' (%s)", r.status, r.body,
+			 header(&r, "X-Mote-Start"));
+	assert_string_equal(header(&r, "X-Mote-Start"), "cold-boot");
+	free(r.body);
+	assert_int_equal((int)metric("mote_fn_starts_total{function=\"g\",kind=\"snapshot-standby\"} "), 0);
 	unlink(img);
 }
 
