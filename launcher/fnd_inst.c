@@ -118,10 +118,7 @@ static void inst_enter(struct fnd *d, struct instance *inst, enum inst_state nex
 	}
 	if (next == INST_READY && prev != INST_READY) {
 		inst->ready_ns = ev_now_ns();
-		hist_add(&fn->start_hist[inst->kind == START_COLD	 ? 0 :
-					 inst->kind == START_RESTORE ? 1 :
-								       2],
-			 (inst->ready_ns - inst->spawn_ns) / 1000);
+		hist_add(&fn->start_hist[inst->kind], (inst->ready_ns - inst->spawn_ns) / 1000);
 		ev_timer_cancel(d->loop, &inst->timer);
 	}
 	if (next == INST_READY) {

@@ -92,7 +92,9 @@ struct function {
 	double cpu_demand;              /* summed over its sampled instances, CPUs */
 	unsigned cpu_primed;            /* instances with a demand figure */
 	uint64_t by_status[8];          /* runtime status of completed invocations */
-	struct hist start_hist[3];      /* cold, restore, standby: spawn (standby: taken) -> ready */
+	/* By how the instance started (START_COLD, _RESTORE, _STANDBY; a warm
+	 * reuse is no start): spawn (a standby: its take) -> ready. */
+	struct hist start_hist[START_WARM];
 	unsigned nr_standby;            /* instances in INST_STANDBY */
 	struct hist total_hist, handler_hist, queue_hist;
 };

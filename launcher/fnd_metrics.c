@@ -142,12 +142,13 @@ char *fnd_metrics_text(struct fnd *d, size_t *len)
 	mprintf(&b, "# HELP mote_fn_start_seconds Spawn of the monitor (a standby: its take) to ready.\n"
 		    "# TYPE mote_fn_start_seconds histogram\n");
 	for (struct function *fn = d->fns; fn; fn = fn->next) {
-		hist_out(&b, "mote_fn_start_seconds", fn->spec.name, ",kind=\"cold-boot\"",
-			 &fn->start_hist[0]);
-		hist_out(&b, "mote_fn_start_seconds", fn->spec.name, ",kind=\"snapshot-restore\"",
-			 &fn->start_hist[1]);
-		hist_out(&b, "mote_fn_start_seconds", fn->spec.name, ",kind=\"snapshot-standby\"",
-			 &fn->start_hist[2]);
+		for (int k = 0; k < START_WARM; k++) {
+			char label[48];
+			snprintf(label, sizeof(label), ",kind=\"%s\"",
+				 start_kind_name((enum start_kind)k));
+			hist_out(&b, "mote_fn_start_seconds", fn->spec.name, label,
+				 &fn->start_hist[k]);
+		}
 	}
 	mprintf(&b, "# HELP mote_fn_invoke_seconds Request received to response, in the launcher.\n"
 		    "# TYPE mote_fn_invoke_seconds histogram\n");
