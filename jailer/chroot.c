@@ -404,7 +404,8 @@ static void unescape_mount_path(char *s)
 }
 
 /* Detaches every mount of this (new, private) namespace but "/", the jail
- * root and the mounts on the way to it, deepest first. */
+ * root and the mounts on the way to it (the topmost of them: the rest go
+ * along). */
 static int detach_host_mounts(const char *root)
 {
 	char line[4096], **points = NULL;
